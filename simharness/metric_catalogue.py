@@ -1,0 +1,87 @@
+"""Every metric by its contract name (DESIGN.md section 3): unit, kind, and how to pool it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MetricInfo:
+    name: str
+    unit: str
+    description: str
+    # "count" and "value": Student t CI over replications. "rate": numerator / denominator
+    # columns of the summary, pooled over replications with a Wilson interval.
+    kind: str = "value"
+    numerator: str | None = None
+    denominator: str | None = None
+    higher_is_better: bool | None = None
+    headline: bool = False
+
+
+M = MetricInfo
+METRICS: tuple[MetricInfo, ...] = (
+    M("tasks", "tasks", "top-level tasks that arrived after warm-up", "count"),
+    M("tasks_completed", "tasks", "tasks that finished every step", "count"),
+    M("tasks_failed", "tasks", "tasks aborted by a denial", "count"),
+    M("actions", "actions", "actions requested (legitimate and injected)", "count"),
+    M("actions_denied", "actions", "actions denied", "count"),
+    M("legit_actions", "actions", "legitimate (not injected) actions requested", "count"),
+    M("legit_denied", "actions", "legitimate actions denied", "count"),
+    M("collateral_denials", "actions",
+      "legitimate actions denied because a revocation hit a shared or flagged identity", "count"),
+    M("executed_actions", "actions", "actions that executed", "count"),
+    M("misuse_injected", "instances", "misuse instances injected", "count"),
+    M("misuse_prevented", "instances", "instances whose goal actions never executed", "count"),
+    M("misuse_detected", "instances", "instances with an executed goal action that was flagged",
+      "count"),
+    M("misuse_missed", "instances", "instances neither prevented nor detected", "count"),
+    M("misuse_caught", "instances", "prevented + detected", "count"),
+    M("misuse_caught_rate", "share", "(prevented + detected) / injected", "rate",
+      "misuse_caught", "misuse_injected", True, True),
+    M("damage", "weighted permissions", "sum of w(p) over executed goal actions", "value",
+      higher_is_better=False, headline=True),
+    M("exposure", "weighted permission-seconds",
+      "integral of live credential weight minus the weight in use", "value",
+      higher_is_better=False, headline=True),
+    M("standing_exposure", "weighted permission-seconds",
+      "the part of exposure accrued while the holder had no task", "value", higher_is_better=False),
+    M("exposure_per_agent_hour", "weighted permissions",
+      "exposure / (agents x measured hours)", "value", higher_is_better=False),
+    M("blast_radius", "weighted permission-seconds",
+      "expected W(G) x remaining lifetime of a credential stolen at a random live moment", "value",
+      higher_is_better=False),
+    M("false_deny_rate", "share", "denied legitimate actions / legitimate actions", "rate",
+      "legit_denied", "legit_actions", False, True),
+    M("task_success_rate", "share", "completed / (completed + failed) tasks", "rate",
+      "tasks_completed", "tasks_ended", True),
+    M("tasks_ended", "tasks", "completed + failed tasks", "count"),
+    M("decision_mean_ms", "ms", "mean decision latency (queueing included)", "value",
+      higher_is_better=False),
+    M("decision_p50_ms", "ms", "median decision latency", "value", higher_is_better=False),
+    M("decision_p95_ms", "ms", "95th percentile decision latency", "value", higher_is_better=False),
+    M("decision_p99_ms", "ms", "99th percentile decision latency", "value",
+      higher_is_better=False, headline=True),
+    M("decision_max_ms", "ms", "largest decision latency", "value", higher_is_better=False),
+    M("task_time_mean_s", "s", "mean task time, start to end", "value", higher_is_better=False),
+    M("task_inflation", "share",
+      "mean task time / mean task time under `none` on the same workload - 1", "value",
+      higher_is_better=False, headline=True),
+    M("pdp_utilization", "share", "busy fraction of the policy decision point servers", "value"),
+    M("tokens_issued", "tokens", "credentials issued by the token service", "count"),
+    M("policy_evaluations", "evaluations", "policy evaluations performed (cache hits excluded)",
+      "count"),
+    M("allowed_without_decision", "actions", "actions allowed by fail-open after a PDP timeout",
+      "count"),
+    M("audit_attributed", "actions", "executed actions whose record names agent and task", "count"),
+    M("audit_attribution_rate", "share",
+      "executed actions whose tool-invocation record names the agent and the task", "rate",
+      "audit_attributed", "executed_actions", True),
+    M("invisible_actions", "actions", "executed actions the control could not see", "count"),
+    M("invisible_action_rate", "share", "executed actions the control could not see", "rate",
+      "invisible_actions", "executed_actions", False),
+)
+
+METRIC_INFO: dict[str, MetricInfo] = {m.name: m for m in METRICS}
+METRIC_NAMES: tuple[str, ...] = tuple(METRIC_INFO)
+HEADLINE: tuple[str, ...] = tuple(m.name for m in METRICS if m.headline)

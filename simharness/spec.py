@@ -1,0 +1,311 @@
+"""Frozen pydantic models of a scenario (schema_version 1) and its control profiles."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+from simharness.misuse_catalogue import MISUSE_KINDS
+from simharness.units import Distribution, Duration, Rate
+
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+DEFAULT_CONTROLS = ("none", "static_iam", "sse_only", "jit_per_task", "per_action_policy")
+
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Weights(Frozen):
+    """w(permission) = sensitivity[r.sensitivity] * action[a]."""
+
+    sensitivity: dict[str, Annotated[float, Field(ge=0)]] = {
+        "public": 0,
+        "internal": 1,
+        "confidential": 4,
+        "restricted": 16,
+    }
+    action: dict[str, Annotated[float, Field(ge=0)]] = {
+        "read": 1,
+        "write": 2,
+        "send": 2,
+        "delete": 4,
+        "admin": 8,
+    }
+
+
+class Resource(Frozen):
+    name: Name
+    sensitivity: str
+    destination: str
+    external: bool = False
+    approved: bool = True
+    # service_account: legacy SaaS reachable only through one shared broad credential.
+    auth: Literal["scoped", "service_account"] = "scoped"
+
+
+class Tool(Frozen):
+    name: Name
+    actions: list[str] = Field(min_length=1)
+    resources: list[str] = Field(min_length=1)
+
+
+class Agent(Frozen):
+    name: Name
+    count: int = Field(default=1, ge=1, le=100_000)
+    role: dict[str, list[str]]
+    identity: Literal["shared", "per_agent", "per_task"] = "per_agent"
+    platform: Literal["first_party", "third_party"] = "first_party"
+    task_rate: Rate
+    tasks: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+
+
+class ToolStep(Frozen):
+    tool: str
+    action: str
+    resource: str
+    bytes_out: int = Field(default=0, ge=0)
+
+
+class DelegateStep(Frozen):
+    delegate: str
+    task: str
+
+
+def _step_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "delegate" if "delegate" in value else "tool"
+    return "delegate" if isinstance(value, DelegateStep) else "tool"
+
+
+Step = Annotated[
+    Annotated[ToolStep, Tag("tool")] | Annotated[DelegateStep, Tag("delegate")],
+    Discriminator(_step_kind),
+]
+
+
+class TaskSpec(Frozen):
+    description: str = ""
+    steps: list[Step] = Field(min_length=1)
+
+
+class Timing(Frozen):
+    think: Distribution = Field(default_factory=lambda: {"dist": "exponential", "mean": "2s"})  # type: ignore[assignment]
+    step: Distribution = Field(
+        default_factory=lambda: {"dist": "lognormal", "p50": "300ms", "p99": "3s"}  # type: ignore[assignment]
+    )
+
+
+class MisuseParams(Frozen):
+    """Shape of injected misuse (defaults are illustrative; tune per scenario)."""
+
+    hijack_actions: int = Field(default=3, ge=1)
+    theft_delay: Duration = 300.0
+    theft_uses: int = Field(default=5, ge=1)
+    theft_interval: Duration = 60.0
+    replay_delay: Duration = 600.0
+    exfil_bytes: int = Field(default=50_000_000, ge=0)
+    overload_calls: int = Field(default=50, ge=2)
+    overload_interval: Duration = 0.05
+    overload_setup: int = Field(default=5, ge=0)
+
+
+class Misuse(Frozen):
+    rate: float = Field(default=0.0, ge=0, le=1)
+    kinds: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {k: 1.0 for k in MISUSE_KINDS}
+    )
+    params: MisuseParams = MisuseParams()
+
+
+class RiskSignal(Frozen):
+    benign: Distribution = Field(default_factory=lambda: {"dist": "beta", "a": 2, "b": 8})  # type: ignore[assignment]
+    misuse: Distribution = Field(default_factory=lambda: {"dist": "beta", "a": 6, "b": 2})  # type: ignore[assignment]
+
+
+class Signals(Frozen):
+    risk: RiskSignal = RiskSignal()
+
+
+class ControlEntry(Frozen):
+    """A named configuration of a control model (a profile)."""
+
+    name: Name
+    model: str
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScenarioSpec(Frozen):
+    schema_version: int
+    name: Name
+    description: str = ""
+    horizon: Duration = 8 * 3600.0
+    warmup: Duration = 0.0
+    replications: int = Field(default=10, ge=1, le=100_000)
+    seed: int = Field(default=20261129, ge=0)
+    on_deny: Literal["abort", "skip"] = "abort"
+    max_delegation_depth: int = Field(default=4, ge=1, le=32)
+    weights: Weights = Weights()
+    resources: list[Resource] = Field(min_length=1)
+    tools: list[Tool] = Field(min_length=1)
+    agents: list[Agent] = Field(min_length=1)
+    tasks: dict[str, TaskSpec] = Field(min_length=1)
+    timing: Timing = Timing()
+    misuse: Misuse = Misuse()
+    signals: Signals = Signals()
+    controls: list[ControlEntry] = Field(min_length=1)
+    sweep: dict[str, list[Any]] | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _version(cls, v: int) -> int:
+        if v not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ValueError(
+                f"schema_version {v} is not supported; this simharness reads "
+                f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}"
+            )
+        return v
+
+    @field_validator("horizon")
+    @classmethod
+    def _finite_horizon(cls, v: float) -> float:
+        if not (0 < v < math.inf):
+            raise ValueError("horizon must be a finite duration > 0")
+        return v
+
+    # Convenience look-ups used everywhere downstream.
+    def resource(self, name: str) -> Resource:
+        return next(r for r in self.resources if r.name == name)
+
+    def tool(self, name: str) -> Tool:
+        return next(t for t in self.tools if t.name == name)
+
+    def agent(self, name: str) -> Agent:
+        return next(a for a in self.agents if a.name == name)
+
+    def control(self, name: str) -> ControlEntry:
+        return next(c for c in self.controls if c.name == name)
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
+    """' (did you mean X?)' for the closest choice, or ''."""
+    close = difflib.get_close_matches(str(word), sorted(map(str, choices)), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown(kind: str, word: str, choices: Any) -> str:
+    known = sorted(choices)
+    hint = did_you_mean(word, known)
+    if hint:
+        return f"unknown {kind} {word!r}{hint}"
+    return f"unknown {kind} {word!r}; known: {', '.join(known) or '(none)'}"
+
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def check_references(spec: ScenarioSpec) -> list[Problem]:
+    """Cross-field checks pydantic cannot do alone; every problem, as (path, message)."""
+    problems: list[Problem] = []
+    add = problems.append
+    sens, acts = spec.weights.sensitivity, spec.weights.action
+
+    for field, items in (("resources", spec.resources), ("tools", spec.tools), ("agents", spec.agents),
+                         ("controls", spec.controls)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.name in seen:
+                add(((field, i, "name"), f"duplicate name {item.name!r}"))
+            seen.add(item.name)
+
+    resources = {r.name: r for r in spec.resources}
+    tools = {t.name: t for t in spec.tools}
+    agents = {a.name: a for a in spec.agents}
+
+    for i, r in enumerate(spec.resources):
+        if r.sensitivity not in sens:
+            add((("resources", i, "sensitivity"),
+                 _unknown("sensitivity level", r.sensitivity, sens) + " (add it to weights.sensitivity)"))
+    for i, t in enumerate(spec.tools):
+        for j, a in enumerate(t.actions):
+            if a not in acts:
+                add((("tools", i, "actions", j),
+                     _unknown("action", a, acts) + " (add it to weights.action)"))
+        for j, rn in enumerate(t.resources):
+            if rn not in resources:
+                add((("tools", i, "resources", j), _unknown("resource", rn, resources)))
+    for i, ag in enumerate(spec.agents):
+        for tn, actions in ag.role.items():
+            if tn not in tools:
+                add((("agents", i, "role", tn), _unknown("tool", tn, tools)))
+                continue
+            for j, a in enumerate(actions):
+                if a not in tools[tn].actions:
+                    add((("agents", i, "role", tn, j),
+                         _unknown(f"action of tool {tn!r}", a, tools[tn].actions)))
+        for tn in ag.tasks:
+            if tn not in spec.tasks:
+                add((("agents", i, "tasks", tn), _unknown("task", tn, spec.tasks)))
+    for tname, task in spec.tasks.items():
+        for j, step in enumerate(task.steps):
+            path: tuple[str | int, ...] = ("tasks", tname, "steps", j)
+            if isinstance(step, DelegateStep):
+                if step.delegate not in agents:
+                    add(((*path, "delegate"), _unknown("agent archetype", step.delegate, agents)))
+                if step.task not in spec.tasks:
+                    add(((*path, "task"), _unknown("task", step.task, spec.tasks)))
+                continue
+            if step.tool not in tools:
+                add(((*path, "tool"), _unknown("tool", step.tool, tools)))
+                continue
+            tool = tools[step.tool]
+            if step.action not in tool.actions:
+                add(((*path, "action"), _unknown(f"action of tool {tool.name!r}", step.action, tool.actions)))
+            if step.resource not in tool.resources:
+                add(((*path, "resource"),
+                     _unknown(f"resource of tool {tool.name!r}", step.resource, tool.resources)))
+    if not problems:
+        problems += _check_delegation_depth(spec)
+    for kind in spec.misuse.kinds:
+        if kind not in MISUSE_KINDS:
+            add((("misuse", "kinds", kind), _unknown("misuse kind", kind, MISUSE_KINDS)))
+    if spec.misuse.rate > 0 and not any(w > 0 for w in spec.misuse.kinds.values()):
+        add((("misuse", "kinds"), "misuse.rate > 0 needs at least one kind with weight > 0"))
+    if spec.warmup >= spec.horizon:
+        add((("warmup",), "warmup must be shorter than horizon"))
+    if not any(ag.tasks for ag in spec.agents):
+        add((("agents",), "no agent has tasks: give at least one agent a `tasks:` mix"))
+    return problems
+
+
+def _check_delegation_depth(spec: ScenarioSpec) -> list[Problem]:
+    """Delegation must form no cycle and nest at most max_delegation_depth deep."""
+    depth: dict[str, int] = {}
+    problems: list[Problem] = []
+
+    def visit(name: str, stack: tuple[str, ...]) -> int:
+        if name in stack:
+            cycle = " -> ".join((*stack[stack.index(name):], name))
+            problems.append((("tasks", name), f"delegation cycle {cycle}"))
+            return 0
+        if name in depth:
+            return depth[name]
+        d = 0
+        for step in spec.tasks[name].steps:
+            if isinstance(step, DelegateStep):
+                d = max(d, 1 + visit(step.task, (*stack, name)))
+        depth[name] = d
+        return d
+
+    for name in spec.tasks:
+        if visit(name, ()) > spec.max_delegation_depth and not problems:
+            problems.append((("tasks", name),
+                             f"delegation nests {depth[name]} deep; max_delegation_depth is "
+                             f"{spec.max_delegation_depth}"))
+    return problems

@@ -1,0 +1,210 @@
+"""Durations ("250ms", "8h"), rates ("6/h") and the sampling distributions of a scenario."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+#: seconds per unit
+UNITS: dict[str, float] = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_DURATION_RE = re.compile(rf"^\s*({_NUMBER})\s*(us|ms|s|m|h|d)?\s*$")
+_RATE_RE = re.compile(rf"^\s*({_NUMBER})\s*/\s*(us|ms|s|m|h|d)\s*$")
+
+# A z-score of the 99th percentile of the standard normal: lognormal p50/p99 -> sigma.
+Z99 = 2.3263478740408408
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number (already seconds) or a string with a unit: us ms s m h d."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '250ms' or '8h', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        if value.strip() in ("inf", "infinity"):
+            return math.inf
+        m = _DURATION_RE.match(value)
+        if not m:
+            raise ValueError(
+                f"expected a duration like '250ms', '2s' or '8h' (units: us ms s m h d), got {value!r}"
+            )
+        seconds = float(m.group(1)) * UNITS[m.group(2) or "s"]
+    else:
+        raise ValueError(f"expected a duration like '250ms' or '8h', got {type(value).__name__}")
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"a duration must be >= 0, got {value!r}")
+    return seconds
+
+
+def parse_rate(value: object) -> float:
+    """Events per second from '6/h', '0.5/s' or a bare number (per second)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a rate like '6/h', got {value!r}")
+    if isinstance(value, int | float):
+        rate = float(value)
+    elif isinstance(value, str):
+        m = _RATE_RE.match(value)
+        if not m:
+            raise ValueError(f"expected a rate like '6/h' or '0.5/s', got {value!r}")
+        rate = float(m.group(1)) / UNITS[m.group(2)]
+    else:
+        raise ValueError(f"expected a rate like '6/h', got {type(value).__name__}")
+    if math.isnan(rate) or rate < 0 or math.isinf(rate):
+        raise ValueError(f"a rate must be finite and >= 0, got {value!r}")
+    return rate
+
+
+def format_duration(seconds: float) -> str:
+    """Shortest readable form of a duration in seconds ('250ms', '2h')."""
+    if math.isinf(seconds):
+        return "inf"
+    for unit in ("d", "h", "m", "s", "ms", "us"):
+        q = seconds / UNITS[unit]
+        if q >= 1 and abs(q - round(q)) < 1e-9:
+            return f"{round(q)}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Rate = Annotated[float, BeforeValidator(parse_rate)]
+
+
+class _Dist(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:  # pragma: no cover
+        """n independent draws as a float array."""
+        raise NotImplementedError
+
+    def mean(self) -> float:  # pragma: no cover
+        """Expected value."""
+        raise NotImplementedError
+
+
+class Constant(_Dist):
+    dist: Literal["constant"] = "constant"
+    value: Duration
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.full(n, self.value)
+
+    def mean(self) -> float:
+        return self.value
+
+
+class Exponential(_Dist):
+    dist: Literal["exponential"]
+    mean_: Duration = Field(alias="mean")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.exponential(self.mean_, n) if self.mean_ > 0 else np.zeros(n)
+
+    def mean(self) -> float:
+        return self.mean_
+
+
+class Lognormal(_Dist):
+    """Lognormal given by its median and 99th percentile (how latency is usually reported)."""
+
+    dist: Literal["lognormal"]
+    p50: Duration
+    p99: Duration
+
+    @model_validator(mode="after")
+    def _order(self) -> Lognormal:
+        if self.p50 <= 0 or self.p99 < self.p50:
+            raise ValueError("lognormal needs 0 < p50 <= p99")
+        return self
+
+    @property
+    def mu_sigma(self) -> tuple[float, float]:
+        return math.log(self.p50), math.log(self.p99 / self.p50) / Z99
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        mu, sigma = self.mu_sigma
+        return rng.lognormal(mu, sigma, n)
+
+    def mean(self) -> float:
+        mu, sigma = self.mu_sigma
+        return math.exp(mu + sigma * sigma / 2)
+
+
+class Uniform(_Dist):
+    dist: Literal["uniform"]
+    low: Duration
+    high: Duration
+
+    @model_validator(mode="after")
+    def _order(self) -> Uniform:
+        if self.high < self.low:
+            raise ValueError("uniform needs low <= high")
+        return self
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.uniform(self.low, self.high, n)
+
+    def mean(self) -> float:
+        return (self.low + self.high) / 2
+
+
+class Empirical(_Dist):
+    """Resampling of observed values; `samples` is a list or a CSV path (resolved by the loader)."""
+
+    dist: Literal["empirical"]
+    samples: list[Duration] | str
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> Empirical:
+        if isinstance(self.samples, list) and not self.samples:
+            raise ValueError("empirical needs at least one sample")
+        return self
+
+    def _values(self) -> np.ndarray:
+        if isinstance(self.samples, str):
+            raise ValueError(f"empirical samples file {self.samples!r} was not loaded")
+        return np.asarray(self.samples, dtype=float)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        values = self._values()
+        return values[rng.integers(0, len(values), n)]
+
+    def mean(self) -> float:
+        return float(self._values().mean())
+
+
+class Beta(_Dist):
+    """Beta(a, b) on [0, 1]: risk scores."""
+
+    dist: Literal["beta"]
+    a: float = Field(gt=0)
+    b: float = Field(gt=0)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.beta(self.a, self.b, n)
+
+    def mean(self) -> float:
+        return self.a / (self.a + self.b)
+
+
+def _bare_to_constant(value: object) -> object:
+    # A bare duration ("300ms", 2) means a constant distribution.
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        return {"dist": "constant", "value": value}
+    return value
+
+
+Distribution = Annotated[
+    Constant | Exponential | Lognormal | Uniform | Empirical | Beta,
+    Field(discriminator="dist"),
+    BeforeValidator(_bare_to_constant),
+]
+
+DIST_KINDS = ("constant", "exponential", "lognormal", "uniform", "empirical", "beta")
