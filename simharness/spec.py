@@ -95,9 +95,13 @@ class TaskSpec(Frozen):
 
 
 class Timing(Frozen):
-    think: Distribution = Field(default_factory=lambda: {"dist": "exponential", "mean": "2s"})  # type: ignore[assignment]
-    step: Distribution = Field(
-        default_factory=lambda: {"dist": "lognormal", "p50": "300ms", "p99": "3s"}  # type: ignore[assignment]
+    # validate_default: the factories return raw dicts that must become distribution models.
+    think: Distribution = Field(  # type: ignore[assignment]
+        default_factory=lambda: {"dist": "exponential", "mean": "2s"}, validate_default=True
+    )
+    step: Distribution = Field(  # type: ignore[assignment]
+        default_factory=lambda: {"dist": "lognormal", "p50": "300ms", "p99": "3s"},
+        validate_default=True,
     )
 
 
@@ -124,8 +128,12 @@ class Misuse(Frozen):
 
 
 class RiskSignal(Frozen):
-    benign: Distribution = Field(default_factory=lambda: {"dist": "beta", "a": 2, "b": 8})  # type: ignore[assignment]
-    misuse: Distribution = Field(default_factory=lambda: {"dist": "beta", "a": 6, "b": 2})  # type: ignore[assignment]
+    benign: Distribution = Field(  # type: ignore[assignment]
+        default_factory=lambda: {"dist": "beta", "a": 2, "b": 8}, validate_default=True
+    )
+    misuse: Distribution = Field(  # type: ignore[assignment]
+        default_factory=lambda: {"dist": "beta", "a": 6, "b": 2}, validate_default=True
+    )
 
 
 class Signals(Frozen):

@@ -1,0 +1,195 @@
+"""The `simharness` command line (typer). Bad input exits 2 with file:line:col messages."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from simharness.loader import ScenarioError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Simulate authorization controls on autonomous agents and compare them.")
+
+ScenarioArg = Annotated[str, typer.Argument(help="a scenario file, or the name of a shipped one")]
+ControlsOpt = Annotated[str | None, typer.Option("--controls", help="comma-separated control names")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: dotted.path=value")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="results folder")]
+
+
+def _fail(problems: object) -> None:
+    typer.echo(str(problems), err=True)
+    raise typer.Exit(2)
+
+
+def _overrides(sets: list[str] | None, replications: int | None, seed: int | None,
+               horizon: str | None) -> list[str]:
+    out = list(sets or [])
+    if replications is not None:
+        out.append(f"replications={replications}")
+    if seed is not None:
+        out.append(f"seed={seed}")
+    if horizon is not None:
+        out.append(f"horizon={horizon}")
+    return out
+
+
+def _controls(value: str | None) -> list[str] | None:
+    return [c.strip() for c in value.split(",") if c.strip()] if value else None
+
+
+def _report_table(res, out: Path, quiet: bool) -> None:
+    from simharness.stats import headline_table
+
+    if not quiet:
+        typer.echo(headline_table(res.aggregate))
+    typer.echo(f"results: {out}")
+
+
+@app.command()
+def run(
+    scenario: ScenarioArg,
+    controls: ControlsOpt = None,
+    replications: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: Annotated[int | None, typer.Option(min=0)] = None,
+    horizon: Annotated[str | None, typer.Option(help="e.g. 8h")] = None,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    workers: Annotated[int, typer.Option(min=0, help="parallel processes (0: one per core)")] = 0,
+    force: Annotated[bool, typer.Option(help="recompute runs already in the folder")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Run a scenario: every control x replication, into a results folder."""
+    from simharness import api, loader, sweep
+
+    try:
+        spec = loader.load_scenario(scenario, _overrides(set_, replications, seed, horizon),
+                                    _controls(controls))
+    except ScenarioError as e:
+        _fail(e)
+    out = out or sweep.default_out(spec)
+    res = api.sweep(scenario, {}, controls=_controls(controls),
+                    overrides=_overrides(set_, replications, seed, horizon), out=out,
+                    workers=workers or sweep.default_workers(), quiet=quiet, force=force)
+    _report_table(res, out, quiet)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    scenario: ScenarioArg,
+    grid: Annotated[list[str] | None, typer.Option("--grid", help="dotted.path=v1,v2,...")] = None,
+    controls: ControlsOpt = None,
+    replications: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: Annotated[int | None, typer.Option(min=0)] = None,
+    horizon: Annotated[str | None, typer.Option()] = None,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    workers: Annotated[int, typer.Option(min=0, help="parallel processes (0: one per core)")] = 0,
+    force: Annotated[bool, typer.Option()] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Run a parameter grid (cartesian product) x controls x replications."""
+    import yaml
+
+    from simharness import api, loader, sweep
+
+    overrides = _overrides(set_, replications, seed, horizon)
+    parsed: dict[str, list] = {}
+    for g in grid or []:
+        path, eq, values = g.partition("=")
+        if not eq or not path or not values:
+            _fail(f"--grid {g!r}: expected dotted.path=v1,v2,...")
+        parsed[path.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+    try:
+        spec = loader.load_scenario(scenario, overrides, _controls(controls))
+        for path, values in parsed.items():  # check every grid value before running anything
+            for v in values:
+                loader.load_scenario(scenario, [*overrides, f"{path}={v}"], _controls(controls))
+    except ScenarioError as e:
+        _fail(e)
+    if not parsed and not spec.sweep:
+        _fail(f"{scenario}: nothing to sweep: give --grid dotted.path=v1,v2 or a `sweep:` block")
+    out = out or sweep.default_out(spec)
+    res = api.sweep(scenario, parsed or None, controls=_controls(controls), overrides=overrides,
+                    out=out, workers=workers or sweep.default_workers(), quiet=quiet, force=force)
+    _report_table(res, out, quiet)
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="scenario files")]) -> None:
+    """Check scenario files; print every problem as file:line:col: path: message."""
+    from simharness.loader import validate_files
+
+    problems = validate_files([str(f) for f in files])
+    if problems:
+        _fail("\n".join(map(str, problems)))
+    for f in files:
+        typer.echo(f"{f}: ok")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files (for editors)."""
+    from simharness.spec import ScenarioSpec
+
+    typer.echo(json.dumps(ScenarioSpec.model_json_schema(), indent=2))
+
+
+@app.command("list")
+def list_cmd(what: Annotated[str, typer.Argument(help="controls | scenarios | misuse | metrics")]) -> None:
+    """List control models and profiles, shipped scenarios, misuse kinds or metrics."""
+    if what == "controls":
+        from simharness.controls.base import registered
+        from simharness.loader import data_dir, list_profiles
+
+        typer.echo("models:")
+        for name, cls in registered().items():
+            typer.echo(f"  {name:20} {cls.description}")
+        typer.echo("profiles:")
+        for name, path in list_profiles([data_dir("controls")]).items():
+            import yaml
+
+            desc = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+            typer.echo(f"  {name:20} {desc}")
+    elif what == "scenarios":
+        from simharness.loader import list_scenarios
+
+        for name, desc in list_scenarios():
+            typer.echo(f"{name:24} {desc}")
+    elif what == "misuse":
+        from simharness.misuse_catalogue import CATALOGUE, standards_ids
+
+        for k in CATALOGUE.values():
+            typer.echo(f"{k.name:22} {standards_ids(k.name):34} {k.summary}")
+    elif what == "metrics":
+        from simharness.metric_catalogue import METRICS
+
+        for m in METRICS:
+            typer.echo(f"{m.name:26} {m.unit:28} {m.description}")
+    else:
+        from simharness.spec import did_you_mean
+
+        _fail(f"list: unknown {what!r}{did_you_mean(what, ['controls', 'scenarios', 'misuse', 'metrics'])}; "
+              "choose controls, scenarios, misuse or metrics")
+
+
+def main() -> None:
+    """Console entry point: exit 2 on bad input, 1 on internal errors."""
+    try:
+        app()
+    except ScenarioError as e:
+        typer.echo(str(e), err=True)
+        sys.exit(2)
+    except FileNotFoundError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished runs are saved; run again to resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""The control protocol: Request, Decision, Credential, the ledger of credentials, the registry.
+
+A control model judges requests (`decide`, pure and synchronous: no SimPy, no clock, no I/O)
+and manages credentials through lifecycle hooks. The engine turns its decision path into
+latency and owns time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from simharness.spec import Resource, ScenarioSpec
+from simharness.units import Distribution, Duration
+from simharness.workload import Perm, permission_weights, role_perms
+
+ENTRY_POINT_GROUP = "simharness.controls"
+
+
+@dataclass(slots=True, eq=False)
+class Credential:
+    """A grant: holder identity, permission set G with precomputed weight W(G), lifetime."""
+
+    id: int
+    holder: str
+    perms: frozenset[Perm]
+    weight: float  # W(G), computed once so exposure accounting is O(1) per event
+    issued: float
+    expires: float = math.inf
+    revoked: float | None = None
+    bound_to: str | None = None  # sender-constrained: only this identity may present it
+    audience: frozenset[str] | None = None  # tools it may be presented to (None: any)
+    task_id: int = -1  # >= 0: scoped to one task
+    kind: str = "role"  # role | task | capability
+    revocable: bool = True  # False inside third-party platforms: the organisation cannot revoke
+
+    def live(self, t: float) -> bool:
+        return self.issued <= t < self.expires and (self.revoked is None or t < self.revoked)
+
+    @property
+    def end(self) -> float:
+        """When it stops being usable (expiry or revocation)."""
+        return self.expires if self.revoked is None else min(self.expires, self.revoked)
+
+
+class Ledger:
+    """Every credential issued in a run, in issue order (the engine reads it for metrics)."""
+
+    __slots__ = ("credentials", "_weight", "tokens_issued", "revocations_refused")
+
+    def __init__(self, weight: dict[Perm, float]):
+        self.credentials: list[Credential] = []
+        self._weight = weight
+        self.tokens_issued = 0
+        self.revocations_refused = 0
+
+    def issue(self, holder: str, perms: frozenset[Perm], now: float, ttl: float = math.inf,
+              **kw: Any) -> Credential:
+        w = self._weight
+        cred = Credential(len(self.credentials), holder, perms, sum(w.get(p, 0.0) for p in perms),
+                          now, now + ttl, **kw)
+        self.credentials.append(cred)
+        if cred.kind != "role":
+            self.tokens_issued += 1
+        return cred
+
+    def revoke(self, cred: Credential, now: float) -> bool:
+        """Revoke unless already ended or out of reach (third-party platform)."""
+        if cred.revoked is not None or now >= cred.expires:
+            return False
+        if not cred.revocable:
+            self.revocations_refused += 1
+            return False
+        cred.revoked = now
+        return True
+
+
+@dataclass(slots=True)
+class Request:
+    """What an action asks for; each control looks only at the part it can see."""
+
+    time: float
+    identity: str  # as presented
+    identity_mode: str  # shared | per_agent | per_task (of the presented identity)
+    attested: bool  # the presenter's workload attestation matches the presented identity
+    source: str  # "agent" (inside the organisation's paths) or "external" (an outside attacker)
+    agent: str
+    archetype: str
+    platform: str
+    tool: str
+    action: str
+    resource: Resource
+    perm: Perm
+    bytes_out: int
+    data_sensitivity: str | None
+    task_id: int
+    task_type: str
+    task_active: bool
+    in_scope: bool  # perm in the task's planned scope
+    entitled: bool  # the directory currently grants perm to the presented identity's role
+    chain_depth: int
+    chain_origin: str  # identity of the top-level task's agent
+    origin_permits: bool  # perm in the chain origin's role (confused-deputy check)
+    token_mode: str  # none | exchange | passthrough
+    credential: Credential | None
+    risk: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allow: bool
+    reasons: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+ALLOW = Decision(True, ("allow",))
+
+
+@dataclass(frozen=True, slots=True)
+class Local:
+    """A decision taken in-process (latency from a distribution, no queue)."""
+
+    latency: Any  # units distribution
+
+
+@dataclass(frozen=True, slots=True)
+class Station:
+    """A decision service with a queue: a PDP, an inspecting proxy or a token service."""
+
+    name: str
+    servers: float  # math.inf: no queue
+    rtt: Any  # distribution (network round trip)
+    service: Any  # distribution (service time per request)
+    timeout: float = math.inf
+    fail_mode: str = "closed"
+    cache_ttl: float = 0.0
+    cache_key: tuple[str, ...] = ("identity", "tool", "action", "resource")
+
+
+class World:
+    """Scenario facts every control may know: roles, resources, weights."""
+
+    def __init__(self, spec: ScenarioSpec):
+        self.spec = spec
+        self.weight = permission_weights(spec)
+        self.roles: dict[str, frozenset[Perm]] = {a.name: role_perms(spec, a.role) for a in spec.agents}
+        self.resources: dict[str, Resource] = {r.name: r for r in spec.resources}
+        self.all_perms = frozenset(self.weight)
+        self.tool_resources = {t.name: tuple(t.resources) for t in spec.tools}
+        self.tool_actions = {t.name: tuple(t.actions) for t in spec.tools}
+        # Legacy SaaS: a resource reachable only through one broad service-account credential.
+        self.service_account_perms = frozenset(p for p in self.all_perms
+                                               if self.resources[p[2]].auth == "service_account")
+
+
+class TaskContext:
+    """What a control learns when a task starts (its plan, owner, delegation chain)."""
+
+    __slots__ = ("task", "agent", "identity", "parent_credential", "chain_depth", "revocable")
+
+    def __init__(self, task, agent, identity: str, parent_credential: Credential | None,
+                 chain_depth: int, revocable: bool):
+        self.task = task
+        self.agent = agent
+        self.identity = identity
+        self.parent_credential = parent_credential
+        self.chain_depth = chain_depth
+        self.revocable = revocable
+
+
+class DetectorParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    threshold: float = Field(default=0.9, ge=0, le=1)
+    delay: Duration = 60.0
+
+
+class ControlParams(BaseModel):
+    """Parameters every model accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    detector: DetectorParams | None = None
+    revoke_on_deviation: bool = False
+    quarantine: Duration = 3600.0  # how long a flagged identity stays revoked
+
+
+class Control:
+    """Base class of control models. Subclasses set `model`, `Params` and override hooks."""
+
+    model: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[ControlParams]] = ControlParams
+    #: the model's audit log has tool-level records (a detector can work on it)
+    tool_audit: ClassVar[bool] = False
+    #: the model keeps a standing credential per identity
+    standing: ClassVar[bool] = False
+
+    def __init__(self, name: str, params: dict[str, Any], world: World):
+        self.name = name
+        self.params = self.Params.model_validate(params or {})
+        if self.params.detector is not None and not self.tool_audit:
+            raise ValueError(f"model {self.model!r} has no tool-level audit log: a detector "
+                             "cannot see its actions (remove `detector`)")
+        self.world = world
+        self.quarantined: dict[str, float] = {}
+        self._standing: dict[str, Credential] = {}
+
+    # -- lifecycle hooks (called by the engine with the ledger and the current time) --------
+    def standing_grant(self, archetype: str) -> frozenset[Perm]:
+        """The permissions a standing credential of this archetype's identity carries."""
+        return frozenset()
+
+    def credential_for(self, identity: str, archetype: str, revocable: bool, ledger: Ledger,
+                       now: float) -> Credential | None:
+        """The identity's standing credential, issued on first use (never for grant-free models)."""
+        if not self.standing:
+            return None
+        cred = self._standing.get(identity)
+        if cred is None or (cred.end <= now and self.quarantined.get(identity, 0.0) <= now):
+            cred = ledger.issue(identity, self.standing_grant(archetype), now, revocable=revocable)
+            self._standing[identity] = cred
+        return cred
+
+    def on_task_start(self, ctx: TaskContext, ledger: Ledger, now: float) -> Credential | None:
+        """A credential for the task, if the model issues one (through the token service)."""
+        return None
+
+    def on_task_end(self, ctx: TaskContext, cred: Credential | None, ledger: Ledger, now: float) -> None:
+        """Clean up after a task (e.g. revoke its token)."""
+
+    def on_allow(self, req: Request, ledger: Ledger, now: float) -> None:
+        """After an allowed action (e.g. issue a short capability)."""
+
+    def observe(self, req: Request, decision: Decision) -> None:
+        """After every decision: update state that later decisions read (rate counters)."""
+
+    def on_deviation(self, identity: str, ledger: Ledger, now: float) -> int:
+        """A detector flagged `identity`: revoke its live credentials; returns how many."""
+        if not self.params.revoke_on_deviation:
+            return 0
+        self.quarantined[identity] = now + self.params.quarantine
+        n = 0
+        for cred in ledger.credentials:
+            if cred.holder == identity and cred.live(now):
+                n += ledger.revoke(cred, now)
+        return n
+
+    # -- decisions ----------------------------------------------------------------------------
+    def decide(self, req: Request) -> Decision:
+        """Allow or deny one request. Pure: reads the request and the model's state only."""
+        raise NotImplementedError
+
+    def path(self) -> list[Local | Station]:
+        """The decision path the engine turns into latency (in order)."""
+        return []
+
+    def token_service(self) -> Station | None:
+        """The queue credentials are issued through at task start, if any."""
+        return None
+
+    def visible(self, req: Request) -> bool:
+        """The control sees this action at all (else it is invisible to audit and detection)."""
+        return True
+
+    def attributes(self, req: Request) -> bool:
+        """The tool-invocation record names both the agent and the task."""
+        return False
+
+    def is_quarantined(self, req: Request) -> bool:
+        until = self.quarantined.get(req.identity)
+        return until is not None and req.time < until
+
+
+# -- registry ------------------------------------------------------------------------------
+_REGISTRY: dict[str, type[Control]] = {}
+
+
+def register(cls: type[Control]) -> type[Control]:
+    """Class decorator: make a control model available by its `model` name."""
+    _REGISTRY[cls.model] = cls
+    return cls
+
+
+def _load_entry_points() -> None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _REGISTRY:
+            try:
+                _REGISTRY[ep.name] = ep.load()
+            except Exception:  # a broken plug-in must not break the built-ins
+                continue
+
+
+def _load_builtins() -> None:
+    # Built-ins register on import, exactly as plug-ins do through their entry points.
+    from simharness.controls import (  # noqa: F401
+        jit_per_task,
+        layered,
+        none,
+        per_action_policy,
+        sse_only,
+        static_iam,
+    )
+
+
+def registered() -> dict[str, type[Control]]:
+    """Every registered control model by name (built-ins and installed plug-ins)."""
+    _load_builtins()
+    _load_entry_points()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_model(name: str) -> type[Control]:
+    """The control model class for `name`; unknown names get a 'did you mean'."""
+    _load_builtins()
+    if name not in _REGISTRY:
+        _load_entry_points()  # lazily, only on a registry miss
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(_REGISTRY))}"
+        raise KeyError(f"unknown control model {name!r}{hint}")
+    return _REGISTRY[name]
+
+
+def make(name: str, model: str, params: dict[str, Any], world: World) -> Control:
+    """Build a control from a profile (name, model, params)."""
+    return get_model(model)(name, params, world)
+
+
+def params_problems(model: str, params: dict[str, Any], spec: ScenarioSpec) -> list[tuple[tuple, str]]:
+    """Validation problems of a control's params as (path inside params, message)."""
+    try:
+        cls = get_model(model)
+    except KeyError as e:
+        return [(("model",), str(e.args[0]))]
+    try:
+        cls("check", params, World(spec))
+    except ValidationError as e:
+        return [(("params", *err["loc"]), err["msg"]) for err in e.errors()]
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        return [(("params",), str(e))]
+    return []
+
+
+def dist_field(default: Any) -> Any:
+    """A distribution-valued pydantic field with a default."""
+    return Field(default_factory=lambda: default)
+
+
+__all__ = [
+    "ALLOW", "Control", "ControlParams", "Credential", "Decision", "DetectorParams", "Distribution",
+    "Ledger", "Local", "Request", "Station", "TaskContext", "World", "field", "get_model", "make",
+    "register", "registered",
+]

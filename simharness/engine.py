@@ -1,0 +1,425 @@
+"""The SimPy model: agent, task and step processes, decision paths with PDP / token-service
+queues, the detector, and the action log (tuples appended to a list).
+
+The engine owns time. Controls never see SimPy: the engine builds a Request, turns the
+control's decision path into latency (queueing included) and calls the pure `decide`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import simpy
+
+from simharness import rng as seedtree
+from simharness.controls.base import (
+    Control,
+    Credential,
+    Decision,
+    Ledger,
+    Local,
+    Request,
+    Station,
+    TaskContext,
+)
+from simharness.rng import BlockSampler
+from simharness.workload import (
+    IMPERSONATE,
+    OWN,
+    PASSTHROUGH,
+    Action,
+    AgentInfo,
+    Delegation,
+    Task,
+    Workload,
+)
+
+# One action-log record per requested action (a tuple: cheap to append, easy to export).
+ACTION_FIELDS = (
+    "time", "agent", "identity", "archetype", "platform", "task", "top_task", "depth", "tool",
+    "action", "resource", "destination", "in_scope", "misuse_id", "kind", "goal", "source",
+    "allowed", "reasons", "latency", "duration", "credential", "risk", "visible", "attributed",
+    "without_decision", "weight", "chain_origin", "token_mode",
+)
+A = {name: i for i, name in enumerate(ACTION_FIELDS)}
+
+TASK_FIELDS = ("task", "agent", "type", "depth", "arrival", "start", "end", "status", "misuse_id",
+               "identity")
+T = {name: i for i, name in enumerate(TASK_FIELDS)}
+
+COMPLETED, FAILED, IN_FLIGHT = "completed", "failed", "in_flight"
+REVOCATION_REASONS = frozenset({"identity-quarantined", "credential-revoked", "token-revoked"})
+
+
+@dataclass
+class StationState:
+    """A queue in the simulation: a SimPy resource (or none when servers is infinite)."""
+
+    spec: Station
+    resource: simpy.Resource | None
+    rtt: BlockSampler
+    service: BlockSampler
+    busy: float = 0.0  # server-seconds of service after warm-up
+    served: int = 0
+    cache: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunLog:
+    """Everything a run produced; metrics.py turns it into numbers."""
+
+    workload: Workload
+    control: Control
+    actions: list[tuple]
+    tasks: list[tuple]
+    ledger: Ledger
+    busy: list[tuple[str, float, float]]  # (holder identity, start, end) of tasks
+    flagged: set[int]  # action-log indexes flagged by the detector
+    stations: dict[str, StationState]
+    policy_evaluations: int
+    horizon: float
+    warmup: float
+
+
+class Engine:
+    """Runs one workload against one control."""
+
+    def __init__(self, workload: Workload, control: Control, root_seed: int | None = None):
+        spec = workload.spec
+        self.w = workload
+        self.control = control
+        self.env = simpy.Environment()
+        self.ledger = Ledger(workload.weight)
+        self.actions: list[tuple] = []
+        self.tasks: list[tuple] = []
+        self.busy: list[tuple[str, float, float]] = []
+        self.flagged: set[int] = set()
+        self.policy_evaluations = 0
+        self.horizon, self.warmup = spec.horizon, spec.warmup
+        self.abort = spec.on_deny == "abort"
+        root = spec.seed if root_seed is None else root_seed
+        rep = workload.replication
+        self._stream_id = 0
+
+        def sampler(dist) -> BlockSampler:
+            self._stream_id += 1
+            return BlockSampler(dist, seedtree.stream(root, rep, "control", self._stream_id))
+
+        self.stations: dict[str, StationState] = {}
+        self.stages: list[tuple[str, object]] = []  # ("local", sampler) | ("station", state)
+        for stage in control.path():
+            if isinstance(stage, Local):
+                self.stages.append(("local", sampler(stage.latency)))
+            else:
+                self.stages.append(("station", self._station(stage, sampler)))
+        ts = control.token_service()
+        self.token_station = self._station(ts, sampler) if ts is not None else None
+        self.queued = any(kind == "station" and st.resource is not None  # type: ignore[union-attr]
+                          for kind, st in self.stages)
+        self.resources = {r.name: r for r in spec.resources}
+        self.roles = {a.name: a.role for a in workload.agents}
+        self.role_of_archetype = {a.archetype: a.role for a in workload.agents}
+        det = control.params.detector
+        self.detector = (det.threshold, det.delay) if det is not None else None
+        self._renew = getattr(control, "renew", None)
+        self._sens_w = spec.weights.sensitivity
+        self._act_w = spec.weights.action
+
+    def _station(self, st: Station, sampler) -> StationState:
+        res = None if math.isinf(st.servers) else simpy.Resource(self.env, int(st.servers))
+        state = StationState(st, res, sampler(st.rtt), sampler(st.service))
+        self.stations[st.name] = state
+        return state
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self) -> RunLog:
+        """Simulate to the horizon and return the log."""
+        by_agent: dict[int, list[Task]] = {}
+        for t in self.w.tasks:
+            by_agent.setdefault(t.agent, []).append(t)
+        for idx, tasks in by_agent.items():
+            self.env.process(self._agent(self.w.agents[idx], tasks))
+        self.env.run(until=self.horizon)
+        return RunLog(self.w, self.control, self.actions, self.tasks, self.ledger, self.busy,
+                      self.flagged, self.stations, self.policy_evaluations, self.horizon,
+                      self.warmup)
+
+    def _agent(self, agent: AgentInfo, tasks: list[Task]):
+        env = self.env
+        for task in tasks:
+            if env.now < task.arrival:
+                yield env.timeout(task.arrival - env.now)
+            yield from self._task(task, None, None)
+
+    def _identity(self, agent: AgentInfo, task: Task) -> str:
+        return agent.standing_identity or f"{agent.name}/t{task.id}"
+
+    def _task(self, task: Task, parent: TaskContext | None, parent_cred: Credential | None,
+              origin: tuple[str, frozenset] | None = None):
+        """A task process: returns True when it completed every step."""
+        env, control, ledger = self.env, self.control, self.ledger
+        agent = self.w.agents[task.agent]
+        identity = self._identity(agent, task)
+        revocable = agent.platform == "first_party"
+        ctx = TaskContext(task, agent, identity, parent_cred, task.depth, revocable)
+        # The chain origin: identity and role of the agent whose top-level task this serves.
+        origin_identity, origin_role = origin or (identity, agent.role)
+        start = env.now
+        record = [task.id, task.agent, task.type, task.depth, task.arrival, start, math.nan,
+                  IN_FLIGHT, task.misuse_id, identity]
+        self.tasks.append(record)  # type: ignore[arg-type]
+        cred = control.on_task_start(ctx, ledger, env.now)
+        if cred is not None and cred is not parent_cred and self.token_station is not None:
+            yield from self._through(self.token_station)
+        ok = True
+        for i, step in enumerate(task.steps):
+            yield env.timeout(step.think)
+            if isinstance(step, Delegation):
+                sub_ok = yield env.process(
+                    self._task(step.task, ctx, cred, (origin_identity, origin_role)))
+                if not sub_ok and self.abort:
+                    ok = False
+                    break
+                continue
+            if (cred is not None and cred.kind == "task" and env.now >= cred.expires
+                    and cred.revoked is None and self._renew is not None
+                    and cred is not parent_cred):
+                new = self._renew(ctx, cred, ledger, env.now)
+                if new is not None:
+                    if self.token_station is not None:
+                        yield from self._through(self.token_station)
+                    cred = new
+            if i == task.leak_step:
+                leaked = cred if cred is not None else control.credential_for(
+                    identity, agent.archetype, revocable, ledger, env.now)
+                env.process(self._attacker(task, agent, identity, leaked, record))
+            allowed = yield from self._act(step, task, agent, identity, cred, ctx,
+                                           origin_identity, origin_role, parent_cred)
+            if not allowed and step.misuse_id < 0 and self.abort:
+                ok = False
+                break
+        control.on_task_end(ctx, cred, ledger, env.now)
+        record[T["end"]] = env.now
+        record[T["status"]] = COMPLETED if ok else FAILED
+        self.busy.append((identity, start, env.now))
+        if task.replay:
+            env.process(self._replay(task, agent, identity, cred, record))
+        return ok
+
+    def _attacker(self, task: Task, agent: AgentInfo, identity: str, cred: Credential | None,
+                  record: list):
+        env = self.env
+        leak = env.now
+        for a in task.attacker:
+            wait = leak + a.think - env.now
+            if wait > 0:
+                yield env.timeout(wait)
+            presented = cred.holder if cred is not None else identity
+            req = self._request(a, task, agent, presented, False, "external", cred,
+                                active=record[T["status"]] == IN_FLIGHT, origin=identity,
+                                origin_role=agent.role, token_mode="none")
+            yield from self._decide_and_run(a, req, task, agent)
+
+    def _replay(self, task: Task, agent: AgentInfo, identity: str, cred: Credential | None,
+                record: list):
+        env = self.env
+        end = env.now
+        for a in task.replay:
+            wait = end + a.think - env.now
+            if wait > 0:
+                yield env.timeout(wait)
+            presented = cred if cred is not None else self.control.credential_for(
+                identity, agent.archetype, agent.platform == "first_party", self.ledger, env.now)
+            req = self._request(a, task, agent, identity, True, "agent", presented, active=False,
+                                origin=identity, origin_role=agent.role, token_mode="none")
+            yield from self._decide_and_run(a, req, task, agent)
+
+    def _act(self, a: Action, task: Task, agent: AgentInfo, identity: str,
+             cred: Credential | None, ctx: TaskContext, origin: str, origin_role,
+             parent_cred: Credential | None):
+        """Request, decide and (if allowed) execute one planned or injected action."""
+        control, ledger, now = self.control, self.ledger, self.env.now
+        attested = True
+        token_mode = "none" if task.depth == 0 else (
+            "passthrough" if cred is not None and cred is parent_cred else "exchange")
+        presented_identity = identity
+        if a.present == OWN:
+            presented = cred if cred is not None else control.credential_for(
+                identity, agent.archetype, ctx.revocable, ledger, now)
+        elif a.present == PASSTHROUGH:
+            presented = parent_cred
+            presented_identity = parent_cred.holder if parent_cred is not None else origin
+            attested = False
+            token_mode = "passthrough"
+        elif a.present == IMPERSONATE:
+            victim = self.w.agents[a.as_agent]
+            presented_identity = victim.standing_identity or f"{victim.name}/t{task.id}"
+            presented = control.credential_for(presented_identity, victim.archetype,
+                                               victim.platform == "first_party", ledger, now)
+            if presented is None:
+                presented = cred
+            attested = False
+            return (yield from self._decide_and_run(
+                a, self._request(a, task, agent, presented_identity, attested, "agent", presented,
+                                 True, origin, origin_role, token_mode, as_agent=victim),
+                task, agent))
+        else:  # pragma: no cover - STOLEN and REPLAY run in their own processes
+            raise AssertionError(a.present)
+        req = self._request(a, task, agent, presented_identity, attested, "agent", presented, True,
+                            origin, origin_role, token_mode)
+        return (yield from self._decide_and_run(a, req, task, agent))
+
+    def _request(self, a: Action, task: Task, agent: AgentInfo, identity: str, attested: bool,
+                 source: str, cred: Credential | None, active: bool, origin: str, origin_role,
+                 token_mode: str, as_agent: AgentInfo | None = None) -> Request:
+        tool, action, res = a.perm
+        who = as_agent or agent
+        return Request(
+            self.env.now, identity, who.identity_mode, attested, source, agent.name,
+            who.archetype, agent.platform, tool, action, self.resources[res], a.perm, a.bytes_out,
+            a.data_sensitivity, task.id, task.type, active, a.perm in task.scope,
+            a.entitled and a.perm in who.role, task.depth, origin, a.perm in origin_role,
+            token_mode, cred, a.risk)
+
+    def _through(self, st: StationState):
+        """Pass one request through a queueing station (rtt + wait + service)."""
+        env = self.env
+        rtt = st.rtt.next()
+        service = st.service.next()
+        if rtt:
+            yield env.timeout(rtt)
+        if st.resource is None:
+            yield env.timeout(service)
+            self._account(st, service)
+            return True
+        spec = st.spec
+        t0 = env.now
+        req = st.resource.request()
+        if math.isinf(spec.timeout):
+            yield req
+        else:
+            got = yield req | env.timeout(spec.timeout)
+            if req not in got:
+                req.cancel()
+                return False
+        remaining = spec.timeout - (env.now - t0)
+        if service <= remaining:
+            yield env.timeout(service)
+            st.resource.release(req)
+            self._account(st, service)
+            return True
+        # The client gives up; the server finishes the evaluation nobody waits for.
+        env.process(self._finish(st, req, service))
+        yield env.timeout(remaining)
+        return False
+
+    def _finish(self, st: StationState, req, service: float):
+        yield self.env.timeout(service)
+        st.resource.release(req)  # type: ignore[union-attr]
+        self._account(st, service)
+
+    def _account(self, st: StationState, service: float) -> None:
+        # Busy time after warm-up only (clip the part of a service that started before it).
+        end = self.env.now
+        start = end - service
+        if end > self.warmup:
+            st.busy += end - max(start, self.warmup)
+        st.served += 1
+
+    def _decide_and_run(self, a: Action, req: Request, task: Task, agent: AgentInfo):
+        env, control = self.env, self.control
+        t_req = env.now
+        visible = control.visible(req)
+        latency = 0.0
+        decision: Decision | None = None
+        without = False
+        for kind, stage in self.stages:
+            if kind == "local":
+                latency += stage.next()  # type: ignore[union-attr]
+                continue
+            st: StationState = stage  # type: ignore[assignment]
+            if not visible:
+                continue
+            spec = st.spec
+            if spec.cache_ttl > 0:
+                hit = st.cache.get(self._cache_key(st, req))
+                if hit is not None and hit[1] > t_req + latency:
+                    decision = hit[0]
+                    continue
+            if st.resource is None:  # no queue: latency is arithmetic, no SimPy event
+                d = st.rtt.next() + st.service.next()
+                if d > spec.timeout:
+                    latency += spec.timeout
+                    without = True
+                    decision = self._fail(spec)
+                    break
+                latency += d
+                self._count_eval(st, t_req + latency)
+                continue
+            if latency:
+                yield env.timeout(latency)
+                latency = 0.0
+            if (yield from self._through(st)):
+                self._count_eval(st, env.now)
+            else:
+                without = True
+                decision = self._fail(spec)
+                break
+        req.time = env.now + latency
+        if decision is None:
+            decision = control.decide(req)
+            for kind, stage in self.stages:
+                if kind == "station" and stage.spec.cache_ttl > 0:  # type: ignore[union-attr]
+                    cst: StationState = stage  # type: ignore[assignment]
+                    cst.cache[self._cache_key(cst, req)] = (decision, req.time + cst.spec.cache_ttl)
+        control.observe(req, decision)
+        latency_total = req.time - t_req
+        allowed = decision.allow
+        duration = a.duration if allowed else 0.0
+        idx = len(self.actions)
+        # A send weighs by the sensitivity of the data it carries, not of its destination.
+        w = (self._sens_w[a.data_sensitivity] * self._act_w[req.action]
+             if a.data_sensitivity is not None else self.w.weight.get(a.perm, 0.0))
+        self.actions.append((
+            t_req, agent.index, req.identity, req.archetype, agent.platform, task.id,
+            -1, task.depth, req.tool, req.action, req.resource.name, req.resource.destination,
+            req.in_scope, a.misuse_id, a.kind, a.goal, req.source, allowed,
+            ";".join(decision.reasons), latency_total, duration,
+            req.credential.id if req.credential is not None else -1, a.risk, visible,
+            allowed and visible and control.attributes(req), without and allowed, w,
+            req.chain_origin, req.token_mode,
+        ))
+        if allowed:
+            control.on_allow(req, self.ledger, req.time)
+            if self.detector is not None and visible and a.risk > self.detector[0]:
+                env.process(self._flag(idx, req.identity, self.detector[1] + latency + duration))
+        wait = latency + duration
+        if wait > 0:
+            yield env.timeout(wait)
+        return allowed
+
+    @staticmethod
+    def _fail(spec: Station) -> Decision:
+        if spec.fail_mode == "open":
+            return Decision(True, (f"{spec.name}-timeout-fail-open",))
+        return Decision(False, (f"{spec.name}-timeout-fail-closed",))
+
+    @staticmethod
+    def _cache_key(st: StationState, req: Request) -> tuple:
+        return tuple(req.resource.name if k == "resource" else getattr(req, k)
+                     for k in st.spec.cache_key)
+
+    def _count_eval(self, st: StationState, when: float) -> None:
+        if st.spec.name == "pdp" and when >= self.warmup:
+            self.policy_evaluations += 1
+
+    def _flag(self, idx: int, identity: str, delay: float):
+        yield self.env.timeout(delay)
+        self.flagged.add(idx)
+        self.control.on_deviation(identity, self.ledger, self.env.now)
+
+
+def simulate(workload: Workload, control: Control, root_seed: int | None = None) -> RunLog:
+    """Run one control on one workload."""
+    return Engine(workload, control, root_seed).run()

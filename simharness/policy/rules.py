@@ -1,0 +1,292 @@
+"""The built-in policy-as-code: a YAML rules file compiled once into closures and indexes.
+
+Semantics follow Cedar: default deny, a matching deny (forbid) overrides any allow (permit), and
+an evaluation error never becomes an allow. Reasons are the ids of the rules that decided.
+
+```yaml
+policy_version: 1
+rules:
+  - id: permit-planned
+    effect: allow
+    when: {attested: true, entitled: true, in_scope: true, task.active: true}
+  - id: forbid-unapproved-egress
+    effect: deny
+    when: {resource.approved: false}
+  - id: forbid-burst
+    effect: deny
+    when: {rate: {key: identity, window: 10s, gt: 20}}
+```
+A condition is `attribute: literal` (equality) or `attribute: {op: value}` with op in
+eq, ne, in, not_in, lt, le, gt, ge.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simharness.controls.base import Decision, Request
+from simharness.units import parse_duration
+
+Predicate = Callable[[Request], bool]
+
+
+def _cred_attr(fn: Callable[[Any, Request], Any]) -> Callable[[Request], Any]:
+    def get(r: Request) -> Any:
+        c = r.credential
+        return None if c is None else fn(c, r)
+
+    return get
+
+
+#: every attribute a rule may test, and how to read it from a Request
+ATTRIBUTES: dict[str, Callable[[Request], Any]] = {
+    "identity": operator.attrgetter("identity"),
+    "identity_mode": operator.attrgetter("identity_mode"),
+    "attested": operator.attrgetter("attested"),
+    "source": operator.attrgetter("source"),
+    "agent": operator.attrgetter("agent"),
+    "archetype": operator.attrgetter("archetype"),
+    "platform": operator.attrgetter("platform"),
+    "tool": operator.attrgetter("tool"),
+    "action": operator.attrgetter("action"),
+    "resource": operator.attrgetter("resource.name"),
+    "resource.name": operator.attrgetter("resource.name"),
+    "resource.sensitivity": operator.attrgetter("resource.sensitivity"),
+    "resource.destination": operator.attrgetter("resource.destination"),
+    "resource.external": operator.attrgetter("resource.external"),
+    "resource.approved": operator.attrgetter("resource.approved"),
+    "resource.auth": operator.attrgetter("resource.auth"),
+    "bytes_out": operator.attrgetter("bytes_out"),
+    "data_sensitivity": operator.attrgetter("data_sensitivity"),
+    "task.id": operator.attrgetter("task_id"),
+    "task.type": operator.attrgetter("task_type"),
+    "task.active": operator.attrgetter("task_active"),
+    "in_scope": operator.attrgetter("in_scope"),
+    "entitled": operator.attrgetter("entitled"),
+    "chain.depth": operator.attrgetter("chain_depth"),
+    "chain.origin": operator.attrgetter("chain_origin"),
+    "chain.origin_permits": operator.attrgetter("origin_permits"),
+    "chain.token_mode": operator.attrgetter("token_mode"),
+    "token.present": lambda r: r.credential is not None,
+    "token.holder_matches": _cred_attr(lambda c, r: c.holder == r.identity),
+    "token.task_scoped": _cred_attr(lambda c, r: c.task_id >= 0),
+    "risk": operator.attrgetter("risk"),
+    "time": operator.attrgetter("time"),
+}
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "in": lambda a, b: a in b,
+    "not_in": lambda a, b: a not in b,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
+
+
+class PolicyError(ValueError):
+    """A rules file that cannot be compiled (message names the rule and field)."""
+
+
+class RateWindow:
+    """Requests per key in a sliding time window (state read by decide, written by observe)."""
+
+    __slots__ = ("key", "window", "limit", "_times")
+
+    def __init__(self, key: Callable[[Request], Any], window: float, limit: int):
+        self.key, self.window, self.limit = key, window, limit
+        self._times: dict[Any, deque[float]] = {}
+
+    def exceeded(self, r: Request) -> bool:
+        q = self._times.get(self.key(r))
+        if not q:
+            return False
+        lo = r.time - self.window
+        # Count only the timestamps inside the window without mutating (decide stays pure).
+        n = len(q)
+        for t in q:
+            if t > lo:
+                break
+            n -= 1
+        return n > self.limit
+
+    def observe(self, r: Request) -> None:
+        q = self._times.setdefault(self.key(r), deque())
+        q.append(r.time)
+        lo = r.time - self.window
+        while q and q[0] <= lo:
+            q.popleft()
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    effect: str  # allow | deny
+    predicates: tuple[Predicate, ...]
+    tools: frozenset[str] | None  # static pre-filter: the rule only applies to these tools
+    actions: frozenset[str] | None
+
+
+class Policy:
+    """A compiled rules file. `evaluate` is pure; `observe` feeds rate windows."""
+
+    def __init__(self, rules: list[Rule], windows: list[RateWindow], default: str = "deny",
+                 source: str = "<rules>"):
+        self.rules = rules
+        self.windows = windows
+        self.default_allow = default == "allow"
+        self.source = source
+        self._index: dict[tuple[str, str], tuple[tuple[Rule, ...], tuple[Rule, ...]]] = {}
+
+    def _rules_for(self, tool: str, action: str) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+        key = (tool, action)
+        hit = self._index.get(key)
+        if hit is None:
+            applicable = [r for r in self.rules
+                          if (r.tools is None or tool in r.tools)
+                          and (r.actions is None or action in r.actions)]
+            hit = (tuple(r for r in applicable if r.effect == "deny"),
+                   tuple(r for r in applicable if r.effect == "allow"))
+            self._index[key] = hit
+        return hit
+
+    def evaluate(self, req: Request) -> Decision:
+        denies, allows = self._rules_for(req.tool, req.action)
+        errors: list[str] = []
+        deny_ids: list[str] = []
+        for rule in denies:
+            try:
+                if all(p(req) for p in rule.predicates):
+                    deny_ids.append(rule.id)
+            except Exception as e:  # an erroring forbid still forbids: fail safe
+                errors.append(f"{rule.id}: {type(e).__name__}: {e}")
+        if deny_ids or errors:
+            return Decision(False, tuple(deny_ids) or ("evaluation-error",), tuple(errors))
+        allow_ids = []
+        for rule in allows:
+            try:
+                if all(p(req) for p in rule.predicates):
+                    allow_ids.append(rule.id)
+            except Exception as e:  # an erroring permit never becomes an allow
+                errors.append(f"{rule.id}: {type(e).__name__}: {e}")
+        if allow_ids:
+            return Decision(True, tuple(allow_ids), tuple(errors))
+        if errors:
+            return Decision(False, ("evaluation-error",), tuple(errors))
+        return Decision(True, ("default-allow",)) if self.default_allow else Decision(False, ("default-deny",))
+
+    def observe(self, req: Request) -> None:
+        for w in self.windows:
+            w.observe(req)
+
+
+def _predicate(attr: str, cond: Any, where: str) -> Predicate:
+    get = ATTRIBUTES.get(attr)
+    if get is None:
+        import difflib
+
+        close = difflib.get_close_matches(attr, list(ATTRIBUTES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(ATTRIBUTES)}"
+        raise PolicyError(f"{where}: unknown attribute {attr!r}{hint}")
+    if not isinstance(cond, dict):
+        value = cond
+        return lambda r: get(r) == value
+    preds: list[Predicate] = []
+    for op, value in cond.items():
+        fn = _OPS.get(op)
+        if fn is None:
+            raise PolicyError(f"{where}.{attr}: unknown operator {op!r}; known: {', '.join(_OPS)}")
+        if op in ("in", "not_in"):
+            if not isinstance(value, list):
+                raise PolicyError(f"{where}.{attr}.{op}: expected a list")
+            value = frozenset(value)
+        preds.append(lambda r, fn=fn, v=value: fn(get(r), v))
+    if len(preds) == 1:
+        return preds[0]
+    return lambda r: all(p(r) for p in preds)
+
+
+def _static_filter(when: dict[str, Any], attr: str) -> frozenset[str] | None:
+    cond = when.get(attr)
+    if cond is None:
+        return None
+    if isinstance(cond, str):
+        return frozenset([cond])
+    if isinstance(cond, dict) and set(cond) == {"in"} and isinstance(cond["in"], list):
+        return frozenset(cond["in"])
+    return None
+
+
+def compile_rules(data: dict[str, Any], source: str = "<rules>") -> Policy:
+    """Compile a parsed rules document into a Policy."""
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: expected a mapping with `rules:`")
+    unknown = set(data) - {"policy_version", "description", "default", "rules"}
+    if unknown:
+        raise PolicyError(f"{source}: unknown keys {sorted(unknown)}")
+    default = data.get("default", "deny")
+    if default not in ("deny", "allow"):
+        raise PolicyError(f"{source}: default must be deny or allow")
+    rules: list[Rule] = []
+    windows: list[RateWindow] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(data.get("rules") or []):
+        where = f"{source}: rules.{i}"
+        if not isinstance(raw, dict):
+            raise PolicyError(f"{where}: expected a mapping with id, effect, when")
+        extra = set(raw) - {"id", "effect", "when", "description"}
+        if extra:
+            raise PolicyError(f"{where}: unknown keys {sorted(extra)}")
+        rid = str(raw.get("id") or f"rule-{i}")
+        if rid in seen:
+            raise PolicyError(f"{where}: duplicate rule id {rid!r}")
+        seen.add(rid)
+        effect = raw.get("effect")
+        if effect not in ("allow", "deny"):
+            raise PolicyError(f"{where}.effect: must be allow or deny, got {effect!r}")
+        when = raw.get("when") or {}
+        if not isinstance(when, dict):
+            raise PolicyError(f"{where}.when: expected a mapping of attribute: condition")
+        preds: list[Predicate] = []
+        for attr, cond in when.items():
+            if attr == "rate":
+                w = _rate_window(cond, f"{where}.when.rate")
+                windows.append(w)
+                preds.append(w.exceeded)
+            else:
+                preds.append(_predicate(attr, cond, f"{where}.when"))
+        rules.append(Rule(rid, effect, tuple(preds), _static_filter(when, "tool"),
+                          _static_filter(when, "action")))
+    return Policy(rules, windows, default, source)
+
+
+def _rate_window(cond: Any, where: str) -> RateWindow:
+    if not isinstance(cond, dict) or set(cond) - {"key", "window", "gt"} or "gt" not in cond:
+        raise PolicyError(f"{where}: expected {{key: attribute, window: duration, gt: count}}")
+    key = cond.get("key", "identity")
+    if key not in ATTRIBUTES:
+        raise PolicyError(f"{where}.key: unknown attribute {key!r}")
+    try:
+        window = parse_duration(cond.get("window", "60s"))
+    except ValueError as e:
+        raise PolicyError(f"{where}.window: {e}") from None
+    return RateWindow(ATTRIBUTES[key], window, int(cond["gt"]))
+
+
+def load_rules(path: str | Path) -> Policy:
+    """Read and compile a rules YAML file."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise PolicyError(f"{p}: {e}") from None
+    return compile_rules(data, str(p))

@@ -1,0 +1,56 @@
+"""The seed tree: root seed -> replication -> stream role, all from one numpy SeedSequence.
+
+No global random state anywhere: every random number in a run comes from a Generator made here,
+so the same root seed gives the same bytes whatever process or worker runs the replication.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Fixed ids, never reordered: changing one changes every result for that seed.
+STREAMS: dict[str, int] = {
+    "arrivals": 0,  # task arrival times and task choice
+    "timing": 1,  # think and step times
+    "misuse": 2,  # which tasks are misused, kind, injection point
+    "signals": 3,  # risk scores seen by detectors and policies
+    "delegation": 4,  # which agent takes a delegated sub-task
+    "control": 5,  # randomness inside a control model (PDP service times, ...)
+}
+
+
+def replication_seed(root: int, replication: int) -> np.random.SeedSequence:
+    """The SeedSequence of one replication (independent of how many replications run)."""
+    return np.random.SeedSequence(entropy=root, spawn_key=(replication,))
+
+
+def stream(root: int, replication: int, role: str, *sub: int) -> np.random.Generator:
+    """A Generator for one stream role of one replication; `sub` splits it further."""
+    if role not in STREAMS:
+        raise KeyError(f"unknown random stream {role!r}; known: {', '.join(STREAMS)}")
+    seq = np.random.SeedSequence(entropy=root, spawn_key=(replication, STREAMS[role], *sub))
+    return np.random.Generator(np.random.PCG64(seq))
+
+
+def replication_int_seed(root: int, replication: int) -> int:
+    """A 63-bit integer naming a replication's seed (reported in summary.csv)."""
+    return int(replication_seed(root, replication).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
+
+
+class BlockSampler:
+    """Draws from a distribution in numpy blocks; `next()` is a cheap Python call."""
+
+    __slots__ = ("_dist", "_rng", "_block", "_buf", "_i")
+
+    def __init__(self, dist, rng: np.random.Generator, block: int = 4096) -> None:
+        self._dist, self._rng, self._block = dist, rng, block
+        self._buf: list[float] = []
+        self._i = 0
+
+    def next(self) -> float:
+        if self._i >= len(self._buf):
+            self._buf = self._dist.sample(self._rng, self._block).tolist()
+            self._i = 0
+        v = self._buf[self._i]
+        self._i += 1
+        return v

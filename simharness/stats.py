@@ -1,0 +1,398 @@
+"""Replications -> means, confidence intervals and paired differences (DESIGN.md section 4).
+
+No scipy: the Student t quantile comes from inverting the regularized incomplete beta function
+(continued fraction, Numerical Recipes 6.4) by bisection, accurate to ~1e-12.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from simharness.metric_catalogue import HEADLINE, METRIC_INFO, METRICS, MetricInfo
+from simharness.misuse_catalogue import CATALOGUE, MISUSE_KINDS, standards_ids
+
+__all__ = [
+    "t_quantile",
+    "t_ci",
+    "wilson",
+    "aggregate",
+    "misuse_table",
+    "headline_table",
+    "STAT_SUFFIXES",
+]
+
+NONE_CONTROL = "none"
+STAT_SUFFIXES: tuple[str, ...] = (
+    "_mean", "_ci_low", "_ci_high", "_diff_mean", "_diff_ci_low", "_diff_ci_high",
+)
+_NAN = float("nan")
+
+
+# --------------------------------------------------------------------------- Student t quantile
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c = 1.0
+    d = 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    # Convergence takes O(sqrt(max(a, b))) terms: generous cap for very large df.
+    for m in range(1, 100_000):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-16:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    front = math.exp(log_front)
+    # The continued fraction converges fast only on this side of the mean; use symmetry otherwise.
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def _t_upper_tail(t: float, df: float) -> float:
+    """P(T > t) for t >= 0."""
+    return 0.5 * _betainc(0.5 * df, 0.5, df / (df + t * t))
+
+
+@lru_cache(maxsize=512)
+def t_quantile(p: float, df: float) -> float:
+    """The p quantile of Student's t with df degrees of freedom (p in (0, 1), df > 0)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"quantile probability must be in (0, 1), got {p}")
+    if not df > 0:
+        raise ValueError(f"degrees of freedom must be > 0, got {df}")
+    if p == 0.5:
+        return 0.0
+    tail = 1.0 - p if p > 0.5 else p
+    lo, hi = 0.0, 1.0
+    while _t_upper_tail(hi, df) > tail:
+        lo, hi = hi, 2.0 * hi
+    # The tail is monotone in t, so bisection always converges; 200 halvings reach float spacing.
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        if _t_upper_tail(mid, df) > tail:
+            lo = mid
+        else:
+            hi = mid
+    q = 0.5 * (lo + hi)
+    return q if p > 0.5 else -q
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence level must be in (0, 1), got {level}")
+
+
+# --------------------------------------------------------------------------- intervals
+
+def t_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student t interval of the mean over replications; NaNs are skipped.
+
+    One value gives (x, nan, nan): no spread can be estimated. Identical values give (x, x, x).
+    """
+    _check_level(level)
+    v = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
+    v = v[~np.isnan(v)]
+    n = v.size
+    if n == 0:
+        return (_NAN, _NAN, _NAN)
+    if n == 1:
+        return (float(v[0]), _NAN, _NAN)
+    if bool(np.all(v == v[0])):
+        # Exact, so a constant metric does not show float noise from mean/std.
+        x = float(v[0])
+        return (x, x, x)
+    mean = float(v.mean())
+    sd = float(v.std(ddof=1))
+    half = t_quantile(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n)
+    return (mean, mean - half, mean + half)
+
+
+def _rule_of_three_constant(level: float) -> float:
+    # One-sided exact binomial bound with 0 events: 1 - alpha**(1/n) ~ -ln(alpha)/n. At 95 % that
+    # is the textbook "rule of three" (ln 20 = 2.996 ~ 3), which we report literally.
+    return 3.0 if level == 0.95 else -math.log(1.0 - level)
+
+
+def wilson(successes: float, n: float, level: float = 0.95) -> tuple[float, float, float]:
+    """(p, low, high): Wilson score interval for a binomial share.
+
+    At the boundaries (0 or n successes) only one side of the interval carries information, so
+    the open side is the one-sided "rule of three" bound (3/n at 95 %, i.e. the exact
+    Clopper-Pearson one-sided bound 1 - 0.05**(1/n) ~ 3/n). It is the conventional figure for
+    "0 of n misuse instances got through", is comparable across reports, and avoids the two-sided
+    Wilson bound z^2/(n + z^2) spending half of alpha on a tail that cannot be observed.
+    """
+    _check_level(level)
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return (_NAN, _NAN, _NAN)
+    p = successes / n
+    k = _rule_of_three_constant(level)
+    if successes == 0:
+        return (0.0, 0.0, min(1.0, k / n))
+    if successes == n:
+        return (1.0, max(0.0, 1.0 - k / n), 1.0)
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2.0 * n)) / denom
+    half = z * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / denom
+    return (p, max(0.0, centre - half), min(1.0, centre + half))
+
+
+# --------------------------------------------------------------------------- aggregate
+
+def _numeric(s: pd.Series) -> np.ndarray:
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _pooled(m: MetricInfo, columns: pd.Index) -> bool:
+    return m.kind == "rate" and m.numerator in columns and m.denominator in columns
+
+
+def _present_metrics(summary: pd.DataFrame) -> list[MetricInfo]:
+    return [m for m in METRICS if m.name in summary.columns or _pooled(m, summary.columns)]
+
+
+def _per_replication(sub: pd.DataFrame, m: MetricInfo) -> np.ndarray:
+    """One value per row of `sub`: the metric, or num/den for a pooled rate (NaN if den is 0)."""
+    if _pooled(m, sub.columns):
+        num, den = _numeric(sub[m.numerator]), _numeric(sub[m.denominator])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return _numeric(sub[m.name])
+
+
+def _interval(sub: pd.DataFrame, m: MetricInfo, level: float) -> tuple[float, float, float]:
+    if _pooled(m, sub.columns):
+        num, den = _numeric(sub[m.numerator]), _numeric(sub[m.denominator])
+        ok = ~(np.isnan(num) | np.isnan(den))
+        # Rates pool events over replications (every action counts once), not a mean of shares.
+        return wilson(float(num[ok].sum()), float(den[ok].sum()), level)
+    return t_ci(_numeric(sub[m.name]), level)
+
+
+def _key(values: Sequence[object]) -> tuple[object, ...]:
+    # NaN != NaN, so normalise missing values before using a key in a dict.
+    return tuple("\0<NA>" if _isna(v) else v for v in values)
+
+
+def _isna(v: object) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def aggregate(summary: pd.DataFrame, group_cols: Sequence[str],
+              level: float = 0.95) -> pd.DataFrame:
+    """One row per group (first-appearance order): `<metric>_mean/_ci_low/_ci_high` for every
+    catalogued metric present, `replications`, and, when "control" is a group column, paired
+    differences `<metric>_diff_*` (control - reference, t over replications paired on
+    `replication`) against `paired_reference`: the first non-"none" control of the sweep point.
+    """
+    group_cols = list(group_cols)
+    missing = [c for c in group_cols if c not in summary.columns]
+    if missing:
+        raise ValueError(f"group columns not in summary: {', '.join(missing)}")
+    metrics = _present_metrics(summary)
+    pairing = "control" in group_cols and "replication" in summary.columns
+    point_cols = [c for c in group_cols if c != "control"]
+
+    columns = [*group_cols, "replications"] + (["paired_reference"] if pairing else [])
+    for m in metrics:
+        columns += [f"{m.name}_mean", f"{m.name}_ci_low", f"{m.name}_ci_high"]
+        if pairing:
+            columns += [f"{m.name}_diff_mean", f"{m.name}_diff_ci_low", f"{m.name}_diff_ci_high"]
+    if summary.empty:
+        return pd.DataFrame(columns=columns)
+
+    groups: list[tuple[tuple[object, ...], pd.DataFrame]] = []
+    for key, sub in summary.groupby(group_cols, sort=False, dropna=False):
+        groups.append((key if isinstance(key, tuple) else (key,), sub))
+
+    references: dict[tuple[object, ...], str] = {}
+    by_point_control: dict[tuple[tuple[object, ...], object], pd.DataFrame] = {}
+    if pairing:
+        ci = group_cols.index("control")
+        for key, sub in groups:
+            point = _key([v for i, v in enumerate(key) if i != ci])
+            control = key[ci]
+            if sub["replication"].duplicated().any():
+                raise ValueError(
+                    f"group {dict(zip(group_cols, key, strict=True))} has duplicate replications:"
+                    " a sweep column is probably missing from group_cols")
+            by_point_control[(point, control)] = sub
+            if control != NONE_CONTROL and point not in references:
+                references[point] = str(control)
+
+    rows: list[dict[str, object]] = []
+    for key, sub in groups:
+        row: dict[str, object] = dict(zip(group_cols, key, strict=True))
+        row["replications"] = len(sub)
+        ref_sub = None
+        if pairing:
+            point = _key([row[c] for c in point_cols])
+            ref = references.get(point)
+            row["paired_reference"] = ref
+            if ref is not None and row["control"] != ref:
+                ref_sub = by_point_control[(point, ref)]
+        for m in metrics:
+            mean, low, high = _interval(sub, m, level)
+            row[f"{m.name}_mean"], row[f"{m.name}_ci_low"], row[f"{m.name}_ci_high"] = (
+                mean, low, high)
+            if pairing:
+                diff = (_NAN, _NAN, _NAN)
+                if ref_sub is not None:
+                    mine = pd.Series(_per_replication(sub, m), index=sub["replication"].to_numpy())
+                    theirs = pd.Series(_per_replication(ref_sub, m),
+                                       index=ref_sub["replication"].to_numpy())
+                    # Inner join on replication; pairs with a NaN on either side are skipped.
+                    common = mine.index.intersection(theirs.index, sort=True)
+                    d = mine.loc[common].to_numpy() - theirs.loc[common].to_numpy()
+                    diff = t_ci(d, level)
+                (row[f"{m.name}_diff_mean"], row[f"{m.name}_diff_ci_low"],
+                 row[f"{m.name}_diff_ci_high"]) = diff
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=columns)
+    out["replications"] = out["replications"].astype("int64")
+    return out
+
+
+# --------------------------------------------------------------------------- misuse
+
+MISUSE_COUNTS = ("injected", "prevented", "detected", "missed")
+_MISUSE_KNOWN = ("control", "replication", "kind", *MISUSE_COUNTS, "damage")
+
+
+def misuse_table(rows: pd.DataFrame, sweep_cols: Sequence[str] | None = None) -> pd.DataFrame:
+    """Misuse outcomes per control, replication and kind, with standards ids and caught_rate.
+
+    Order: sweep point (`sweep_cols`, default every extra column) and control by first
+    appearance, then replication, then kind in catalogue order (unknown kinds last,
+    alphabetically), so the table never depends on how workers interleaved.
+    """
+    missing = [c for c in _MISUSE_KNOWN if c not in rows.columns]
+    if missing:
+        raise ValueError(f"misuse rows lack columns: {', '.join(missing)}")
+    extras = [c for c in rows.columns if c not in _MISUSE_KNOWN]
+    columns = ["control", "replication", *extras, "kind", "standards", *MISUSE_COUNTS,
+               "caught_rate", "damage"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+
+    df = rows.reset_index(drop=True).copy()
+    point = extras if sweep_cols is None else list(sweep_cols)
+    rank = df.groupby([*point, "control"], sort=False, dropna=False).ngroup()
+    kinds = df["kind"].astype(str)
+    order = {k: i for i, k in enumerate(MISUSE_KINDS)}
+    kind_rank = kinds.map(lambda k: order.get(k, len(order)))
+    keys = pd.DataFrame({"a": rank.to_numpy(), "b": df["replication"].to_numpy(),
+                         "c": kind_rank.to_numpy(), "d": kinds.to_numpy()})
+    # lexsort is stable, so exact duplicates keep their input order.
+    idx = np.lexsort([keys[c].to_numpy() for c in ("d", "c", "b", "a")])
+    df = df.iloc[idx].reset_index(drop=True)
+
+    df["standards"] = [standards_ids(k) if k in CATALOGUE else "" for k in df["kind"].astype(str)]
+    injected = _numeric(df["injected"])
+    caught = _numeric(df["prevented"]) + _numeric(df["detected"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["caught_rate"] = np.where(injected > 0, caught / np.where(injected > 0, injected, 1.0),
+                                     np.nan)
+    return df[columns]
+
+
+# --------------------------------------------------------------------------- terminal table
+
+def _fmt(x: object) -> str:
+    """About 3 significant digits, no exponent for everyday magnitudes."""
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(x)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v) or v == 0.0:
+        return f"{v:g}"
+    mag = math.floor(math.log10(abs(v)))
+    if -3 <= mag < 6:
+        return f"{v:.{max(0, 2 - mag)}f}"
+    return f"{v:.2e}"
+
+
+def _group_columns(agg: pd.DataFrame) -> list[str]:
+    out = []
+    for c in agg.columns:
+        if c in ("replications", "paired_reference"):
+            continue
+        if any(c.endswith(s) and c[: -len(s)] in METRIC_INFO for s in STAT_SUFFIXES):
+            continue
+        out.append(c)
+    return out
+
+
+def headline_table(agg: pd.DataFrame, metrics: Sequence[str] | None = None) -> str:
+    """Fixed-width text table of the headline metrics as `mean [low, high]`, one row per group."""
+    wanted = list(metrics) if metrics is not None else list(HEADLINE)
+    if metrics is None and "exposure" not in wanted:
+        wanted.append("exposure")
+    shown = [m for m in wanted if f"{m}_mean" in agg.columns]
+    keys = _group_columns(agg)
+    header = [*keys] + (["n"] if "replications" in agg.columns else []) + shown
+    body: list[list[str]] = []
+    for _, r in agg.iterrows():
+        cells = [str(r[c]) for c in keys]
+        if "replications" in agg.columns:
+            cells.append(str(r["replications"]))
+        for m in shown:
+            mean, low, high = r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"]
+            if _isna(low) or _isna(high):
+                cells.append(_fmt(mean))
+            else:
+                cells.append(f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]")
+        body.append(cells)
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    n_text = len(keys)  # group columns read best left-aligned, numbers right-aligned
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < n_text else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    out = [line(header), "  ".join("-" * w for w in widths)]
+    out += [line(row) for row in body]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,211 @@
+"""Runs: expand sweep points x controls x replications, execute them (serial or a process
+pool), save each run atomically, skip finished ones, and write the results tables."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simharness import metrics, results
+from simharness.controls.base import World, make
+from simharness.engine import simulate
+from simharness.rng import replication_int_seed
+from simharness.spec import ScenarioSpec
+from simharness.workload import build_workload
+
+REFERENCE = "none"
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One simulation to perform: a sweep point's spec, a control, a replication."""
+
+    key: str
+    spec: ScenarioSpec
+    point: tuple[tuple[str, Any], ...]
+    control: str
+    replication: int
+    hidden: bool = False  # a `none` reference run for task inflation, not reported
+
+
+def expand_grid(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
+    """Cartesian product of a grid, in the order given ({} -> one empty point)."""
+    if not grid:
+        return [{}]
+    names = list(grid)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def run_one(task: RunTask) -> dict:
+    """Simulate one run and return its RunResult (see results.py)."""
+    spec = task.spec
+    entry = spec.control(task.control)
+    workload = build_workload(spec, task.replication)
+    control = make(entry.name, entry.model, entry.params, World(spec))
+    log = simulate(workload, control)
+    row: dict[str, Any] = {
+        "scenario": spec.name,
+        "control": entry.name,
+        "replication": task.replication,
+        "seed": replication_int_seed(spec.seed, task.replication),
+        **dict(task.point),
+        **metrics.compute(log),
+    }
+    grid, curve, _ = metrics.exposure_curve(log)
+    return {
+        "key": task.key,
+        "row": row,
+        "misuse": metrics.misuse_outcomes(log),
+        "timeline": {"t": grid.tolist(), "exposure": curve.tolist()},
+        "latency_ms": metrics.latency_quantiles(log),
+        "workload_digest": workload.digest(),
+    }
+
+
+def plan(points: list[tuple[dict[str, Any], ScenarioSpec]], controls: list[str] | None = None
+         ) -> list[RunTask]:
+    """Every run of a sweep in report order; adds hidden `none` runs when none is absent."""
+    version = results.code_version()
+    tasks: list[RunTask] = []
+    for point, spec in points:
+        names = controls or [c.name for c in spec.controls]
+        sha = scenario_hash(spec)
+        hidden = REFERENCE not in names and any(c.name == REFERENCE for c in spec.controls)
+        for name in [*names, *([REFERENCE] if hidden else [])]:
+            entry = spec.control(name)
+            for rep in range(spec.replications):
+                key = results.run_key(sha, name, entry.params, rep, spec.seed, point, version)
+                tasks.append(RunTask(key, spec, tuple(point.items()), name, rep,
+                                     hidden=name == REFERENCE and hidden))
+    return tasks
+
+
+def scenario_hash(spec: ScenarioSpec) -> str:
+    from simharness.loader import scenario_sha256
+
+    return scenario_sha256(spec)
+
+
+class Progress:
+    """A one-line progress bar with ETA on stderr, shown once a run takes over a second."""
+
+    def __init__(self, total: int, quiet: bool, stream=sys.stderr):
+        self.total, self.done, self.quiet, self.stream = total, 0, quiet, stream
+        self.t0 = time.monotonic()
+        self._last = 0.0
+        self._shown = False
+
+    def step(self, skipped: bool = False) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.quiet or (now - self.t0 < 1.0 and self.done < self.total) or now - self._last < 0.2:
+            if not (self._shown and self.done == self.total):
+                return
+        self._last = now
+        self._shown = True
+        rate = self.done / max(now - self.t0, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else math.inf
+        width = 30
+        filled = int(width * self.done / self.total)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} runs"
+                          f"  {now - self.t0:5.1f}s elapsed, ETA {eta:5.1f}s ")
+        if self.done == self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def execute(tasks: list[RunTask], out: results.ResultsDir, workers: int = 1, quiet: bool = True,
+            force: bool = False, executor: str = "process", scheduler: str | None = None,
+            on_result: Callable[[dict], None] | None = None) -> int:
+    """Run every task not already saved in `out`; returns how many were computed."""
+    todo = [t for t in tasks if force or not out.has(t.key)]
+    progress = Progress(len(tasks), quiet)
+    for _ in range(len(tasks) - len(todo)):
+        progress.step(skipped=True)
+    for result in _map(run_one, todo, workers, executor, scheduler):
+        out.save_run(result)
+        if on_result is not None:
+            on_result(result)
+        progress.step()
+    return len(todo)
+
+
+def _map(fn: Callable[[RunTask], dict], todo: list[RunTask], workers: int, executor: str,
+         scheduler: str | None) -> Iterable[dict]:
+    if executor == "dask":
+        from simharness.distributed import dask_map
+
+        yield from dask_map(fn, todo, scheduler)
+        return
+    if workers <= 1 or len(todo) <= 1:
+        for t in todo:
+            yield fn(t)
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+        futures = [pool.submit(fn, t) for t in todo]
+        for f in as_completed(futures):
+            yield f.result()
+
+
+def fill_task_inflation(out: results.ResultsDir, tasks: list[RunTask]) -> None:
+    """task_inflation = mean task time / mean task time under `none` (same point, replication) - 1."""
+    runs = {t.key: out.load_run(t.key) for t in tasks}
+    ref: dict[tuple, float] = {}
+    for t in tasks:
+        if t.control == REFERENCE:
+            ref[(t.point, t.replication)] = runs[t.key]["row"]["task_time_mean_s"]
+    for t in tasks:
+        r = runs[t.key]
+        base = ref.get((t.point, t.replication), math.nan)
+        own = r["row"]["task_time_mean_s"]
+        value = own / base - 1 if base and not math.isnan(base) and not math.isnan(own) else math.nan
+        if t.control == REFERENCE:
+            value = 0.0
+        old = r["row"].get("task_inflation")
+        if not (old == value or (isinstance(old, float) and math.isnan(old) and math.isnan(value))):
+            r["row"]["task_inflation"] = value
+            out.save_run(r)
+
+
+def run_tasks(tasks: list[RunTask], out_dir: str | Path, sweep_cols: list[str], manifest: dict,
+              workers: int = 1, quiet: bool = True, force: bool = False, executor: str = "process",
+              scheduler: str | None = None) -> results.Results:
+    """Execute, then write manifest and tables. The tables depend only on the saved runs."""
+    out = results.ResultsDir(Path(out_dir))
+    t0 = time.monotonic()
+    computed = execute(tasks, out, workers, quiet, force, executor, scheduler)
+    fill_task_inflation(out, tasks)
+    visible = [t.key for t in tasks if not t.hidden]
+    digests = {}
+    for t in tasks:
+        if t.control == tasks[0].control:
+            digests[f"{dict(t.point)}|{t.replication}"] = out.load_run(t.key).get("workload_digest")
+    man = {
+        **results.manifest_base(),
+        **manifest,
+        "runs": {t.key: {"control": t.control, "replication": t.replication, "point": dict(t.point),
+                         "hidden": t.hidden, "status": "done"} for t in tasks},
+        "runs_computed": computed,
+        "runs_reused": len(tasks) - computed,
+        "wall_seconds": round(time.monotonic() - t0, 3),
+        "workload_digests": digests,
+    }
+    out.write_manifest(man)
+    return out.write_tables(visible, sweep_cols)
+
+
+def default_out(spec: ScenarioSpec) -> Path:
+    """results/<scenario>-<timestamp>."""
+    return Path("results") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,230 @@
+"""stats: t quantiles, intervals, aggregate with paired differences, misuse and headline tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simharness import stats
+from simharness.misuse_catalogue import standards_ids
+
+
+@pytest.mark.parametrize(
+    ("p", "df", "expected"),
+    [
+        (0.975, 1, 12.706204736174707),
+        (0.975, 4, 2.7764451051977987),
+        (0.975, 29, 2.045229642132703),
+        (0.95, 10, 1.8124611228107335),
+        (0.995, 3, 5.840909309733350),
+        (0.975, 1000, 1.9623390808264078),
+    ],
+)
+def test_t_quantile_known_values(p, df, expected):
+    assert stats.t_quantile(p, df) == pytest.approx(expected, abs=1e-6)
+    assert stats.t_quantile(1 - p, df) == pytest.approx(-expected, abs=1e-6)
+
+
+def test_t_quantile_tends_to_normal():
+    assert stats.t_quantile(0.975, 1e7) == pytest.approx(1.959963984540054, abs=1e-6)
+
+
+def test_t_ci_known_value():
+    mean, low, high = stats.t_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    half = 2.7764451051977987 * math.sqrt(2.5) / math.sqrt(5)
+    assert mean == 3.0
+    assert low == pytest.approx(3.0 - half, abs=1e-9)
+    assert high == pytest.approx(3.0 + half, abs=1e-9)
+
+
+def test_t_ci_edge_cases():
+    m, lo, hi = stats.t_ci([4.2])
+    assert m == 4.2 and math.isnan(lo) and math.isnan(hi)
+    assert stats.t_ci([0.1, 0.1, 0.1]) == (0.1, 0.1, 0.1)
+    assert all(math.isnan(x) for x in stats.t_ci([]))
+    assert stats.t_ci([1.0, float("nan"), 3.0])[0] == 2.0  # NaN skipped
+    with pytest.raises(ValueError):
+        stats.t_ci([1.0, 2.0], level=1.0)
+
+
+def test_wilson_known_value():
+    p, lo, hi = stats.wilson(8, 10)
+    assert p == 0.8
+    assert lo == pytest.approx(0.4901624, abs=1e-6)
+    assert hi == pytest.approx(0.9433178, abs=1e-6)
+
+
+def test_wilson_rule_of_three_and_edges():
+    assert stats.wilson(0, 30) == (0.0, 0.0, pytest.approx(0.1))
+    assert stats.wilson(30, 30) == (1.0, pytest.approx(0.9), 1.0)
+    assert stats.wilson(0, 2) == (0.0, 0.0, 1.0)  # 3/n clipped to [0, 1]
+    assert all(math.isnan(x) for x in stats.wilson(0, 0))
+    with pytest.raises(ValueError):
+        stats.wilson(5, 4)
+
+
+def _synthetic(reps: int = 12, seed: int = 7) -> pd.DataFrame:
+    """Two controls whose exposure shares a large per-replication effect (common random
+    numbers), so the paired difference is far tighter than the unpaired one."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for pdp in (5.0, 50.0):
+        common = rng.normal(1000.0, 200.0, reps)
+        for control, shift in (("none", 300.0), ("static_iam", 100.0), ("jit_per_task", 0.0)):
+            for r in range(reps):
+                legit = 100 + r
+                rows.append({
+                    "scenario": "s", "control": control, "replication": r, "seed": 1000 + r,
+                    "pdp_ms": pdp,
+                    "exposure": common[r] + shift + rng.normal(0.0, 5.0),
+                    "legit_actions": legit,
+                    "legit_denied": 0 if control == "none" else int(r % 3 + (control == "jit_per_task")),
+                    "decision_p99_ms": pdp if control != "none" else 0.0,
+                })
+    return pd.DataFrame(rows)
+
+
+def test_aggregate_layout_and_rates():
+    summary = _synthetic()
+    agg = stats.aggregate(summary, ["pdp_ms", "control"])
+    assert list(agg["control"]) == ["none", "static_iam", "jit_per_task"] * 2
+    assert list(agg["pdp_ms"]) == [5.0] * 3 + [50.0] * 3
+    assert (agg["replications"] == 12).all()
+    assert (agg["paired_reference"] == "static_iam").all()
+    for m in ("exposure", "false_deny_rate", "decision_p99_ms"):
+        for s in stats.STAT_SUFFIXES:
+            assert f"{m}{s}" in agg.columns
+    # Pooled rate: sum(num) / sum(den), Wilson interval.
+    sub = summary[(summary.pdp_ms == 5.0) & (summary.control == "jit_per_task")]
+    row = agg[(agg.pdp_ms == 5.0) & (agg.control == "jit_per_task")].iloc[0]
+    expected = stats.wilson(sub.legit_denied.sum(), sub.legit_actions.sum())
+    assert (row.false_deny_rate_mean, row.false_deny_rate_ci_low,
+            row.false_deny_rate_ci_high) == expected
+    # Zero denials under none: rule of three on the pooled denominator.
+    none = agg[(agg.pdp_ms == 5.0) & (agg.control == "none")].iloc[0]
+    assert none.false_deny_rate_ci_high == pytest.approx(3 / summary[
+        (summary.pdp_ms == 5.0) & (summary.control == "none")].legit_actions.sum())
+
+
+def test_aggregate_paired_ci_narrower_than_unpaired():
+    summary = _synthetic()
+    agg = stats.aggregate(summary, ["pdp_ms", "control"])
+    for pdp in (5.0, 50.0):
+        at = agg[agg.pdp_ms == pdp].set_index("control")
+        ref, jit = at.loc["static_iam"], at.loc["jit_per_task"]
+        assert math.isnan(ref.exposure_diff_mean)
+        paired_width = jit.exposure_diff_ci_high - jit.exposure_diff_ci_low
+        unpaired_width = ((jit.exposure_ci_high - jit.exposure_ci_low) ** 2
+                          + (ref.exposure_ci_high - ref.exposure_ci_low) ** 2) ** 0.5
+        assert paired_width < unpaired_width / 5
+        assert jit.exposure_diff_ci_low < -100 < jit.exposure_diff_ci_high
+        # `none` is paired against the reference too.
+        assert at.loc["none"].exposure_diff_mean == pytest.approx(200, abs=10)
+        # Per-replication rate difference, paired.
+        sub = summary[summary.pdp_ms == pdp]
+        d = (sub[sub.control == "jit_per_task"].legit_denied.to_numpy()
+             - sub[sub.control == "static_iam"].legit_denied.to_numpy()) / sub[
+            sub.control == "static_iam"].legit_actions.to_numpy()
+        assert jit.false_deny_rate_diff_mean == pytest.approx(d.mean())
+
+
+def test_aggregate_pairs_on_replication_not_position():
+    summary = _synthetic(reps=6)
+    # Each (pdp_ms, control) block is 6 contiguous rows: permute rows within blocks only, so
+    # group order (and thus the reference) stays, but positions no longer line up.
+    rng = np.random.default_rng(3)
+    idx = np.concatenate([b + rng.permutation(6) for b in range(0, len(summary), 6)])
+    shuffled = summary.iloc[idx]
+    a = stats.aggregate(summary, ["pdp_ms", "control"])
+    b = stats.aggregate(shuffled, ["pdp_ms", "control"])
+    key = ["pdp_ms", "control"]
+    assert list(a[key].itertuples()) == list(b[key].itertuples())
+    pd.testing.assert_series_equal(a.exposure_diff_mean, b.exposure_diff_mean, rtol=1e-12)
+    assert a.exposure_diff_mean.notna().sum() == 4
+
+
+def test_aggregate_skips_nan_and_missing_replications():
+    summary = _synthetic(reps=5)
+    summary.loc[(summary.control == "jit_per_task") & (summary.replication == 0), "exposure"] = np.nan
+    summary = summary[~((summary.control == "static_iam") & (summary.replication == 4))]
+    agg = stats.aggregate(summary, ["pdp_ms", "control"]).set_index(["pdp_ms", "control"])
+    row = agg.loc[(5.0, "jit_per_task")]
+    assert row.replications == 5
+    sub = summary[(summary.pdp_ms == 5.0)]
+    jit = sub[sub.control == "jit_per_task"].set_index("replication").exposure
+    ref = sub[sub.control == "static_iam"].set_index("replication").exposure
+    d = (jit - ref).dropna()
+    assert len(d) == 3
+    assert row.exposure_diff_mean == pytest.approx(d.mean())
+    assert row.exposure_mean == pytest.approx(jit.dropna().mean())
+
+
+def test_aggregate_reference_only_none_and_duplicates():
+    only_none = pd.DataFrame({"control": ["none", "none"], "replication": [0, 1],
+                              "exposure": [1.0, 2.0]})
+    agg = stats.aggregate(only_none, ["control"])
+    assert agg.paired_reference.isna().all() and agg.exposure_diff_mean.isna().all()
+    with pytest.raises(ValueError, match="duplicate replications"):
+        stats.aggregate(_synthetic(reps=3), ["control"])
+    with pytest.raises(ValueError, match="group columns"):
+        stats.aggregate(only_none, ["nope"])
+    empty = stats.aggregate(only_none.iloc[:0], ["control"])
+    assert empty.empty and "exposure_mean" in empty.columns
+
+
+def test_aggregate_deterministic():
+    summary = _synthetic()
+    a = stats.aggregate(summary, ["pdp_ms", "control"])
+    b = stats.aggregate(summary.copy(), ["pdp_ms", "control"])
+    assert a.to_csv(float_format=repr) == b.to_csv(float_format=repr)
+
+
+def _misuse_rows() -> pd.DataFrame:
+    return pd.DataFrame([
+        {"control": "jit", "replication": 1, "kind": "exfiltration", "injected": 2,
+         "prevented": 1, "detected": 0, "missed": 1, "damage": 3.0, "pdp_ms": 5.0},
+        {"control": "jit", "replication": 0, "kind": "token_replay", "injected": 0,
+         "prevented": 0, "detected": 0, "missed": 0, "damage": 0.0, "pdp_ms": 5.0},
+        {"control": "jit", "replication": 0, "kind": "out_of_scope_resource", "injected": 4,
+         "prevented": 3, "detected": 1, "missed": 0, "damage": 0.0, "pdp_ms": 5.0},
+        {"control": "none", "replication": 0, "kind": "mystery", "injected": 1,
+         "prevented": 0, "detected": 0, "missed": 1, "damage": 1.5, "pdp_ms": 5.0},
+    ])
+
+
+def test_misuse_table():
+    out = stats.misuse_table(_misuse_rows())
+    assert list(out.columns) == ["control", "replication", "pdp_ms", "kind", "standards",
+                                 "injected", "prevented", "detected", "missed", "caught_rate",
+                                 "damage"]
+    assert list(zip(out.control, out.replication, out.kind, strict=True)) == [
+        ("jit", 0, "out_of_scope_resource"), ("jit", 0, "token_replay"),
+        ("jit", 1, "exfiltration"), ("none", 0, "mystery")]
+    assert out.standards[0] == standards_ids("out_of_scope_resource")
+    assert out.standards[3] == ""
+    assert out.caught_rate[0] == 1.0 and out.caught_rate[2] == 0.5
+    assert math.isnan(out.caught_rate[1])
+    shuffled = stats.misuse_table(_misuse_rows().iloc[[2, 0, 1, 3]])
+    pd.testing.assert_frame_equal(out, shuffled)
+
+
+def test_headline_table():
+    agg = stats.aggregate(_synthetic(reps=4), ["pdp_ms", "control"])
+    text = stats.headline_table(agg)
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["pdp_ms", "control", "n"]
+    assert "exposure" in lines[0] and "false_deny_rate" in lines[0]
+    assert "damage" not in lines[0]  # not in the summary
+    assert len(lines) == 2 + len(agg)
+    assert "[" in lines[2] and "jit_per_task" in text
+    assert text == stats.headline_table(agg)
+
+
+@pytest.mark.parametrize(("x", "s"), [(0.0, "0"), (1234.5678, "1235"), (0.012345, "0.0123"),
+                                      (2.5e7, "2.50e+07"), (float("nan"), "nan"),
+                                      (12.345, "12.3")])
+def test_fmt(x, s):
+    assert stats._fmt(x) == s
