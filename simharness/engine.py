@@ -138,6 +138,11 @@ class Engine:
         by_agent: dict[int, list[Task]] = {}
         for t in self.w.tasks:
             by_agent.setdefault(t.agent, []).append(t)
+        # Standing credentials exist from the start, whether or not the agent works today.
+        for agent in self.w.agents:
+            if agent.standing_identity is not None:
+                self.control.credential_for(agent.standing_identity, agent.archetype,
+                                            agent.platform == "first_party", self.ledger, 0.0)
         for idx, tasks in by_agent.items():
             self.env.process(self._agent(self.w.agents[idx], tasks))
         self.env.run(until=self.horizon)

@@ -111,7 +111,9 @@ class _Loader(yaml.SafeLoader):
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except (ValueError, TypeError, OverflowError) as e:
+        except yaml.YAMLError:
+            raise
+        except Exception as e:  # PyYAML's own constructors fail in assorted ways on bad values
             raise ConstructorError(None, None, f"cannot read {_tag(node.tag)} value: {e}",
                                    node.start_mark) from None
 
@@ -246,12 +248,13 @@ def _unshare(value: Any) -> Any:
 
 
 def _parse(raw: bytes | str, file: str) -> tuple[dict[str, Any], Marks]:
-    loader = _Loader(raw)
+    loader = None
     try:
+        loader = _Loader(raw)  # reads the first bytes already: may raise a ReaderError
         root = loader.get_single_node()
         if root is None or (isinstance(root, ScalarNode) and root.tag.endswith(":null")
                             and not root.value):
-            raise ScenarioError([Problem(file, None, None, "",
+            raise ScenarioError([Problem(file, 1, 1, "",
                                          "file is empty: expected a scenario mapping")])
         if not isinstance(root, MappingNode):
             kind = "a list" if isinstance(root, SequenceNode) else f"the value {root.value!r}"
@@ -271,7 +274,8 @@ def _parse(raw: bytes | str, file: str) -> tuple[dict[str, Any], Marks]:
     except RecursionError:
         raise ScenarioError([Problem(file, None, None, "", "values are nested too deeply")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(path: str | Path) -> tuple[dict[str, Any], Marks]:
@@ -769,30 +773,31 @@ def _resolve_controls(data: dict[str, Any], report: _Report, profiles: dict[str,
     if not isinstance(entries, list):
         return  # validation reports it
 
-    def resolve(name: str, at: KeyPath | None) -> dict[str, Any] | None:
-        if name not in profiles:
-            message = _unknown("control profile", name, profiles)
-            if at is None:
-                report.problems.append(Problem("--controls", None, None, "", message))
-            else:
-                report.add(at, message + (" (from the default controls)" if defaulted else ""))
-                report.claimed.add(at)
-            return None
+    def load(name: str) -> dict[str, Any] | None:
         try:
             return _load_profile(profiles[name])
         except ScenarioError as e:
             report.problems.extend(e.problems)
-            if at is not None:
-                report.claimed.add(at)
             return None
 
     for i, entry in enumerate(entries):
         if isinstance(entry, str):
-            entries[i] = resolve(entry, ("controls", i)) or entry
-    names = {e if isinstance(e, str) else e.get("name") for e in entries
-             if isinstance(e, str | dict)}
+            resolved = load(entry) if entry in profiles else None
+            if resolved is None:
+                report.claimed.add(("controls", i))  # reported here, not again by pydantic
+                if entry not in profiles:
+                    report.add(("controls", i), _unknown("control profile", entry, profiles)
+                               + (" (from the default controls)" if defaulted else ""))
+            entries[i] = resolved or entry
+    names = {n for n in (e if isinstance(e, str) else e.get("name") for e in entries
+                         if isinstance(e, str | dict)) if isinstance(n, str)}
     for name in selected or ():
-        if name not in names and (entry := resolve(name, None)) is not None:
+        if name in names:
+            continue
+        if name not in profiles:
+            report.problems.append(Problem("--controls", None, None, name,
+                                           _unknown("control", name, names | profiles.keys())))
+        elif (entry := load(name)) is not None:
             entries.append(entry)
 
 

@@ -18,7 +18,7 @@ from simharness import metrics, results
 from simharness.controls.base import World, make
 from simharness.engine import simulate
 from simharness.rng import replication_int_seed
-from simharness.spec import ScenarioSpec
+from simharness.spec import ControlEntry, ScenarioSpec
 from simharness.workload import build_workload
 
 REFERENCE = "none"
@@ -31,9 +31,13 @@ class RunTask:
     key: str
     spec: ScenarioSpec
     point: tuple[tuple[str, Any], ...]
-    control: str
+    entry: ControlEntry
     replication: int
     hidden: bool = False  # a `none` reference run for task inflation, not reported
+
+    @property
+    def control(self) -> str:
+        return self.entry.name
 
 
 def expand_grid(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
@@ -47,7 +51,7 @@ def expand_grid(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
 def run_one(task: RunTask) -> dict:
     """Simulate one run and return its RunResult (see results.py)."""
     spec = task.spec
-    entry = spec.control(task.control)
+    entry = task.entry
     workload = build_workload(spec, task.replication)
     control = make(entry.name, entry.model, entry.params, World(spec))
     log = simulate(workload, control)
@@ -76,15 +80,19 @@ def plan(points: list[tuple[dict[str, Any], ScenarioSpec]], controls: list[str] 
     version = results.code_version()
     tasks: list[RunTask] = []
     for point, spec in points:
-        names = controls or [c.name for c in spec.controls]
+        entries = [spec.control(n) for n in controls] if controls else list(spec.controls)
         sha = scenario_hash(spec)
-        hidden = REFERENCE not in names and any(c.name == REFERENCE for c in spec.controls)
-        for name in [*names, *([REFERENCE] if hidden else [])]:
-            entry = spec.control(name)
+        # Task inflation is measured against `none` on the same workload: run it unreported
+        # when the user did not ask for it.
+        hidden = all(e.name != REFERENCE for e in entries)
+        if hidden:
+            entries.append(ControlEntry(name=REFERENCE, model=REFERENCE))
+        for entry in entries:
             for rep in range(spec.replications):
-                key = results.run_key(sha, name, entry.params, rep, spec.seed, point, version)
-                tasks.append(RunTask(key, spec, tuple(point.items()), name, rep,
-                                     hidden=name == REFERENCE and hidden))
+                key = results.run_key(sha, entry.name, {"model": entry.model, **entry.params}, rep,
+                                      spec.seed, point, version)
+                tasks.append(RunTask(key, spec, tuple(point.items()), entry, rep,
+                                     hidden=hidden and entry.name == REFERENCE))
     return tasks
 
 

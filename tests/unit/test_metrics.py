@@ -1,0 +1,100 @@
+"""Metrics against hand-computed values, and properties every run must have."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from simharness import metrics
+from simharness.controls.base import World, make
+from simharness.engine import A, simulate
+from simharness.workload import build_workload
+from tests.conftest import make_spec
+
+ONE_AGENT = dict(
+    horizon="1h",
+    agents=[{"name": "support", "count": 1, "role": {"crm_api": ["read"], "docs": ["read"]},
+             "task_rate": "2/h", "tasks": {"lookup": 1}}],
+    tasks={"lookup": {"steps": [{"tool": "crm_api", "action": "read", "resource": "crm"}]}},
+    timing={"think": 0, "step": "10s"},
+)
+
+
+def run(spec, name, model, params=None):
+    wl = build_workload(spec, 0)
+    return simulate(wl, make(name, model, params or {}, World(spec)))
+
+
+def test_static_iam_exposure_is_role_weight_times_horizon_minus_use():
+    spec = make_spec(**ONE_AGENT)
+    log = run(spec, "static_iam", "static_iam", {"check": 0})
+    m = metrics.compute(log)
+    role_weight = 4 * 1 + 1 * 1  # crm read (confidential x read) + wiki read (internal x read)
+    executed = sum(1 for r in log.actions if r[A["allowed"]])
+    assert executed > 0
+    expected = role_weight * 3600 - executed * 4 * 10  # minus the weight in use while executing
+    assert m["exposure"] == pytest.approx(expected, rel=1e-9)
+    # The agent is idle except during its 10 s tasks: standing = weight x idle time.
+    assert m["standing_exposure"] == pytest.approx(role_weight * (3600 - executed * 10), rel=1e-9)
+
+
+JIT_EXACT = {"granularity": "permission", "check": 0,
+             "token_service": {"servers": math.inf, "rtt": 0, "service_time": 0}}
+
+
+def test_jit_permission_scope_with_revocation_has_zero_exposure():
+    spec = make_spec(**ONE_AGENT)
+    m = metrics.compute(run(spec, "jit", "jit_per_task", JIT_EXACT))
+    assert m["tokens_issued"] > 0
+    assert m["exposure"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_jit_without_revocation_leaves_ttl_overhang():
+    spec = make_spec(**ONE_AGENT)
+    params = {**JIT_EXACT, "revoke_on_complete": False, "ttl": "5m"}
+    log = run(spec, "jit", "jit_per_task", params)
+    m = metrics.compute(log)
+    w = 4.0
+    tokens = [c for c in log.ledger.credentials if c.kind == "task"]
+    # Each token: W(G) x (ttl - task time), clipped at the horizon for the last ones.
+    expected = sum(w * (min(c.expires, 3600) - c.issued) - w * min(10, 3600 - c.issued)
+                   for c in tokens)
+    assert m["exposure"] == pytest.approx(expected, rel=1e-9)
+    full = [c for c in tokens if c.expires <= 3600]
+    assert full and expected >= len(full) * w * (300 - 10)
+
+
+def test_none_has_zero_task_inflation_and_rates_are_rates(tmp_path):
+    import simharness
+
+    res = simharness.run("baseline", overrides=["replications=2", "horizon=1h"], out=tmp_path)
+    s = res.summary
+    assert (s.loc[s.control == "none", "task_inflation"] == 0).all()
+    for col in ("misuse_caught_rate", "false_deny_rate", "task_success_rate",
+                "audit_attribution_rate", "invisible_action_rate"):
+        v = s[col].dropna()
+        assert ((v >= 0) & (v <= 1)).all(), col
+    assert (s.misuse_prevented + s.misuse_detected <= s.misuse_injected).all()
+    assert (s.exposure >= 0).all() and (s.standing_exposure <= s.exposure + 1e-6).all()
+
+
+def test_a_run_does_not_depend_on_the_other_controls(tmp_path):
+    import simharness
+
+    both = simharness.run("baseline", overrides=["replications=2", "horizon=1h"], out=tmp_path / "a",
+                          controls=["static_iam", "jit_per_task"]).summary
+    alone = simharness.run("baseline", overrides=["replications=2", "horizon=1h"], out=tmp_path / "b",
+                           controls=["jit_per_task"]).summary
+    cols = [c for c in alone.columns if c not in ("control",)]
+    a = both[both.control == "jit_per_task"][cols].reset_index(drop=True)
+    b = alone[cols].reset_index(drop=True)
+    assert a.equals(b)
+
+
+def test_blast_radius_of_a_never_expiring_credential():
+    spec = make_spec(**ONE_AGENT)
+    m = metrics.compute(run(spec, "static_iam", "static_iam", {"check": 0}))
+    # One credential live for the whole hour: E[W x remaining] = W x H / 2.
+    assert m["blast_radius"] == pytest.approx(5 * 3600 / 2)
+    assert not math.isnan(m["exposure_per_agent_hour"])
