@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from simharness import sweep as sweeping
-from simharness.loader import load_scenario, scenario_sha256
+from simharness.loader import dump_scenario, load_scenario, scenario_sha256
 from simharness.results import Results, load_results
 from simharness.spec import ScenarioSpec
 
@@ -18,21 +20,45 @@ __all__ = ["load_results", "load_scenario", "run", "sweep"]
 def _spec(scenario: str | Path | ScenarioSpec, overrides: list[str], controls: list[str] | None
           ) -> ScenarioSpec:
     if isinstance(scenario, ScenarioSpec):
-        if overrides:
-            raise ValueError("overrides need a scenario file or name, not a ScenarioSpec")
-        return scenario
+        if not overrides and not controls:
+            return scenario
+        # Overrides go through the loader (validation, messages): round-trip the resolved spec.
+        with tempfile.TemporaryDirectory(prefix="simharness-") as tmp:
+            path = Path(tmp) / f"{scenario.name}.yaml"
+            path.write_text(dump_scenario(scenario), encoding="utf-8")
+            return load_scenario(path, overrides=overrides, controls=controls)
     return load_scenario(scenario, overrides=overrides, controls=controls)
 
 
 def sweep(scenario: str | Path | ScenarioSpec, grid: dict[str, list[Any]] | None = None, *,
           controls: list[str] | None = None, overrides: list[str] | None = None,
           out: str | Path | None = None, workers: int = 1, quiet: bool = True,
-          force: bool = False, executor: str = "process", scheduler: str | None = None
-          ) -> Results:
-    """Run every grid point x control x replication; returns the results DataFrames."""
+          force: bool = False, executor: str = "process", scheduler: str | None = None,
+          audit: bool = False) -> Results:
+    """Run every grid point x control x replication; returns the results DataFrames.
+
+    `grid` maps dotted paths to values (their cartesian product is swept, in the order given);
+    without one the scenario's `sweep:` block is used; `{}` runs the scenario as is. Every point
+    is loaded and checked before anything runs. `executor` is "process" (a pool of `workers`
+    processes) or "dask" (`scheduler` address, or a LocalCluster of `workers` processes);
+    `audit` also writes the action log to `actions.parquet` (extra `parquet`).
+    """
+    if executor not in sweeping.EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose {' or '.join(sweeping.EXECUTORS)}")
+    if audit:
+        from simharness.audit import require
+
+        require()
+    if executor == "dask":
+        from simharness.distributed import require
+
+        require()
     overrides = list(overrides or [])
     base = _spec(scenario, overrides, controls)
     grid = dict(grid if grid is not None else (base.sweep or {}))
+    for path, values in grid.items():
+        if not isinstance(values, list | tuple) or not values:
+            raise ValueError(f"sweep {path!r}: give a non-empty list of values, got {values!r}")
     points: list[tuple[dict[str, Any], ScenarioSpec]] = []
     for point in sweeping.expand_grid(grid):
         if not point:
@@ -52,18 +78,18 @@ def sweep(scenario: str | Path | ScenarioSpec, grid: dict[str, list[Any]] | None
         "controls": controls or [c.name for c in base.controls],
     }
     return sweeping.run_tasks(tasks, out_dir, list(grid), manifest, workers=workers, quiet=quiet,
-                              force=force, executor=executor, scheduler=scheduler)
+                              force=force, executor=executor, scheduler=scheduler, audit=audit)
 
 
 def run(scenario: str | Path | ScenarioSpec, *, controls: list[str] | None = None,
         overrides: list[str] | None = None, out: str | Path | None = None, workers: int = 1,
-        quiet: bool = True, force: bool = False) -> Results:
+        quiet: bool = True, force: bool = False, executor: str = "process",
+        scheduler: str | None = None, audit: bool = False) -> Results:
     """Run a scenario (every control x replication) into a results folder."""
     return sweep(scenario, {}, controls=controls, overrides=overrides, out=out, workers=workers,
-                 quiet=quiet, force=force)
+                 quiet=quiet, force=force, executor=executor, scheduler=scheduler, audit=audit)
 
 
 def _yaml_value(v: Any) -> str:
-    import json
-
-    return v if isinstance(v, str) else json.dumps(v)
+    # JSON is YAML: the override parses back to exactly `v` ("on", "1e3" stay strings).
+    return json.dumps(v)

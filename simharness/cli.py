@@ -61,19 +61,33 @@ def run(
     workers: Annotated[int, typer.Option(min=0, help="parallel processes (0: one per core)")] = 0,
     force: Annotated[bool, typer.Option(help="recompute runs already in the folder")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    executor: Annotated[str, typer.Option(help="process (local pool) or dask")] = "process",
+    scheduler: Annotated[str | None, typer.Option(
+        help="Dask scheduler address (default: a LocalCluster)")] = None,
+    audit: Annotated[bool, typer.Option(
+        "--audit", help="also write the action log to actions.parquet")] = False,
 ) -> None:
     """Run a scenario: every control x replication, into a results folder."""
     from simharness import api, loader, sweep
+    from simharness.audit import MissingExtraError
 
+    if executor not in sweep.EXECUTORS:
+        _fail(f"--executor {executor!r}: choose {' or '.join(sweep.EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        _fail("--scheduler needs --executor dask")
     try:
         spec = loader.load_scenario(scenario, _overrides(set_, replications, seed, horizon),
                                     _controls(controls))
     except ScenarioError as e:
         _fail(e)
     out = out or sweep.default_out(spec)
-    res = api.sweep(scenario, {}, controls=_controls(controls),
-                    overrides=_overrides(set_, replications, seed, horizon), out=out,
-                    workers=workers or sweep.default_workers(), quiet=quiet, force=force)
+    try:
+        res = api.sweep(scenario, {}, controls=_controls(controls),
+                        overrides=_overrides(set_, replications, seed, horizon), out=out,
+                        workers=workers or sweep.default_workers(), quiet=quiet, force=force,
+                        executor=executor, scheduler=scheduler, audit=audit)
+    except MissingExtraError as e:
+        _fail(f"error: {e}")
     _report_table(res, out, quiet)
 
 
@@ -90,12 +104,22 @@ def sweep_cmd(
     workers: Annotated[int, typer.Option(min=0, help="parallel processes (0: one per core)")] = 0,
     force: Annotated[bool, typer.Option()] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    executor: Annotated[str, typer.Option(help="process (local pool) or dask")] = "process",
+    scheduler: Annotated[str | None, typer.Option(
+        help="Dask scheduler address (default: a LocalCluster)")] = None,
+    audit: Annotated[bool, typer.Option(
+        "--audit", help="also write the action log to actions.parquet")] = False,
 ) -> None:
     """Run a parameter grid (cartesian product) x controls x replications."""
     import yaml
 
     from simharness import api, loader, sweep
+    from simharness.audit import MissingExtraError
 
+    if executor not in sweep.EXECUTORS:
+        _fail(f"--executor {executor!r}: choose {' or '.join(sweep.EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        _fail("--scheduler needs --executor dask")
     overrides = _overrides(set_, replications, seed, horizon)
     parsed: dict[str, list] = {}
     for g in grid or []:
@@ -105,16 +129,20 @@ def sweep_cmd(
         parsed[path.strip()] = [yaml.safe_load(v) for v in values.split(",")]
     try:
         spec = loader.load_scenario(scenario, overrides, _controls(controls))
-        for path, values in parsed.items():  # check every grid value before running anything
-            for v in values:
-                loader.load_scenario(scenario, [*overrides, f"{path}={v}"], _controls(controls))
     except ScenarioError as e:
         _fail(e)
     if not parsed and not spec.sweep:
         _fail(f"{scenario}: nothing to sweep: give --grid dotted.path=v1,v2 or a `sweep:` block")
     out = out or sweep.default_out(spec)
-    res = api.sweep(scenario, parsed or None, controls=_controls(controls), overrides=overrides,
-                    out=out, workers=workers or sweep.default_workers(), quiet=quiet, force=force)
+    try:  # api.sweep loads and checks every grid point before running anything
+        res = api.sweep(scenario, parsed or None, controls=_controls(controls),
+                        overrides=overrides, out=out, workers=workers or sweep.default_workers(),
+                        quiet=quiet, force=force, executor=executor, scheduler=scheduler,
+                        audit=audit)
+    except ScenarioError as e:
+        _fail(e)
+    except MissingExtraError as e:
+        _fail(f"error: {e}")
     _report_table(res, out, quiet)
 
 

@@ -7,8 +7,9 @@ control's decision path into latency (queueing included) and calls the pure `dec
 
 from __future__ import annotations
 
+import heapq
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import simpy
 
@@ -52,17 +53,49 @@ COMPLETED, FAILED, IN_FLIGHT = "completed", "failed", "in_flight"
 REVOCATION_REASONS = frozenset({"identity-quarantined", "credential-revoked", "token-revoked"})
 
 
-@dataclass
 class StationState:
-    """A queue in the simulation: a SimPy resource (or none when servers is infinite)."""
+    """A FCFS multi-server queue, computed arithmetically.
 
-    spec: Station
-    resource: simpy.Resource | None
-    rtt: BlockSampler
-    service: BlockSampler
-    busy: float = 0.0  # server-seconds of service after warm-up
-    served: int = 0
-    cache: dict = field(default_factory=dict)
+    Requests reach a station in the order the simulation issues them, so with pre-sampled
+    service times the start of each service is max(arrival, earliest server-free time): a heap
+    of c free times gives exact FCFS waiting times (with reneging at the timeout) without any
+    SimPy event. This is the hot path; it replaces a SimPy Resource and its request/release
+    events (see tests/validation for the Erlang-C check)."""
+
+    __slots__ = ("spec", "servers", "free", "rtt", "service", "busy", "served", "cache",
+                 "warmup", "horizon")
+
+    def __init__(self, spec: Station, rtt: BlockSampler, service: BlockSampler, warmup: float,
+                 horizon: float):
+        self.spec = spec
+        self.servers = spec.servers
+        self.free: list[float] | None = None if math.isinf(spec.servers) else [0.0] * int(spec.servers)
+        self.rtt, self.service = rtt, service
+        self.busy = 0.0  # server-seconds of service inside [warm-up, horizon]
+        self.served = 0
+        self.cache: dict = {}
+        self.warmup, self.horizon = warmup, horizon
+
+    def visit(self, t: float) -> tuple[float, bool]:
+        """(latency, answered in time) of a request issued at t: rtt + wait + service."""
+        rtt = self.rtt.next()
+        service = self.service.next()
+        timeout = self.spec.timeout
+        if self.free is None:
+            start = t
+        else:
+            start = max(t, self.free[0])
+            if start - t + rtt >= timeout:
+                return timeout, False  # gave up while queued: the server never sees it
+            heapq.heapreplace(self.free, start + service)
+        busy = min(start + service, self.horizon) - max(start, self.warmup)
+        if busy > 0:
+            self.busy += busy
+        self.served += 1
+        latency = start - t + service + rtt
+        if latency > timeout:
+            return timeout, False  # the client gives up; the server finishes regardless
+        return latency, True
 
 
 @dataclass
@@ -115,8 +148,6 @@ class Engine:
                 self.stages.append(("station", self._station(stage, sampler)))
         ts = control.token_service()
         self.token_station = self._station(ts, sampler) if ts is not None else None
-        self.queued = any(kind == "station" and st.resource is not None  # type: ignore[union-attr]
-                          for kind, st in self.stages)
         self.resources = {r.name: r for r in spec.resources}
         self.roles = {a.name: a.role for a in workload.agents}
         self.role_of_archetype = {a.archetype: a.role for a in workload.agents}
@@ -127,8 +158,7 @@ class Engine:
         self._act_w = spec.weights.action
 
     def _station(self, st: Station, sampler) -> StationState:
-        res = None if math.isinf(st.servers) else simpy.Resource(self.env, int(st.servers))
-        state = StationState(st, res, sampler(st.rtt), sampler(st.service))
+        state = StationState(st, sampler(st.rtt), sampler(st.service), self.warmup, self.horizon)
         self.stations[st.name] = state
         return state
 
@@ -176,7 +206,7 @@ class Engine:
         self.tasks.append(record)  # type: ignore[arg-type]
         cred = control.on_task_start(ctx, ledger, env.now)
         if cred is not None and cred is not parent_cred and self.token_station is not None:
-            yield from self._through(self.token_station)
+            yield env.timeout(self.token_station.visit(env.now)[0])
         ok = True
         for i, step in enumerate(task.steps):
             yield env.timeout(step.think)
@@ -193,7 +223,7 @@ class Engine:
                 new = self._renew(ctx, cred, ledger, env.now)
                 if new is not None:
                     if self.token_station is not None:
-                        yield from self._through(self.token_station)
+                        yield env.timeout(self.token_station.visit(env.now)[0])
                     cred = new
             if i == task.leak_step:
                 leaked = cred if cred is not None else control.credential_for(
@@ -287,51 +317,6 @@ class Engine:
             a.entitled and a.perm in who.role, task.depth, origin, a.perm in origin_role,
             token_mode, cred, a.risk)
 
-    def _through(self, st: StationState):
-        """Pass one request through a queueing station (rtt + wait + service)."""
-        env = self.env
-        rtt = st.rtt.next()
-        service = st.service.next()
-        if rtt:
-            yield env.timeout(rtt)
-        if st.resource is None:
-            yield env.timeout(service)
-            self._account(st, service)
-            return True
-        spec = st.spec
-        t0 = env.now
-        req = st.resource.request()
-        if math.isinf(spec.timeout):
-            yield req
-        else:
-            got = yield req | env.timeout(spec.timeout)
-            if req not in got:
-                req.cancel()
-                return False
-        remaining = spec.timeout - (env.now - t0)
-        if service <= remaining:
-            yield env.timeout(service)
-            st.resource.release(req)
-            self._account(st, service)
-            return True
-        # The client gives up; the server finishes the evaluation nobody waits for.
-        env.process(self._finish(st, req, service))
-        yield env.timeout(remaining)
-        return False
-
-    def _finish(self, st: StationState, req, service: float):
-        yield self.env.timeout(service)
-        st.resource.release(req)  # type: ignore[union-attr]
-        self._account(st, service)
-
-    def _account(self, st: StationState, service: float) -> None:
-        # Busy time after warm-up only (clip the part of a service that started before it).
-        end = self.env.now
-        start = end - service
-        if end > self.warmup:
-            st.busy += end - max(start, self.warmup)
-        st.served += 1
-
     def _decide_and_run(self, a: Action, req: Request, task: Task, agent: AgentInfo):
         env, control = self.env, self.control
         t_req = env.now
@@ -352,25 +337,13 @@ class Engine:
                 if hit is not None and hit[1] > t_req + latency:
                     decision = hit[0]
                     continue
-            if st.resource is None:  # no queue: latency is arithmetic, no SimPy event
-                d = st.rtt.next() + st.service.next()
-                if d > spec.timeout:
-                    latency += spec.timeout
-                    without = True
-                    decision = self._fail(spec)
-                    break
-                latency += d
-                self._count_eval(st, t_req + latency)
-                continue
-            if latency:
-                yield env.timeout(latency)
-                latency = 0.0
-            if (yield from self._through(st)):
-                self._count_eval(st, env.now)
-            else:
+            d, ok = st.visit(t_req + latency)
+            latency += d
+            if not ok:
                 without = True
                 decision = self._fail(spec)
                 break
+            self._count_eval(st, t_req + latency)
         req.time = env.now + latency
         if decision is None:
             decision = control.decide(req)

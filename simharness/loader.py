@@ -13,7 +13,7 @@ import json
 import re
 import types
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
@@ -168,7 +168,8 @@ class _Walker:
             self.problem(node, path, f"tag {_tag(node.tag)!r} is not allowed: a scenario is "
                                      "plain YAML and nothing in it runs code")
 
-    def visit(self, node: Node, path: KeyPath | None, defined: frozenset[Any] = frozenset()) -> set[Any]:
+    def visit(self, node: Node, path: KeyPath | None,
+              defined: frozenset[Any] = frozenset()) -> set[Any]:
         """Walk `node` found at `path` (None: check only); return the keys a mapping defines."""
         self.budget -= 1
         if self.budget < 0:
@@ -396,7 +397,7 @@ _EXPECTED = {
 }
 
 
-def _message(error: dict[str, Any], root: Any, candidates: list[Any]) -> str:
+def _message(error: Mapping[str, Any], root: Any, candidates: list[Any]) -> str:
     """A short, user-facing message for one pydantic error."""
     kind, loc, value = error["type"], error["loc"], error.get("input")
     ctx = error.get("ctx") or {}
@@ -405,7 +406,7 @@ def _message(error: dict[str, Any], root: Any, candidates: list[Any]) -> str:
     if kind == "extra_forbidden":
         parent = _resolve_loc(root, loc[:-1])[1]
         return _unknown("key", loc[-1], _field_names(_members_of(parent)))
-    if loc and loc[-1] == "[key]":
+    if kind == "invalid_key" or (loc and loc[-1] == "[key]"):
         hint = " (quote it: YAML reads yes/no/on/off/true/false as booleans)" \
             if isinstance(value, bool) else ""
         return f"key {value!r} must be a string{hint}"
@@ -438,17 +439,15 @@ def _existing_prefix(data: Any, path: KeyPath) -> KeyPath:
     """The longest prefix of `path` that names a value in `data`."""
     node = data
     for i, key in enumerate(path):
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
-            node = node[key]
-        else:
+        in_list = isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
+        if not (in_list or (isinstance(node, dict) and key in node)):
             return path[:i]
+        node = node[key]
     return path
 
 
 class _Error(NamedTuple):
-    error: dict[str, Any]
+    error: Mapping[str, Any]
     path: KeyPath
     candidates: list[Any]
     union: tuple[int, str] | None
@@ -593,7 +592,8 @@ def _fresh(members: list[tuple[Any, frozenset[str]]], key: Any) -> Any:
 
 def _set_path(node: Any, segs: Sequence[str], value: Any, roots: list[Any]) -> KeyPath:
     """Set `value` at `segs` below `node`, checked against the types `roots`; the data path."""
-    candidates, path = roots, []
+    candidates: list[Any] = roots
+    path: list[Any] = []
     for i, seg in enumerate(segs):
         members = _members_of(candidates)
         key: Any
@@ -768,7 +768,8 @@ def _resolve_controls(data: dict[str, Any], report: _Report, profiles: dict[str,
     """Replace profile names in `controls` by their profiles; append selected extra ones."""
     defaulted = "controls" not in data
     if defaulted:
-        data["controls"] = list(DEFAULT_CONTROLS)
+        # With a selection the defaults would only be loaded to be dropped.
+        data["controls"] = [] if selected else list(DEFAULT_CONTROLS)
     entries = data["controls"]
     if not isinstance(entries, list):
         return  # validation reports it
@@ -804,7 +805,7 @@ def _resolve_controls(data: dict[str, Any], report: _Report, profiles: dict[str,
 # --------------------------------------------------------------------------- public API
 
 
-def load_scenario(source: str | Path, overrides: Iterable[str] = (),
+def load_scenario(source: str | Path, overrides: Iterable[str] | None = (),
                   controls: Sequence[str] | None = None) -> ScenarioSpec:
     """Load, override, resolve and check a scenario; raise ScenarioError with every problem.
 
@@ -816,7 +817,7 @@ def load_scenario(source: str | Path, overrides: Iterable[str] = (),
     data, marks = load_yaml(path)
     report = _Report(str(path), marks)
     for_controls = []
-    for ov in _parse_overrides(overrides, report.problems):
+    for ov in _parse_overrides(overrides or (), report.problems):
         if ov.segs[0] == "controls" and len(ov.segs) > 1 and not ov.segs[1].isdigit():
             for_controls.append(ov)  # params exist only once profiles are resolved
             continue
@@ -838,7 +839,7 @@ def load_scenario(source: str | Path, overrides: Iterable[str] = (),
         for at, message in check_references(spec):
             report.add(at, message)
     report.raise_if_any()
-    assert spec is not None
+    assert spec is not None  # a failed validation added problems
     if selected:
         # Chosen after validation so that problems keep the positions of the file.
         spec = spec.model_copy(update={"controls": [spec.control(n) for n in selected]})

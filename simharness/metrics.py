@@ -201,8 +201,8 @@ def compute(log: RunLog) -> dict:
     _, _, exposure = exposure_curve(log, 2)
     agent_hours = len(log.workload.agents) * (hi - lo) / 3600.0
     pdp = log.stations.get("pdp")
-    if pdp is not None and pdp.resource is not None:
-        util = pdp.busy / (pdp.resource.capacity * (hi - lo))
+    if pdp is not None and pdp.free is not None:
+        util = pdp.busy / (pdp.servers * (hi - lo))
     else:
         util = math.nan
     tokens = sum(1 for c in log.ledger.credentials if c.kind != "role" and c.issued >= lo)

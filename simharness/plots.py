@@ -27,7 +27,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib import ticker
+from matplotlib import ticker, transforms
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -42,14 +42,19 @@ __all__ = [
     "FIGURES",
     "control_colour",
     "control_linestyle",
+    "control_order",
+    "expected_plots",
+    "first_point",
     "control_marker",
     "exposure_timeline",
     "latency_cdf",
     "metric_label",
     "misuse_heatmap",
     "plot_dir",
+    "point_columns",
     "save_figure",
     "sweep_columns",
+    "sweep_figure_names",
     "sweep_metric",
     "tradeoff",
 ]
@@ -74,6 +79,11 @@ _DASHES: dict[str, Any] = {"sse_only": (0, (4, 2)), "layered": (0, (1.5, 1.5))}
 
 FIGURES: tuple[str, ...] = ("tradeoff", "latency_cdf", "exposure_timeline", "misuse_heatmap")
 LATENCY_FLOOR_MS = 1e-3
+# The non-sweep columns of the long tables (results.py); anything else is a sweep parameter.
+LATENCY_COLUMNS = ("control", "replication", "q", "ms")
+TIMELINE_COLUMNS = ("control", "replication", "t", "exposure")
+MISUSE_COLUMNS = ("control", "replication", "kind", "standards", "injected", "prevented",
+                  "detected", "missed", "caught_rate", "damage")
 DPI = 300
 _COL_W, _WIDE_W = 3.5, 7.0  # paper column and two-column widths, inches
 
@@ -185,8 +195,8 @@ def sweep_columns(df: pd.DataFrame, manifest: Mapping[str, Any] | None = None) -
     return [c for c in cols[: cols.index("control")] if c not in ("scenario", "replication")]
 
 
-def _table_sweep_columns(df: pd.DataFrame, known: Sequence[str]) -> list[str]:
-    """Sweep columns of a long table: everything that is neither a known column nor a metric."""
+def point_columns(df: pd.DataFrame, known: Sequence[str]) -> list[str]:
+    """Sweep columns of a long table (timeline, latency, misuse): the columns not in `known`."""
     return [c for c in df.columns if c not in known]
 
 
@@ -197,7 +207,7 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _first_point(df: pd.DataFrame, cols: Sequence[str]) -> tuple[pd.DataFrame, str]:
+def first_point(df: pd.DataFrame, cols: Sequence[str]) -> tuple[pd.DataFrame, str]:
     """Rows of the first sweep point and a title suffix naming it ('' without a sweep)."""
     cols = [c for c in cols if c in df.columns]
     if not cols or df.empty or len(df.drop_duplicates(cols)) <= 1:
@@ -216,7 +226,7 @@ def _fmt_value(v: Any) -> str:
     return str(v)
 
 
-def _controls(df: pd.DataFrame) -> list[str]:
+def control_order(df: pd.DataFrame) -> list[str]:
     """Controls in order of first appearance (the scenario's order)."""
     return [str(c) for c in dict.fromkeys(df["control"].astype(str))]
 
@@ -226,11 +236,11 @@ def _controls(df: pd.DataFrame) -> list[str]:
 def _log_floor(values: np.ndarray, decades: float = 2.0, below: int = 1) -> float | None:
     """A floor for a log axis if the positive values span >= `decades` decades (or there are
     zeros next to positives spanning one), else None for a linear axis. Zeros are drawn at the
-    floor, `below` decades under the smallest positive value."""
+    floor, `below` decades under the smallest positive value. Any negative value: linear."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     pos = v[v > 0]
-    if pos.size == 0:
+    if pos.size == 0 or (v < 0).any():  # negatives (e.g. task inflation) need a linear axis
         return None
     span = math.log10(pos.max() / pos.min())
     has_zero = bool((v <= 0).any())
@@ -306,68 +316,59 @@ def _ci(agg: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     return col("_mean"), col("_ci_low"), col("_ci_high")
 
 
+def _tradeoff_axis(agg: pd.DataFrame, metric: str
+                   ) -> tuple[np.ndarray, np.ndarray, float | None, bool]:
+    """One axis of a trade-off panel: plotted means, 2xN error-bar lengths, the log floor
+    (None: linear) and whether any mean is zero (drawn at the floor)."""
+    mean, lo, hi = _ci(agg, metric)
+    # Log where the controls differ by decades (exposure does: a standing role vs none).
+    floor = None if _is_share(metric) else _log_floor(mean)
+    zeros = bool(np.any(mean <= 0))
+    lo = np.where(np.isfinite(lo), lo, mean)  # one replication: no interval, no bar
+    hi = np.where(np.isfinite(hi), hi, mean)
+    if floor is not None:
+        mean, lo, hi = (np.maximum(a, floor) for a in (mean, lo, hi))
+    err = np.vstack([np.maximum(mean - lo, 0.0), np.maximum(hi - mean, 0.0)])
+    return mean, err, floor, zeros
+
+
 def _tradeoff_panel(ax: Axes, agg: pd.DataFrame, xm: str, ym: str, minimise_y: bool) -> None:
-    x, xlo, xhi = _ci(agg, xm)
-    y, ylo, yhi = _ci(agg, ym)
-    # Log axes where the controls differ by decades (exposure does: a standing role vs none).
-    floors: dict[str, float | None] = {}
-    for which, (m, lo, hi) in {"x": (x, xlo, xhi), "y": (y, ylo, yhi)}.items():
-        metric = xm if which == "x" else ym
-        floors[which] = None if _is_share(metric) else _log_floor(m)
-    px, py = x.copy(), y.copy()
-    if floors["x"] is not None:
-        px = np.maximum(px, floors["x"])
-    if floors["y"] is not None:
-        py = np.maximum(py, floors["y"])
-
-    def err(m: np.ndarray, lo: np.ndarray, hi: np.ndarray, p: np.ndarray,
-            floor: float | None) -> np.ndarray:
-        lo = np.where(np.isfinite(lo), lo, m)
-        hi = np.where(np.isfinite(hi), hi, m)
-        if floor is not None:
-            lo, hi = np.maximum(lo, floor), np.maximum(hi, floor)
-        return np.vstack([np.maximum(p - lo, 0.0), np.maximum(hi - p, 0.0)])
-
-    xerr = err(x, xlo, xhi, px, floors["x"])
-    yerr = err(y, ylo, yhi, py, floors["y"])
+    x, xerr, xfloor, xzeros = _tradeoff_axis(agg, xm)
+    y, yerr, yfloor, yzeros = _tradeoff_axis(agg, ym)
     for i, control in enumerate(agg["control"].astype(str)):
-        if not (np.isfinite(px[i]) and np.isfinite(py[i])):
+        if not (np.isfinite(x[i]) and np.isfinite(y[i])):
             continue
-        ax.errorbar(px[i], py[i], xerr=xerr[:, i:i + 1], yerr=yerr[:, i:i + 1],
+        ax.errorbar(x[i], y[i], xerr=xerr[:, i:i + 1], yerr=yerr[:, i:i + 1],
                     fmt=control_marker(control), color=control_colour(control),
                     ecolor=control_colour(control), elinewidth=0.9, markersize=5.5,
                     markeredgecolor="white", markeredgewidth=0.5, label=control, zorder=3)
 
-    front = _pareto(px, py, minimise_y)
+    front = _pareto(x, y, minimise_y)
     if len(front):
-        # Outlined markers plus the attainment step line: everything up-right (for exposure)
+        # Ringed markers plus the attainment step line: everything up-right (for exposure)
         # or down-right (for caught) of the line is dominated.
-        ax.plot(px[front], py[front], linestyle="none", marker="o", markersize=11,
+        ax.plot(x[front], y[front], linestyle="none", marker="o", markersize=11,
                 markerfacecolor="none", markeredgecolor="black", markeredgewidth=0.8,
                 label="Pareto front", zorder=4)
         if len(front) > 1:
-            ax.step(px[front], py[front], where="post", color="black", linewidth=0.8,
+            ax.step(x[front], y[front], where="post", color="black", linewidth=0.8,
                     linestyle="--", zorder=2, label="_front line")
 
-    for which, metric in (("x", xm), ("y", ym)):
-        floor = floors[which]
-        data = np.concatenate([px, xerr[1] + px]) if which == "x" else np.concatenate(
-            [py, yerr[1] + py])
+    for which, metric, values, err, floor, zeros in (("x", xm, x, xerr, xfloor, xzeros),
+                                                     ("y", ym, y, yerr, yfloor, yzeros)):
         if floor is not None:
-            top = float(np.nanmax(data))
-            zeros = bool(np.any((x if which == "x" else y) <= 0))
-            _set_log(ax, which, floor, top, zero_label=zeros)
+            _set_log(ax, which, floor, float(np.nanmax(values + err[1])), zero_label=zeros)
         elif _is_share(metric):
             _share_axis(ax, which)
-    ax.set_xlabel(metric_label(xm, log=floors["x"] is not None))
-    ax.set_ylabel(metric_label(ym, log=floors["y"] is not None, wrap=True))
+    ax.set_xlabel(metric_label(xm, log=xfloor is not None))
+    ax.set_ylabel(metric_label(ym, log=yfloor is not None, wrap=True))
 
 
 @_styled
 def tradeoff(aggregate: pd.DataFrame) -> Figure:
     """Two panels: exposure vs decision p99 (both lower is better) and misuse caught vs false
     denials (higher caught, fewer denials is better); 95 % CI error bars; Pareto front ringed."""
-    agg, where = _first_point(aggregate, sweep_columns(aggregate))
+    agg, where = first_point(aggregate, sweep_columns(aggregate))
     fig = _figure(_WIDE_W, 3.0)
     ax1, ax2 = fig.subplots(1, 2)
     panels = ((ax1, "decision_p99_ms", "exposure", True, "Exposure vs decision latency",
@@ -392,12 +393,11 @@ def tradeoff(aggregate: pd.DataFrame) -> Figure:
 def latency_cdf(latency: pd.DataFrame) -> Figure:
     """Decision-latency CDF per control: each replication's quantile curve, averaged per
     quantile; log x with values below LATENCY_FLOOR_MS drawn at the floor."""
-    known = ("control", "replication", "q", "ms")
-    lat, where = _first_point(latency, _table_sweep_columns(latency, known))
+    lat, where = first_point(latency, point_columns(latency, LATENCY_COLUMNS))
     fig = _figure(_COL_W, 3.1)
     ax = fig.subplots()
     top = LATENCY_FLOOR_MS
-    for control in _controls(lat) if not lat.empty else []:
+    for control in control_order(lat) if not lat.empty else []:
         sub = lat[lat["control"].astype(str) == control]
         # Quantile averaging (Vincentization) keeps each replication's shape, unlike pooling.
         curve = sub.groupby("q", sort=True)["ms"].mean()
@@ -435,12 +435,11 @@ def exposure_timeline(timeline: pd.DataFrame) -> Figure:
     95 % t band. Log y when controls differ by decades: the axis is cut a decade below the
     smallest total, values under the cut are not drawn, and a control with no exposure at all
     is drawn at the bottom, whose tick reads 0."""
-    known = ("control", "replication", "t", "exposure")
-    tl, where = _first_point(timeline, _table_sweep_columns(timeline, known))
+    tl, where = first_point(timeline, point_columns(timeline, TIMELINE_COLUMNS))
     fig = _figure(_COL_W, 3.1)
     ax = fig.subplots()
     curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    for control in _controls(tl) if not tl.empty else []:
+    for control in control_order(tl) if not tl.empty else []:
         sub = tl[tl["control"].astype(str) == control]
         wide = sub.pivot_table(index="replication", columns="t", values="exposure",
                                aggfunc="mean", sort=True)
@@ -496,10 +495,8 @@ def _kind_label(kind: str) -> str:
 def misuse_heatmap(misuse: pd.DataFrame) -> Figure:
     """Kind x control: share of injected instances prevented or detected, pooled over
     replications ((prevented + detected) / injected), annotated; rows carry OWASP ASI ids."""
-    known = ("control", "replication", "kind", "standards", "injected", "prevented", "detected",
-             "missed", "caught_rate", "damage")
-    mu, where = _first_point(misuse, _table_sweep_columns(misuse, known))
-    controls = _controls(mu) if not mu.empty else []
+    mu, where = first_point(misuse, point_columns(misuse, MISUSE_COLUMNS))
+    controls = control_order(mu) if not mu.empty else []
     order = {k: i for i, k in enumerate(MISUSE_KINDS)}
     kinds = sorted(dict.fromkeys(mu["kind"].astype(str)) if not mu.empty else [],
                    key=lambda k: (order.get(k, len(order)), k))
@@ -571,7 +568,9 @@ def sweep_metric(aggregate: pd.DataFrame, param: str, metric: str) -> Figure:
     position = {v: float(v) if numeric else float(i) for i, v in enumerate(xs_raw)}
     means = pd.to_numeric(agg[f"{metric}_mean"], errors="coerce").to_numpy(dtype=float)
     y_floor = None if _is_share(metric) else _log_floor(means)
-    for control in _controls(agg):
+    controls = control_order(agg)
+    n = len(controls)
+    for i, control in enumerate(controls):
         sub = agg[agg["control"].astype(str) == control]
         x = np.array([position[v] for v in sub[param]])
         mean, lo, hi = _ci(sub, metric)
@@ -580,11 +579,20 @@ def sweep_metric(aggregate: pd.DataFrame, param: str, metric: str) -> Figure:
         if y_floor is not None:
             mean, lo, hi = (np.maximum(a, y_floor) for a in (mean, lo, hi))
         colour = control_colour(control)
-        ax.plot(x, mean, color=colour, linestyle=control_linestyle(control),
-                marker=control_marker(control), markersize=4, label=control)
+        # Equal values are common (two controls catching 100 %): dodge each control by a
+        # couple of points sideways and shrink later markers, so every shape stays visible.
+        dodge = transforms.offset_copy(ax.transData, fig=fig, x=2.0 * (i - (n - 1) / 2),
+                                       y=0.0, units="points")
+        (line,) = ax.plot(x, mean, color=colour, linestyle=control_linestyle(control),
+                          marker=control_marker(control), markersize=max(3.5, 6.0 - 0.5 * i),
+                          markeredgecolor="white", markeredgewidth=0.4, label=control)
         band = np.isfinite(lo) & np.isfinite(hi)
-        ax.fill_between(x, np.where(band, lo, mean), np.where(band, hi, mean), color=colour,
-                        alpha=0.18, linewidth=0, label=f"_{control} 95% CI")
+        poly = ax.fill_between(x, np.where(band, lo, mean), np.where(band, hi, mean),
+                               color=colour, alpha=0.13, linewidth=0,
+                               label=f"_{control} 95% CI")
+        # Set after plotting: the data limits were computed in plain data coordinates.
+        line.set_transform(dodge)
+        poly.set_transform(dodge)
     ylabel = metric_label(metric, log=y_floor is not None, wrap=True)
     if y_floor is not None:
         his = pd.to_numeric(agg[f"{metric}_ci_high"], errors="coerce").to_numpy(dtype=float)
@@ -602,7 +610,7 @@ def sweep_metric(aggregate: pd.DataFrame, param: str, metric: str) -> Figure:
         ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.set_xlabel(param)
     ax.set_ylabel(ylabel)
-    title = f"{metric.replace('_', ' ')} vs {param}"
+    title = f"{metric.removesuffix('_ms').replace('_', ' ').capitalize()} vs {param}"
     ax.set_title(title + (f" ({', '.join(held)})" if held else ""))
     _legend_below(fig, ax)
     return fig

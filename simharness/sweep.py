@@ -1,5 +1,12 @@
-"""Runs: expand sweep points x controls x replications, execute them (serial or a process
-pool), save each run atomically, skip finished ones, and write the results tables."""
+"""Runs: expand sweep points x controls x replications, execute them (serial, a process pool or
+Dask), save each run atomically, skip finished ones, and write the results tables.
+
+Executors share one interface, `_map(fn, tasks, ...)`, yielding results in completion order;
+every result is saved as `runs/<key>.json` the moment it arrives and the tables are rebuilt from
+those files in the sweep's order, so the output is byte-identical whatever ran it.
+
+`simharness.sweep` is both this module and, when called, `simharness.api.sweep`.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,15 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+import types
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from simharness import audit as auditing
 from simharness import metrics, results
 from simharness.controls.base import World, make
 from simharness.engine import simulate
@@ -48,13 +58,18 @@ def expand_grid(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
-def run_one(task: RunTask) -> dict:
-    """Simulate one run and return its RunResult (see results.py)."""
+def run_one(task: RunTask, audit_dir: str | None = None,
+            audit_types: Mapping[str, Any] | None = None) -> dict:
+    """Simulate one run and return its RunResult (see results.py). With `audit_dir`, also write
+    the action log of a reported run to `audit_dir/<key>.parquet` (see audit.py)."""
     spec = task.spec
     entry = task.entry
     workload = build_workload(spec, task.replication)
     control = make(entry.name, entry.model, entry.params, World(spec))
     log = simulate(workload, control)
+    if audit_dir is not None and not task.hidden:
+        auditing.write_run(auditing.run_path(audit_dir, task.key), log.actions, entry.name,
+                           task.replication, dict(task.point), audit_types or {})
     row: dict[str, Any] = {
         "scenario": spec.name,
         "control": entry.name,
@@ -103,42 +118,83 @@ def scenario_hash(spec: ScenarioSpec) -> str:
 
 
 class Progress:
-    """A one-line progress bar with ETA on stderr, shown once a run takes over a second."""
+    """Progress with ETA over runs on stderr, shown once the sweep takes over a second.
 
-    def __init__(self, total: int, quiet: bool, stream=sys.stderr):
-        self.total, self.done, self.quiet, self.stream = total, 0, quiet, stream
+    On a terminal: one line redrawn with a carriage return (at most five times a second).
+    Elsewhere (a log file, CI): a plain line at each further 10 % of the runs or every
+    `interval` seconds, whichever comes first, and a last line when done.
+    """
+
+    def __init__(self, total: int, quiet: bool, stream=None, interval: float = 5.0):
+        self.total, self.done, self.quiet = total, 0, quiet
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval = interval
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty and isatty())
         self.t0 = time.monotonic()
-        self._last = 0.0
+        self._last = self.t0
+        self._next_tenth = 1
         self._shown = False
 
     def step(self, skipped: bool = False) -> None:
         self.done += 1
+        if self.quiet or self.total <= 0:
+            return
         now = time.monotonic()
-        if self.quiet or (now - self.t0 < 1.0 and self.done < self.total) or now - self._last < 0.2:
-            if not (self._shown and self.done == self.total):
-                return
+        final = self.done == self.total
+        tenth = self.done * 10 // self.total
+        if final:
+            due = self._shown or now - self.t0 >= 1.0
+        elif now - self.t0 < 1.0:
+            due = False
+        elif self.tty:
+            due = now - self._last >= 0.2
+        else:
+            due = tenth >= self._next_tenth or now - self._last >= self.interval
+        if not due:
+            return
         self._last = now
+        self._next_tenth = tenth + 1
         self._shown = True
-        rate = self.done / max(now - self.t0, 1e-9)
+        self._write(now, final)
+
+    def _write(self, now: float, final: bool) -> None:
+        elapsed = now - self.t0
+        rate = self.done / max(elapsed, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else math.inf
-        width = 30
-        filled = int(width * self.done / self.total)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} runs"
-                          f"  {now - self.t0:5.1f}s elapsed, ETA {eta:5.1f}s ")
-        if self.done == self.total:
-            self.stream.write("\n")
+        text = f"{self.done}/{self.total} runs  {elapsed:5.1f}s elapsed, ETA {eta:5.1f}s"
+        if self.tty:
+            width = 30
+            filled = int(width * self.done / self.total)
+            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text} ")
+            if final:
+                self.stream.write("\n")
+        else:
+            self.stream.write(f"progress: {100 * self.done // self.total:3d}% {text}\n")
         self.stream.flush()
 
 
 def execute(tasks: list[RunTask], out: results.ResultsDir, workers: int = 1, quiet: bool = True,
             force: bool = False, executor: str = "process", scheduler: str | None = None,
-            on_result: Callable[[dict], None] | None = None) -> int:
-    """Run every task not already saved in `out`; returns how many were computed."""
-    todo = [t for t in tasks if force or not out.has(t.key)]
+            on_result: Callable[[dict], None] | None = None, audit: bool = False) -> int:
+    """Run every task not already saved in `out`; returns how many were computed.
+
+    With `audit`, a reported run whose audit file is missing is computed again too."""
+    fn: Callable[[RunTask], dict] = run_one
+    if audit:
+        types_ = auditing.sweep_types(dict(t.point) for t in tasks)
+        fn = partial(run_one, audit_dir=str(out.path), audit_types=types_)
+
+    def needed(t: RunTask) -> bool:
+        if force or not out.has(t.key):
+            return True
+        return audit and not t.hidden and not auditing.run_path(out.path, t.key).is_file()
+
+    todo = [t for t in tasks if needed(t)]
     progress = Progress(len(tasks), quiet)
     for _ in range(len(tasks) - len(todo)):
         progress.step(skipped=True)
-    for result in _map(run_one, todo, workers, executor, scheduler):
+    for result in _map(fn, todo, workers, executor, scheduler):
         out.save_run(result)
         if on_result is not None:
             on_result(result)
@@ -146,13 +202,21 @@ def execute(tasks: list[RunTask], out: results.ResultsDir, workers: int = 1, qui
     return len(todo)
 
 
+EXECUTORS = ("process", "dask")
+
+
 def _map(fn: Callable[[RunTask], dict], todo: list[RunTask], workers: int, executor: str,
          scheduler: str | None) -> Iterable[dict]:
+    """Results of `fn` over `todo` in completion order, on the chosen executor."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
     if executor == "dask":
         from simharness.distributed import dask_map
 
-        yield from dask_map(fn, todo, scheduler)
+        yield from dask_map(fn, todo, scheduler, workers=workers or None)
         return
+    if scheduler is not None:
+        raise ValueError("--scheduler needs --executor dask")
     if workers <= 1 or len(todo) <= 1:
         for t in todo:
             yield fn(t)
@@ -185,11 +249,11 @@ def fill_task_inflation(out: results.ResultsDir, tasks: list[RunTask]) -> None:
 
 def run_tasks(tasks: list[RunTask], out_dir: str | Path, sweep_cols: list[str], manifest: dict,
               workers: int = 1, quiet: bool = True, force: bool = False, executor: str = "process",
-              scheduler: str | None = None) -> results.Results:
+              scheduler: str | None = None, audit: bool = False) -> results.Results:
     """Execute, then write manifest and tables. The tables depend only on the saved runs."""
     out = results.ResultsDir(Path(out_dir))
     t0 = time.monotonic()
-    computed = execute(tasks, out, workers, quiet, force, executor, scheduler)
+    computed = execute(tasks, out, workers, quiet, force, executor, scheduler, audit=audit)
     fill_task_inflation(out, tasks)
     visible = [t.key for t in tasks if not t.hidden]
     digests = {}
@@ -205,7 +269,11 @@ def run_tasks(tasks: list[RunTask], out_dir: str | Path, sweep_cols: list[str], 
         "runs_reused": len(tasks) - computed,
         "wall_seconds": round(time.monotonic() - t0, 3),
         "workload_digests": digests,
+        "executor": executor,
+        "audit": audit,
     }
+    if audit:
+        auditing.merge(out.path, visible, auditing.sweep_types(dict(t.point) for t in tasks))
     out.write_manifest(man)
     return out.write_tables(visible, sweep_cols)
 
@@ -217,3 +285,15 @@ def default_out(spec: ScenarioSpec) -> Path:
 
 def default_workers() -> int:
     return os.cpu_count() or 1
+
+
+class _CallableModule(types.ModuleType):
+    """`simharness.sweep(...)` works even once this module shadows the lazy package attribute."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> results.Results:
+        from simharness.api import sweep
+
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

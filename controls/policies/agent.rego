@@ -25,10 +25,12 @@ deny contains "forbid-bulk-egress" if {
 	input.bytes_out > 1000000
 }
 
-# A delegate may not do what the chain's origin may not (confused deputy).
+# A delegate may not do, off its sub-task's plan, what the chain's origin may not (confused
+# deputy); planned hand-offs such as billing writing the ledger for support stay allowed.
 deny contains "forbid-beyond-origin" if {
 	input.chain_depth >= 1
 	input.chain_origin_permits == false
+	input.in_scope == false
 }
 
 # A token presented by someone other than its holder (passthrough, theft).

@@ -3,6 +3,17 @@
 Defaults: PDP service time lognormal p50 1 ms (OPA guidance: "on the order of 1 ms" for
 microservice API authorization) with a p99 of 5 ms; timeout 200 ms and fail-closed (Envoy
 ext_authz: default timeout 200 ms, `failure_mode_allow: false`) (REFERENCE.md).
+
+`engine: rules | cedar | rego` picks the policy engine; `policy:` its file (default: the shipped
+agent policy for that engine; naming another engine's shipped file also means this engine's,
+so `--set controls.per_action_policy.engine=cedar` works on the shipped profile).
+
+`pdp.service_time: measured` times the real engine in-process instead of assuming a service
+time: at construction the control evaluates a calibration set of requests drawn from the World
+(`CALIBRATION_REQUESTS`, seeded) with `time.perf_counter_ns` around `evaluate`, and the PDP
+samples its service time from those measurements (an empirical distribution). The figures are
+in `measured_service_us`. Results then depend on the speed and load of the machine that ran
+them, and differ between runs and machines even with the same seed.
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from simharness.controls.base import (
@@ -22,9 +34,11 @@ from simharness.controls.base import (
     World,
     register,
 )
-from simharness.units import Distribution, Duration
+from simharness.policy.engines import DEFAULT_POLICIES, load_policy, time_decisions, world_requests
+from simharness.units import Distribution, Duration, Empirical
 
-DEFAULT_POLICY = "policies/agent_rules.yaml"
+DEFAULT_POLICY = DEFAULT_POLICIES["rules"]
+CALIBRATION_REQUESTS = 300
 
 
 class CacheParams(BaseModel):
@@ -37,16 +51,18 @@ class PDPParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
     servers: float = Field(default=4, gt=0)  # .inf: no queue
     rtt: Distribution = 0.001  # type: ignore[assignment]
-    service_time: Distribution = Field(  # type: ignore[assignment]
-        default_factory=lambda: {"dist": "lognormal", "p50": "1ms", "p99": "5ms"})
+    # "measured": the engine's own evaluation time on this machine (see the module docstring)
+    service_time: Literal["measured"] | Distribution = Field(  # type: ignore[assignment]
+        default_factory=lambda: {"dist": "lognormal", "p50": "1ms", "p99": "5ms"},
+        union_mode="left_to_right")
     timeout: Duration = 0.2
     fail_mode: Literal["open", "closed"] = "closed"
     cache: CacheParams = CacheParams()
 
 
 class PolicyParams(ControlParams):
-    engine: Literal["rules"] = "rules"
-    policy: str = DEFAULT_POLICY
+    engine: Literal["rules", "cedar", "rego"] = "rules"
+    policy: str | None = None  # None: the engine's shipped agent policy
     capability_ttl: Duration = 0.0
     pdp: PDPParams = PDPParams()
 
@@ -74,9 +90,25 @@ class PerActionPolicy(Control):
 
     def __init__(self, name: str, params: dict, world: World):
         super().__init__(name, params, world)
-        from simharness.policy.rules import load_rules
+        engine, policy = self.params.engine, self.params.policy
+        if policy is None or policy in DEFAULT_POLICIES.values():
+            policy = DEFAULT_POLICIES[engine]
+        self.policy_path = resolve_policy_path(policy)
+        self.policy = load_policy(engine, self.policy_path, world.resources.values())
+        self.service_time = self.params.pdp.service_time
+        #: p50/p99/mean of the measured evaluation time in microseconds (None: not measured)
+        self.measured_service_us: dict[str, float] | None = None
+        if self.service_time == "measured":
+            self._measure()
 
-        self.policy = load_rules(resolve_policy_path(self.params.policy))
+    def _measure(self) -> None:
+        """Time the engine on a calibration set; its samples become the PDP service time."""
+        ns = time_decisions(self.policy, world_requests(self.world, CALIBRATION_REQUESTS))
+        us = ns / 1e3
+        self.measured_service_us = {"p50": float(np.percentile(us, 50)),
+                                    "p99": float(np.percentile(us, 99)),
+                                    "mean": float(us.mean()), "n": len(us)}
+        self.service_time = Empirical(dist="empirical", samples=(ns / 1e9).tolist())
 
     def decide(self, req: Request) -> Decision:
         if self.is_quarantined(req):
@@ -94,7 +126,7 @@ class PerActionPolicy(Control):
 
     def path(self):
         p = self.params.pdp
-        return [Station("pdp", p.servers, p.rtt, p.service_time, p.timeout, p.fail_mode,
+        return [Station("pdp", p.servers, p.rtt, self.service_time, p.timeout, p.fail_mode,
                         p.cache.ttl, tuple(p.cache.key))]
 
     def attributes(self, req: Request) -> bool:

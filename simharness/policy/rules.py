@@ -134,6 +134,7 @@ class Rule:
     predicates: tuple[Predicate, ...]
     tools: frozenset[str] | None  # static pre-filter: the rule only applies to these tools
     actions: frozenset[str] | None
+    matches: Predicate  # all predicates, compiled into one short-circuiting closure
 
 
 class Policy:
@@ -165,7 +166,7 @@ class Policy:
         deny_ids: list[str] = []
         for rule in denies:
             try:
-                if all(p(req) for p in rule.predicates):
+                if rule.matches(req):
                     deny_ids.append(rule.id)
             except Exception as e:  # an erroring forbid still forbids: fail safe
                 errors.append(f"{rule.id}: {type(e).__name__}: {e}")
@@ -174,7 +175,7 @@ class Policy:
         allow_ids = []
         for rule in allows:
             try:
-                if all(p(req) for p in rule.predicates):
+                if rule.matches(req):
                     allow_ids.append(rule.id)
             except Exception as e:  # an erroring permit never becomes an allow
                 errors.append(f"{rule.id}: {type(e).__name__}: {e}")
@@ -213,6 +214,19 @@ def _predicate(attr: str, cond: Any, where: str) -> Predicate:
     if len(preds) == 1:
         return preds[0]
     return lambda r: all(p(r) for p in preds)
+
+
+def _conjunction(preds: list[Predicate]) -> Predicate:
+    """One closure for `all(p(r) for p in preds)` without a generator per call (hot path)."""
+    if not preds:
+        return lambda r: True
+    if len(preds) == 1:
+        return preds[0]
+    if len(preds) == 2:
+        p0, p1 = preds
+        return lambda r: p0(r) and p1(r)
+    head, rest = preds[0], _conjunction(preds[1:])
+    return lambda r: head(r) and rest(r)
 
 
 def _static_filter(when: dict[str, Any], attr: str) -> frozenset[str] | None:
@@ -265,7 +279,7 @@ def compile_rules(data: dict[str, Any], source: str = "<rules>") -> Policy:
             else:
                 preds.append(_predicate(attr, cond, f"{where}.when"))
         rules.append(Rule(rid, effect, tuple(preds), _static_filter(when, "tool"),
-                          _static_filter(when, "action")))
+                          _static_filter(when, "action"), _conjunction(preds)))
     return Policy(rules, windows, default, source)
 
 

@@ -458,7 +458,7 @@ _DEBRIS = [":", "- ", "[", "]", "{", "}", "&a ", "*a", "<<: *a", "!!python/name:
            "? [a]\n: 1\n", "%YAML 1.1\n", "---\n", "controls: 5\n", "dist: beta"]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.tuples(st.integers(0, len(MINIMAL)), st.integers(0, 12),
                                st.sampled_from(_DEBRIS)), min_size=1, max_size=3))
 def test_mangled_scenarios_raise_only_scenario_error(scenario_dir, cuts):
@@ -471,3 +471,9 @@ def test_mangled_scenarios_raise_only_scenario_error(scenario_dir, cuts):
         load_scenario(path)
     except ScenarioError as e:
         assert e.problems and all(isinstance(p, Problem) for p in e.problems)
+
+
+def test_selection_without_controls_key_loads_only_the_selection(scenario_dir):
+    text = MINIMAL.replace("controls: [allow, {name: inline, model: none}]\n", "")
+    spec = load_scenario(write(scenario_dir, text), controls=["allow"])
+    assert [c.name for c in spec.controls] == ["allow"]

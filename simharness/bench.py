@@ -1,0 +1,551 @@
+"""Decision-path micro-benchmarks, baseline comparison and engine-speed measurement.
+
+Every benchmark is timed against a reference measured in the same run and interleaved with it
+(a bare dict lookup loop over as many items): `ratio = median_us / reference median_us` is what
+a gate on a noisy machine compares, never a stored absolute time (STYLE.md, pytest-benchmark).
+
+The requests are realistic: the baseline workload is run once per control with a recording
+wrapper around `decide`; the recorded requests (allowed and denied) are replayed. Every
+benchmarked decide is checked: its decisions must equal those of a first untimed pass, match
+what the engine decided (except where the engine's decision read run state: quarantines and
+rate windows), and, for the shipped profiles, a few hand-made allow and deny cases.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+
+from simharness.controls.base import Control, Decision, Ledger, Request, World, make
+from simharness.spec import ScenarioSpec
+
+REFERENCE = "reference/dict_lookup"
+#: the models benchmarked by default: one shipped profile per built-in model
+DEFAULT_CONTROLS = ("none", "static_iam", "sse_only", "jit_per_task", "per_action_policy",
+                    "layered")
+#: how the recording run is shortened (enough requests, a fast setup)
+RECORD_OVERRIDES = ("horizon=2h", "warmup=0s", "replications=1", "misuse.rate=0.2")
+
+
+# --------------------------------------------------------------------------- recording
+
+def record_requests(spec: ScenarioSpec, control: Control, replication: int = 0
+                    ) -> list[tuple[Request, Decision]]:
+    """Run `spec`'s workload under `control`; every (request, decision) decide() was asked.
+
+    Requests are snapshots (the credential copied too) because the engine mutates them later.
+    """
+    from simharness.engine import simulate
+    from simharness.workload import build_workload
+
+    recorded: list[tuple[Request, Decision]] = []
+    real = control.decide
+    # A layered control finds its members' credentials by the composite's id: snapshot them
+    # too, under fresh ids, since members revoke theirs later.
+    parts: dict[int, tuple] | None = getattr(control, "_parts", None)
+    fresh_ids = itertools.count(1 << 40)
+
+    def recorder(req: Request) -> Decision:
+        d = real(req)
+        snap = copy.copy(req)
+        cred = req.credential
+        if cred is not None:
+            snap.credential = copy.copy(cred)
+            if parts is not None and cred.id in parts:
+                snap.credential.id = next(fresh_ids)
+                parts[snap.credential.id] = tuple(copy.copy(c) for c in parts[cred.id])
+        recorded.append((snap, d))
+        return d
+
+    control.decide = recorder  # type: ignore[method-assign]
+    try:
+        simulate(build_workload(spec, replication), control)
+    finally:
+        del control.decide  # back to the class's method
+    return recorded
+
+
+def _parts(control: Control) -> list[Control]:
+    return [control, *getattr(control, "members", ())]
+
+
+def clear_decision_state(control: Control) -> None:
+    """Forget quarantines and rate windows: replayed decisions then depend on the request only.
+
+    (Layered controls keep their member credentials, which their decide needs.)
+    """
+    for c in _parts(control):
+        c.quarantined.clear()
+        for w in getattr(getattr(c, "policy", None), "windows", ()):
+            w._times.clear()
+
+
+def stateful_reasons(control: Control) -> frozenset[str]:
+    """Reasons whose decision read run state (quarantine, a rate window), not the request."""
+    out = {"identity-quarantined"}
+    for c in _parts(control):
+        policy = getattr(c, "policy", None)
+        windows = getattr(policy, "windows", ())
+        for rule in getattr(policy, "rules", ()):
+            if any(getattr(p, "__self__", None) in windows for p in rule.predicates):
+                out.add(rule.id)
+    return frozenset(out)
+
+
+def _depends_on_state(d: Decision, stateful: frozenset[str]) -> bool:
+    return any(r.rsplit(":", 1)[-1] in stateful for r in d.reasons)
+
+
+def select_requests(recorded: list[tuple[Request, Decision]], size: int
+                    ) -> list[tuple[Request, Decision]]:
+    """A mixed sample in run order: every denial (up to half of `size`), allows spread evenly."""
+    denied = [i for i, (_, d) in enumerate(recorded) if not d.allow]
+    allowed = [i for i, (_, d) in enumerate(recorded) if d.allow]
+    keep_denied = denied[:: max(1, math.ceil(len(denied) / (size // 2)))] if denied else []
+    room = size - len(keep_denied)
+    keep_allowed = allowed[:: max(1, math.ceil(len(allowed) / room))] if allowed and room else []
+    return [recorded[i] for i in sorted(keep_denied + keep_allowed)]
+
+
+# --------------------------------------------------------------------------- known cases
+
+def _request(world: World, identity: str, perm: tuple[str, str, str], cred, *,
+             in_scope: bool = True, bytes_out: int = 0, attested: bool = True) -> Request:
+    role = world.roles["support"]
+    return Request(
+        time=10.0, identity=identity, identity_mode="per_agent", attested=attested,
+        source="agent", agent=identity, archetype="support", platform="first_party",
+        tool=perm[0], action=perm[1], resource=world.resources[perm[2]], perm=perm,
+        bytes_out=bytes_out, data_sensitivity=None, task_id=1, task_type="answer_ticket",
+        task_active=True, in_scope=in_scope, entitled=perm in role, chain_depth=0,
+        chain_origin=identity, origin_permits=perm in role, token_mode="none", credential=cred,
+        risk=0.1)
+
+
+def known_cases(model: str, world: World) -> list[tuple[str, Request, bool]]:
+    """Hand-made (label, request, expected allow) cases on the baseline scenario's world for
+    the shipped profiles of the built-in models (empty for other models)."""
+    ledger = Ledger(world.weight)
+    me = "support-0"
+    read_crm, admin_sql = ("crm_api", "read", "crm"), ("sql", "admin", "ledger")
+    paste = ("http", "send", "paste_site")
+    role = ledger.issue(me, world.roles["support"], 0.0)
+    token = ledger.issue(me, frozenset([read_crm]), 0.0, 900.0, kind="task", task_id=1,
+                         audience=frozenset(["crm_api"]))
+    if model == "none":
+        return [("anything", _request(world, me, admin_sql, role, in_scope=False), True)]
+    if model in ("static_iam", "sse_only"):
+        cases = [("in-role read", _request(world, me, read_crm, role), True),
+                 ("not in role", _request(world, me, admin_sql, role, in_scope=False), False),
+                 ("no credential", _request(world, me, read_crm, None), False)]
+        cases.append(("unapproved egress", _request(world, me, paste, role, in_scope=False),
+                      model == "static_iam"))
+        return cases
+    if model == "jit_per_task":
+        return [("in token scope", _request(world, me, read_crm, token), True),
+                ("beyond token", _request(world, me, ("crm_api", "write", "crm"), token), False),
+                ("token expired", dataclasses.replace(
+                    _request(world, me, read_crm, token), time=1000.0), False),
+                ("no token", _request(world, me, read_crm, None), False)]
+    if model == "per_action_policy":
+        return [("planned, attested", _request(world, me, read_crm, None), True),
+                ("unplanned", _request(world, me, read_crm, None, in_scope=False), False),
+                ("not attested", _request(world, me, read_crm, None, attested=False), False),
+                ("unapproved egress", _request(world, me, paste, None), False),
+                ("bulk egress", _request(world, me, ("http", "send", "outbound_mail"), None,
+                                         bytes_out=5_000_000), False)]
+    return []
+
+
+# --------------------------------------------------------------------------- cases
+
+@dataclass
+class BenchCase:
+    """One benchmark: `run()` performs `ops` operations; `engine` names what is measured."""
+
+    name: str
+    engine: str
+    run: Callable[[], Any]
+    ops: int
+
+
+def check_decide(control: Control, recorded: list[tuple[Request, Decision]],
+                 known: Sequence[tuple[str, Request, bool]] = ()) -> list[Decision]:
+    """Verify a control's decide on recorded requests; return the expected decisions.
+
+    Raises AssertionError when a replayed decision differs from the engine's (unless the
+    engine's read run state) or a known case is decided wrongly.
+    """
+    stateful = stateful_reasons(control)
+    expected = [control.decide(r) for r, _ in recorded]
+    for i, ((req, seen), d) in enumerate(zip(recorded, expected, strict=True)):
+        if d != seen and not _depends_on_state(seen, stateful):
+            raise AssertionError(f"{control.name}: request {i} ({req.perm}) decided {d}, "
+                                 f"the engine decided {seen}")
+    for label, req, allow in known:
+        d = control.decide(req)
+        if d.allow is not allow:
+            raise AssertionError(f"{control.name}: known case {label!r} decided {d}, "
+                                 f"expected allow={allow}")
+    return expected
+
+
+def _decide_case(control: Control, requests: list[Request]) -> BenchCase:
+    decide = control.decide
+
+    def run() -> None:
+        for req in requests:
+            decide(req)
+
+    return BenchCase(f"decide/{control.name}", control.model, run, len(requests))
+
+
+def decide_cases(controls: Sequence[str] | None = None, policy: str | None = None,
+                 size: int = 1000, scenario: str = "baseline"
+                 ) -> tuple[list[BenchCase], dict[str, tuple[Control, list[Request], list[Decision]]]]:
+    """One checked decide() benchmark per control profile, on requests recorded from a run."""
+    from simharness.loader import load_scenario
+
+    names = list(controls or DEFAULT_CONTROLS)
+    overrides = list(RECORD_OVERRIDES)
+    if policy is not None:
+        overrides += [f"controls.{n}.policy={policy}" for n in names
+                      if n == "per_action_policy"]
+    spec = load_scenario(scenario, overrides=overrides, controls=names)
+    world = World(spec)
+    cases, checked = [], {}
+    for entry in spec.controls:
+        control = make(entry.name, entry.model, entry.params, world)
+        recorded = select_requests(record_requests(spec, control), size)
+        clear_decision_state(control)
+        shipped = policy is None and scenario == "baseline"
+        known = known_cases(entry.model, world) if shipped and entry.name == entry.model else ()
+        expected = check_decide(control, recorded, known)
+        if shipped and entry.model != "none":
+            allows = sum(d.allow for d in expected)
+            if not 0 < allows < len(expected):
+                raise AssertionError(f"{entry.name}: requests are not a mix of allow and deny")
+        requests = [r for r, _ in recorded]
+        cases.append(_decide_case(control, requests))
+        checked[entry.name] = (control, requests, expected)
+    return cases, checked
+
+
+def rules_compile_case(policy: str | None = None, repeat: int = 20) -> BenchCase:
+    """Compiling a rules file (parsed once) `repeat` times per round; checked on known cases."""
+    import yaml
+
+    from simharness.controls.per_action_policy import DEFAULT_POLICY, resolve_policy_path
+    from simharness.loader import load_scenario
+    from simharness.policy.rules import compile_rules
+
+    path = resolve_policy_path(policy or DEFAULT_POLICY)
+    data = yaml.safe_load(path.read_text())
+    compiled = compile_rules(data, str(path))
+    if policy is None:
+        world = World(load_scenario("baseline", controls=["none"]))
+        for label, req, allow in known_cases("per_action_policy", world):
+            if compiled.evaluate(req).allow is not allow:
+                raise AssertionError(f"compiled {path.name}: known case {label!r} is wrong")
+
+    def run() -> None:
+        for _ in range(repeat):
+            compile_rules(data, str(path))
+
+    return BenchCase("rules/compile", "rules", run, repeat)
+
+
+def reference_case(ops: int) -> BenchCase:
+    """A bare dict lookup loop over `ops` items: the machine-speed yardstick."""
+    keys = [("crm_api", "read", f"r{i % 64}") for i in range(ops)]
+    table = {k: True for k in keys}
+
+    def run() -> None:
+        for k in keys:
+            table[k]  # noqa: B018
+
+    return BenchCase(REFERENCE, "python", run, ops)
+
+
+# --------------------------------------------------------------------------- timing
+
+def machine_info() -> dict[str, Any]:
+    import simharness
+
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "simharness": getattr(simharness, "__version__", "unknown"),
+        "numpy": np.__version__,
+        "simpy": getattr(simpy, "__version__", "unknown"),
+    }
+
+
+def time_cases(cases: Sequence[BenchCase], rounds: int, warmup: int = 3
+               ) -> dict[str, list[float]]:
+    """Microseconds per operation of each case, `rounds` times, cases interleaved per round
+    (so a slow phase of a noisy machine hits the reference and the candidates alike)."""
+    samples: dict[str, list[float]] = {c.name: [] for c in cases}
+    clock = time.perf_counter_ns
+    for i in range(warmup + rounds):
+        for c in cases:
+            t0 = clock()
+            c.run()
+            dt = clock() - t0
+            if i >= warmup:
+                samples[c.name].append(dt / 1000.0 / c.ops)
+    return samples
+
+
+def summarize(case: BenchCase, us: list[float], ref_median: float) -> dict[str, Any]:
+    med = statistics.median(us)
+    return {
+        "name": case.name,
+        "engine": case.engine,
+        "median_us": med,
+        "p99_us": float(np.percentile(us, 99)),
+        "ops_per_s": 1e6 / med if med > 0 else math.inf,
+        "ratio": med / ref_median if ref_median > 0 else math.inf,
+        "rounds": len(us),
+        "ops_per_round": case.ops,
+    }
+
+
+def run_cases(cases: Sequence[BenchCase], n: int) -> list[dict[str, Any]]:
+    """Time `cases` with a same-run reference; result rows, the reference first."""
+    ops = max((c.ops for c in cases if c.name.startswith("decide/")), default=1000)
+    ref = reference_case(ops)
+    samples = time_cases([ref, *cases], n)
+    ref_median = statistics.median(samples[ref.name])
+    return [summarize(c, samples[c.name], ref_median) for c in [ref, *cases]]
+
+
+def run_bench(controls: list[str] | None = None, policy: str | None = None, n: int = 50,
+              size: int = 1000) -> dict[str, Any]:
+    """Benchmark decide() of each control profile and the rules compiler.
+
+    `controls`: profile names (default: one per built-in model); `policy`: a rules file for
+    per_action_policy and the compiler; `n`: timed rounds per benchmark; `size`: requests per
+    round. Returns `{"machine": {...}, "results": [...]}` (see module docstring).
+    """
+    cases, _ = decide_cases(controls, policy, size)
+    cases.append(rules_compile_case(policy))
+    return {"machine": machine_info(), "reference": REFERENCE, "results": run_cases(cases, n)}
+
+
+# --------------------------------------------------------------------------- comparison
+
+def compare(current: dict[str, Any], baseline: dict[str, Any], max_regression: float = 0.25
+            ) -> list[str]:
+    """Regressions of `current` against `baseline`, compared by ratio to the reference.
+
+    A benchmark regresses when its ratio grew by more than `max_regression` (0.25 = 25 %).
+    Benchmarks missing from either side are skipped.
+    """
+    base = {r["name"]: r for r in baseline.get("results", [])}
+    out = []
+    for r in current.get("results", []):
+        b = base.get(r["name"])
+        if b is None or r["name"] == REFERENCE or not b.get("ratio"):
+            continue
+        change = r["ratio"] / b["ratio"] - 1.0
+        if change > max_regression:
+            out.append(f"{r['name']}: ratio {r['ratio']:.2f} vs baseline {b['ratio']:.2f} "
+                       f"(+{change:.0%}, limit +{max_regression:.0%}; "
+                       f"{r['median_us']:.2f} us vs {b['median_us']:.2f} us)")
+    return out
+
+
+def parse_regression(text: str | float) -> float:
+    """'25%' or '0.25' or 0.25 -> 0.25."""
+    if isinstance(text, int | float):
+        return float(text)
+    s = text.strip()
+    value = float(s[:-1]) / 100.0 if s.endswith("%") else float(s)
+    if value < 0:
+        raise ValueError(f"max regression must be >= 0, got {text!r}")
+    return value
+
+
+def write_json(data: dict[str, Any], path: str | Path) -> Path:
+    """Write a bench result atomically (temp file + replace)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, p)
+    return p
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def format_results(data: dict[str, Any]) -> str:
+    """A plain table of a bench result."""
+    lines = [f"{'benchmark':34} {'engine':18} {'median us':>10} {'p99 us':>10} "
+             f"{'ops/s':>12} {'ratio':>7}"]
+    for r in data["results"]:
+        lines.append(f"{r['name']:34} {r['engine']:18} {r['median_us']:10.3f} "
+                     f"{r['p99_us']:10.3f} {r['ops_per_s']:12,.0f} {r['ratio']:7.2f}")
+    return "\n".join(lines)
+
+
+def bench_main(controls: list[str] | None = None, policy: str | None = None,
+               json_out: str | Path | None = None, compare_to: str | Path | None = None,
+               max_regression: str | float = "25%", n: int = 50, out=sys.stdout) -> int:
+    """What `simharness bench` does: run, print, optionally save and gate; the exit code."""
+    data = run_bench(controls, policy, n)
+    print(format_results(data), file=out)
+    if json_out is not None:
+        write_json(data, json_out)
+    if compare_to is None:
+        return 0
+    problems = compare(data, read_json(compare_to), parse_regression(max_regression))
+    for p in problems:
+        print(f"REGRESSION {p}", file=out)
+    if not problems:
+        print(f"no regression beyond {parse_regression(max_regression):.0%} against "
+              f"{compare_to}", file=out)
+    return 1 if problems else 0
+
+
+# --------------------------------------------------------------------------- engine speed
+
+def speed_scenario(agents: int = 200, steps: int = 3, servers: int = 8,
+                   horizon: str = "1h", task_rate: str = "60/h") -> ScenarioSpec:
+    """A workload of `agents` identical agents whose tasks have `steps` tool steps, decided by
+    per_action_policy at a PDP of `servers` servers; no misuse, no delegation."""
+    data = {
+        "schema_version": 1, "name": "engine_speed", "horizon": horizon, "warmup": 0,
+        "replications": 1, "seed": 1,
+        "resources": [{"name": "crm", "sensitivity": "confidential", "destination": "crm.example"}],
+        "tools": [{"name": "crm_api", "actions": ["read", "write"], "resources": ["crm"]}],
+        "agents": [{"name": "worker", "count": agents, "role": {"crm_api": ["read", "write"]},
+                    "task_rate": task_rate, "tasks": {"job": 1}}],
+        "tasks": {"job": {"steps": [{"tool": "crm_api", "action": "read" if i % 2 else "write",
+                                     "resource": "crm"} for i in range(steps)]}},
+        "timing": {"think": {"dist": "exponential", "mean": "2s"},
+                   "step": {"dist": "lognormal", "p50": "300ms", "p99": "3s"}},
+        "misuse": {"rate": 0},
+        "controls": ["per_action_policy"],
+    }
+    import tempfile
+
+    import yaml
+
+    from simharness.loader import load_scenario
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "engine_speed.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        # Detector off: its flags would only add events the bare model does not have.
+        return load_scenario(path, overrides=[
+            f"controls.per_action_policy.pdp.servers={servers}",
+            "controls.per_action_policy.detector=null",
+            "controls.per_action_policy.revoke_on_deviation=false"])
+
+
+def bare_simpy(agents: int, steps: int, servers: int, horizon: float, rate: float,
+               think_mean: float = 2.0, step_p50: float = 0.3, step_p99: float = 3.0,
+               rtt: float = 0.001, svc_p50: float = 0.001, svc_p99: float = 0.005,
+               seed: int = 1) -> int:
+    """The same event structure in plain SimPy: per agent Poisson task arrivals; per step a
+    think timeout, an rtt timeout, a PDP resource request, a service timeout, a step timeout.
+    Random numbers are drawn in numpy blocks. Returns the number of actions decided."""
+    from simharness.units import Z99
+
+    rng = np.random.default_rng(seed)
+    env = simpy.Environment()
+    pdp = simpy.Resource(env, servers)
+    n_draws = int(rate * horizon * 2 + 50) * steps * agents + 1000
+    think = iter(rng.exponential(think_mean, n_draws).tolist())
+    step = iter(np.exp(rng.normal(math.log(step_p50), (math.log(step_p99 / step_p50)) / Z99,
+                                  n_draws)).tolist())
+    service = iter(np.exp(rng.normal(math.log(svc_p50), (math.log(svc_p99 / svc_p50)) / Z99,
+                                     n_draws)).tolist())
+    done = [0]
+
+    def agent(arrivals: list[float]):
+        for t in arrivals:
+            if env.now < t:
+                yield env.timeout(t - env.now)
+            for _ in range(steps):
+                yield env.timeout(next(think))
+                yield env.timeout(rtt)
+                with pdp.request() as req:
+                    yield req
+                    yield env.timeout(next(service))
+                done[0] += 1
+                yield env.timeout(next(step))
+
+    for _ in range(agents):
+        n = rng.poisson(rate * horizon)
+        env.process(agent(np.sort(rng.uniform(0, horizon, n)).tolist()))
+    env.run(until=horizon)
+    return done[0]
+
+
+def engine_speed(agents: int = 200, steps: int = 3, servers: int = 8, horizon: str = "1h",
+                 task_rate: str = "60/h", repeats: int = 3) -> dict[str, Any]:
+    """Actions per second of simharness vs a bare SimPy model of the same events, same run.
+
+    simharness is timed whole-process per run (workload sampling, control, engine; metrics
+    excluded) and engine-only; the best of `repeats` of each is kept.
+    """
+    from simharness.engine import simulate
+    from simharness.units import parse_duration, parse_rate
+    from simharness.workload import build_workload
+
+    spec = speed_scenario(agents, steps, servers, horizon, task_rate)
+    entry = spec.controls[0]
+    world = World(spec)
+    h, rate = parse_duration(horizon), parse_rate(task_rate)
+    best_whole = best_engine = best_bare = math.inf
+    actions = bare_actions = 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        workload = build_workload(spec, 0)
+        control = make(entry.name, entry.model, entry.params, world)
+        t1 = time.perf_counter()
+        log = simulate(workload, control)
+        t2 = time.perf_counter()
+        actions = len(log.actions)
+        best_whole, best_engine = min(best_whole, t2 - t0), min(best_engine, t2 - t1)
+        t0 = time.perf_counter()
+        bare_actions = bare_simpy(agents, steps, servers, h, rate)
+        best_bare = min(best_bare, time.perf_counter() - t0)
+    sim_rate, engine_rate = actions / best_whole, actions / best_engine
+    bare_rate = bare_actions / best_bare
+    return {
+        "workload": {"agents": agents, "steps": steps, "servers": servers, "horizon": horizon,
+                     "task_rate": task_rate},
+        "simharness_actions": actions,
+        "simharness_s": best_whole,
+        "simharness_actions_per_s": sim_rate,
+        "engine_only_actions_per_s": engine_rate,
+        "bare_actions": bare_actions,
+        "bare_s": best_bare,
+        "bare_actions_per_s": bare_rate,
+        "ratio": sim_rate / bare_rate,
+        "engine_only_ratio": engine_rate / bare_rate,
+    }

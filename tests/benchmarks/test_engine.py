@@ -1,0 +1,45 @@
+"""The engine on a small scenario, and the bare SimPy model it is compared with."""
+
+from __future__ import annotations
+
+import pytest
+
+from simharness import bench
+from simharness.controls.base import World, make
+from simharness.engine import A, simulate
+from simharness.units import parse_duration, parse_rate
+from simharness.workload import build_workload
+
+pytestmark = pytest.mark.benchmark
+
+AGENTS, STEPS, SERVERS, HORIZON, RATE = 50, 3, 8, "15m", "60/h"
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return bench.speed_scenario(AGENTS, STEPS, SERVERS, HORIZON, RATE)
+
+
+def test_engine_run(benchmark, spec):
+    entry = spec.controls[0]
+    world = World(spec)
+    workload = build_workload(spec, 0)
+
+    def run():
+        return simulate(workload, make(entry.name, entry.model, entry.params, world))
+
+    log = benchmark(run)
+
+    benchmark.extra_info["actions"] = len(log.actions)
+    assert log.actions
+    # Every action is planned, attested and in role: the policy allows each one (a PDP
+    # timeout, not a decision, is the only way to a denial here).
+    reasons = {rec[A["reasons"]] for rec in log.actions}
+    assert reasons <= {"permit-planned-action", "pdp-timeout-fail-closed"}
+    assert sum(rec[A["allowed"]] for rec in log.actions) >= 0.99 * len(log.actions)
+
+
+def test_bare_simpy(benchmark):
+    n = benchmark(bench.bare_simpy, AGENTS, STEPS, SERVERS, parse_duration(HORIZON),
+                  parse_rate(RATE))
+    assert n > 0

@@ -1,0 +1,131 @@
+"""bench.py: checked decide benchmarks, ratio comparison, and the gate failing on a slow decide."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+
+from simharness import bench
+from simharness.controls.base import Decision
+from simharness.controls.static_iam import StaticIAM
+
+
+def _result(**ratios: float) -> dict:
+    return {"results": [{"name": n, "engine": "x", "median_us": r, "p99_us": r,
+                         "ops_per_s": 1e6 / r, "ratio": r} for n, r in ratios.items()]}
+
+
+def test_compare_flags_ratio_growth_beyond_limit():
+    base = _result(a=10.0, b=10.0, c=10.0)
+    cur = _result(a=12.4, b=12.6, d=99.0)  # a +24 %, b +26 %, c missing, d new
+    problems = bench.compare(cur, base, 0.25)
+    assert len(problems) == 1 and problems[0].startswith("b:")
+    assert bench.compare(cur, base, 0.30) == []
+
+
+def test_compare_ignores_reference_and_faster():
+    base = _result(**{bench.REFERENCE: 1.0, "a": 10.0})
+    cur = _result(**{bench.REFERENCE: 5.0, "a": 2.0})
+    assert bench.compare(cur, base) == []
+
+
+@pytest.mark.parametrize("text, value", [("25%", 0.25), ("0.1", 0.1), (0.5, 0.5), ("0%", 0.0)])
+def test_parse_regression(text, value):
+    assert bench.parse_regression(text) == pytest.approx(value)
+
+
+def test_parse_regression_rejects_negative():
+    with pytest.raises(ValueError):
+        bench.parse_regression("-5%")
+
+
+@pytest.fixture(scope="module")
+def small_cases():
+    return bench.decide_cases(["static_iam", "per_action_policy", "jit_per_task"], size=200)
+
+
+def test_decide_cases_are_checked_and_mixed(small_cases):
+    cases, checked = small_cases
+    assert [c.name for c in cases] == ["decide/static_iam", "decide/per_action_policy",
+                                       "decide/jit_per_task"]
+    for control, requests, expected in checked.values():
+        assert 0 < sum(d.allow for d in expected) < len(requests) <= 200
+        assert [control.decide(r) for r in requests] == expected
+
+
+def test_known_cases_cover_allow_and_deny(small_cases):
+    _, checked = small_cases
+    for name, (control, _, _) in checked.items():
+        cases = bench.known_cases(name, control.world)
+        assert {allow for _, _, allow in cases} == {True, False}
+        for label, req, allow in cases:
+            assert control.decide(req).allow is allow, (name, label)
+
+
+def test_wrong_decide_is_caught(small_cases, monkeypatch):
+    _, checked = small_cases
+    control, requests, expected = checked["static_iam"]
+    monkeypatch.setattr(StaticIAM, "decide", lambda self, req: Decision(True, ("oops",)))
+    recorded = list(zip(requests, expected, strict=True))
+    with pytest.raises(AssertionError, match="decided"):
+        bench.check_decide(control, recorded)
+
+
+def test_slowed_decide_fails_the_gate(monkeypatch, tmp_path):
+    """The gate's logic end to end with few rounds: a baseline, then a decide slowed by a busy
+    wait; compare() flags exactly the slowed model, and bench_main exits 1."""
+    names = ["static_iam", "jit_per_task"]
+    cases, _ = bench.decide_cases(names, size=100)
+    baseline = {"results": bench.run_cases(cases, n=7)}
+    assert bench.compare({"results": bench.run_cases(cases, n=7)}, baseline, 2.0) == []
+
+    real = StaticIAM.decide
+
+    def slow(self, req):
+        end = time.perf_counter_ns() + 20_000  # 20 us: >10x a static_iam decision
+        while time.perf_counter_ns() < end:
+            pass
+        return real(self, req)
+
+    monkeypatch.setattr(StaticIAM, "decide", slow)
+    slowed, _ = bench.decide_cases(names, size=100)  # bind the slowed method
+    current = {"results": bench.run_cases(slowed, n=7)}
+    problems = bench.compare(current, baseline, 0.25)
+    assert len(problems) == 1 and problems[0].startswith("decide/static_iam:")
+
+    path = bench.write_json({"machine": {}, "results": baseline["results"]}, tmp_path / "b.json")
+    monkeypatch.setattr(bench, "run_bench", lambda controls, policy, n: {
+        "machine": bench.machine_info(), "results": bench.run_cases(slowed, n=5)})
+    out = io.StringIO()
+    assert bench.bench_main(compare_to=path, n=5, out=out) == 1
+    assert "REGRESSION decide/static_iam" in out.getvalue()
+
+
+def test_run_bench_shape():
+    data = bench.run_bench(["none", "static_iam"], n=3, size=50)
+    assert {"python", "platform", "cpu_count"} <= set(data["machine"])
+    names = [r["name"] for r in data["results"]]
+    assert names == [bench.REFERENCE, "decide/none", "decide/static_iam", "rules/compile"]
+    for r in data["results"]:
+        assert {"name", "engine", "median_us", "p99_us", "ops_per_s", "ratio"} <= set(r)
+        assert r["median_us"] > 0 and r["ops_per_s"] > 0
+    assert data["results"][0]["ratio"] == 1.0
+
+
+def test_engine_speed_smoke():
+    out = bench.engine_speed(agents=5, steps=3, servers=2, horizon="10m", repeats=1)
+    assert out["simharness_actions"] > 0 and out["bare_actions"] > 0
+    assert out["ratio"] == pytest.approx(out["simharness_actions_per_s"]
+                                         / out["bare_actions_per_s"])
+
+
+def test_committed_baseline_is_comparable():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline.json"
+    data = bench.read_json(path)
+    names = {r["name"] for r in data["results"]}
+    assert bench.REFERENCE in names
+    assert {f"decide/{n}" for n in bench.DEFAULT_CONTROLS} <= names
