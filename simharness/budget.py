@@ -32,6 +32,8 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 _SLO_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*(\S+)\s*$")
 #: integer-valued parameters (by last path segment) when lo/hi do not say
 INTEGER_PARAMS = frozenset({"servers", "count", "gt", "dlp_max_bytes"})
+#: how many times (x4 each) a duration range whose both ends meet is widened
+WIDEN = 3
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,10 @@ class Point:
     mean: float
     ci_low: float
     ci_high: float
-    meets: bool
+    meets: bool  # the SLO and every additional constraint hold (on the means)
     simulations: int
     role: str = "search"  # search | confirm
+    also: tuple[tuple[str, float], ...] = ()  # means of the additional constraints' metrics
 
 
 @dataclass
@@ -88,6 +91,7 @@ class BudgetResult:
     control: str
     param: str
     slo: SLO
+    also: tuple[SLO, ...]
     kind: str  # "duration" | "integer" | "number"
     direction: str  # "largest" | "smallest": which value that meets the SLO is the answer
     answer: float | None  # None: no value in the range meets the SLO
@@ -105,7 +109,7 @@ class BudgetResult:
     def table(self) -> list[dict[str, Any]]:
         """The evaluated points sorted by value, as rows."""
         return [{"value": p.value, "mean": p.mean, "ci_low": p.ci_low, "ci_high": p.ci_high,
-                 "meets": p.meets, "role": p.role}
+                 "meets": p.meets, "role": p.role, "also": p.also}
                 for p in sorted(self.points, key=lambda p: p.value)]
 
 
@@ -165,16 +169,16 @@ def _override_value(v: float, kind: str) -> str:
 
 def _default_range(kind: str, current: Any) -> tuple[float, float]:
     if kind == "integer":
-        cur = int(current) if isinstance(current, int | float) and math.isfinite(current) else 4
-        return 1.0, float(max(2, 4 * cur))
+        n = int(current) if isinstance(current, int | float) and math.isfinite(current) else 4
+        return 1.0, float(max(2, 4 * n))
     if isinstance(current, dict):  # a distribution given whole: use its scale
         current = current.get("p99") or current.get("mean") or current.get("p50")
     try:
-        cur = parse_duration(current) if current is not None else 0.005
+        seconds = parse_duration(current) if current is not None else 0.005
     except ValueError:
-        cur = 0.005
-    cur = cur if cur > 0 else 0.005
-    return cur, 64.0 * cur
+        seconds = 0.005
+    seconds = seconds if seconds > 0 else 0.005
+    return seconds, 64.0 * seconds
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -182,11 +186,13 @@ def _default_range(kind: str, current: Any) -> tuple[float, float]:
 class _Evaluator:
     """Runs a point (once: results are cached by value) and reads the metric's mean and CI."""
 
-    def __init__(self, scenario: Any, control: str, param: str, slo: SLO, kind: str,
+    def __init__(self, scenario: Any, control: str, param: str, slo: SLO,
+                 also: tuple[SLO, ...], kind: str,
                  overrides: Sequence[str], replications: int | None, out: Path, workers: int,
                  max_runs: int, progress: Callable[[Point], None] | None):
         self.scenario, self.control, self.param, self.slo, self.kind = (
             scenario, control, param, slo, kind)
+        self.also = also
         self.overrides = list(overrides)
         if replications is not None:
             self.overrides.append(f"replications={int(replications)}")
@@ -211,10 +217,12 @@ class _Evaluator:
                   workers=self.workers)
         agg = res.aggregate
         row = agg[agg["control"] == self.control]
-        m = self.slo.metric
-        if row.empty or f"{m}_mean" not in row.columns:
-            raise ValueError(f"metric {m!r} is not in the results of control {self.control!r}")
+        for m in {self.slo.metric, *(a.metric for a in self.also)}:
+            if row.empty or f"{m}_mean" not in row.columns:
+                raise ValueError(f"metric {m!r} is not in the results of control "
+                                 f"{self.control!r}")
         r = row.iloc[0]
+        m = self.slo.metric
         mean, low, high = (float(r[f"{m}_mean"]), float(r[f"{m}_ci_low"]),
                            float(r[f"{m}_ci_high"]))
         n = len(res.summary) if not res.summary.empty else 0
@@ -222,7 +230,10 @@ class _Evaluator:
         if "none" not in set(res.summary.get("control", [])) and self.control != "none":
             n *= 2
         self.simulations += n
-        point = Point(value, mean, low, high, self.slo.met(mean), n, role)
+        also = tuple((a.metric, float(r[f"{a.metric}_mean"])) for a in self.also)
+        meets = self.slo.met(mean) and all(
+            a.met(x) for a, (_, x) in zip(self.also, also, strict=True))
+        point = Point(value, mean, low, high, meets, n, role, also)
         self.points.append(point)
         self._cache[value] = point
         if self.progress is not None:
@@ -249,7 +260,8 @@ def solve_budget(scenario: Any, control: str, param: str, slo: str | SLO,
                  lo: Any = None, hi: Any = None, replications: int | None = None,
                  overrides: Sequence[str] = (), tol: float = 0.05, max_runs: int = 16,
                  out: str | Path | None = None, workers: int = 1,
-                 progress: Callable[[Point], None] | None = None) -> BudgetResult:
+                 progress: Callable[[Point], None] | None = None,
+                 also: Sequence[str | SLO] = ()) -> BudgetResult:
     """Bisection for the largest (or smallest) value of `controls.<control>.<param>` that meets
     `slo` on `scenario`.
 
@@ -258,9 +270,12 @@ def solve_budget(scenario: Any, control: str, param: str, slo: str | SLO,
     both ends meet is widened (x4 per step) while runs remain. `tol`: relative width at which
     a duration search stops (integers stop at neighbours). `max_runs` caps evaluated points,
     confirming runs included. The answer is confirmed by one run just inside and one just
-    outside the meeting region (`confirmed`).
+    outside the meeting region (`confirmed`). `also`: further SLOs that must hold too, e.g.
+    'task_success_rate>=0.99' next to a task-inflation SLO, since a PDP that times out and
+    fails closed shortens (failed) tasks and so can look fast.
     """
     slo = parse_slo(slo) if isinstance(slo, str) else slo
+    extra = tuple(parse_slo(a) if isinstance(a, str) else a for a in also)
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
     if max_runs < 4:
@@ -276,11 +291,12 @@ def solve_budget(scenario: Any, control: str, param: str, slo: str | SLO,
                          f"hi={_show(b, kind)}")
     name = scenario if isinstance(scenario, str) else Path(str(scenario)).stem
     with tempfile.TemporaryDirectory(prefix="simharness-budget-") as tmp:
-        ev = _Evaluator(scenario, control, param, slo, kind, overrides, replications,
+        ev = _Evaluator(scenario, control, param, slo, extra, kind, overrides, replications,
                         Path(out) if out is not None else Path(tmp), workers, max_runs,
                         progress)
         result = _search(ev, a, b, kind, tol, hi_given=hi is not None)
     result.scenario, result.control, result.param, result.slo = name, control, param, slo
+    result.also = extra
     result.points, result.runs, result.simulations = ev.points, len(ev.points), ev.simulations
     return result
 
@@ -288,17 +304,21 @@ def solve_budget(scenario: Any, control: str, param: str, slo: str | SLO,
 def _search(ev: _Evaluator, a: float, b: float, kind: str, tol: float, hi_given: bool
             ) -> BudgetResult:
     def done(direction, answer, interval, status, confirmed=None) -> BudgetResult:
-        return BudgetResult("", "", "", ev.slo, kind, direction, answer, interval, status,
+        return BudgetResult("", "", "", ev.slo, ev.also, kind, direction, answer, interval,
+                            status,
                             confirmed=confirmed)
 
     pa, pb = ev(a), ev(b)
-    # Widen upwards while both ends meet (the largest value is beyond the range).
-    while pa.meets and pb.meets and not hi_given and ev.len_left() > 2:
+    # A duration range whose both ends meet is widened upwards (at most WIDEN times): the
+    # largest value is beyond it. A count that meets at both ends is not (fewer is at most lo).
+    widen = 0 if hi_given or kind == "integer" else WIDEN
+    while pa.meets and pb.meets and widen and ev.len_left() > 2:
+        widen -= 1
         a, pa = b, pb
         b = b * 4
         pb = ev(b)
     if pa.meets and pb.meets:
-        return done("largest", None, None, "all meet")
+        return done("smallest" if kind == "integer" else "largest", None, (a, b), "all meet")
     if not pa.meets and not pb.meets:
         return done("largest" if kind != "integer" else "smallest", None, None, "none meets")
     # good: a value that meets; bad: one that does not. The answer is the good end.
@@ -345,10 +365,12 @@ def format_budget(result: BudgetResult) -> str:
     """The answer, its interval and CI, the runs it took, and the evaluated points."""
     k = result.kind
     lines = [f"budget: {result.scenario} / {result.control}: {result.direction} "
-             f"{result.param} with {result.slo}"]
+             f"{result.param} with {' and '.join(map(str, (result.slo, *result.also)))}"]
     if result.answer is None:
-        lines.append({"all meet": "every value tried meets the SLO (raise --hi)",
-                      "none meets": "no value tried meets the SLO (widen the range)"}
+        tried = sorted(p.value for p in result.points)
+        span = f"[{_show(tried[0], k)}, {_show(tried[-1], k)}]" if tried else "the range"
+        lines.append({"all meet": f"every value tried in {span} meets the SLO: widen the range",
+                      "none meets": f"no value tried in {span} meets the SLO: widen the range"}
                      .get(result.status, result.status))
     else:
         p = result.at_answer
@@ -357,8 +379,9 @@ def format_budget(result: BudgetResult) -> str:
         lines.append(f"answer: {result.param} = {_show(result.answer, k)}  "
                      f"(boundary in [{_show(lo, k)}, {_show(hi, k)}])")
         if p is not None:
+            others = "".join(f", {m} = {x:.4g}" for m, x in p.also)
             lines.append(f"at the answer: {result.slo.metric} = {p.mean:.4g} "
-                         f"(95% CI {p.ci_low:.4g} .. {p.ci_high:.4g})")
+                         f"(95% CI {p.ci_low:.4g} .. {p.ci_high:.4g}){others}")
         conf = {True: "yes", False: "NO (the metric is not monotone here or too noisy)",
                 None: "not run"}[result.confirmed]
         lines.append(f"confirmed by a run either side: {conf}")
@@ -368,6 +391,7 @@ def format_budget(result: BudgetResult) -> str:
     lines.append(f"  {'value':>10}  {'mean':>10}  {'95% CI':>23}  meets  role")
     for row in result.table():
         ci = f"{row['ci_low']:.4g} .. {row['ci_high']:.4g}"
+        others = "  ".join(f"{m}={x:.4g}" for m, x in row["also"])
         lines.append(f"  {_show(row['value'], k):>10}  {row['mean']:>10.4g}  {ci:>23}  "
-                     f"{'yes' if row['meets'] else 'no':5}  {row['role']}")
+                     f"{'yes' if row['meets'] else 'no':5}  {row['role']:7}  {others}".rstrip())
     return "\n".join(lines)

@@ -204,6 +204,24 @@ def list_cmd(what: Annotated[str, typer.Argument(help="controls | scenarios | mi
               "choose controls, scenarios, misuse or metrics")
 
 
+@app.command()
+def plot(directory: Annotated[Path, typer.Argument(help="a results folder")]) -> None:
+    """Write the figures of a results folder to DIR/plots/."""
+    from simharness.plots import plot_dir
+
+    for path in plot_dir(directory):
+        typer.echo(str(path))
+
+
+@app.command()
+def report(directory: Annotated[Path, typer.Argument(help="a results folder")]) -> None:
+    """Write DIR/report.html (self-contained) and DIR/report.md."""
+    from simharness.report import write_report
+
+    for path in write_report(directory):
+        typer.echo(str(path))
+
+
 def main() -> None:
     """Console entry point: exit 2 on bad input, 1 on internal errors."""
     try:

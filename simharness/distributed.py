@@ -44,7 +44,7 @@ def dask_map(fn: Callable[[T], Any], tasks: Sequence[T], scheduler: str | None =
     if scheduler is None:
         n = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
         cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
+                                           dashboard_address=":0", silence_logs=logging.ERROR)
     try:
         with distributed.Client(cluster if cluster is not None else scheduler) as client:
             # pure=False: never deduplicate by argument hash; every task is a run of its own.

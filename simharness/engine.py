@@ -346,7 +346,11 @@ class Engine:
             self._count_eval(st, t_req + latency)
         req.time = env.now + latency
         if decision is None:
-            decision = control.decide(req)
+            try:
+                decision = control.decide(req)
+            except Exception as e:  # a crashing evaluation is a PDP failure, never a silent allow
+                without = True
+                decision = self._crash(e)
             for kind, stage in self.stages:
                 if kind == "station" and stage.spec.cache_ttl > 0:  # type: ignore[union-attr]
                     cst: StationState = stage  # type: ignore[assignment]
@@ -382,6 +386,11 @@ class Engine:
         if spec.fail_mode == "open":
             return Decision(True, (f"{spec.name}-timeout-fail-open",))
         return Decision(False, (f"{spec.name}-timeout-fail-closed",))
+
+    def _crash(self, e: Exception) -> Decision:
+        # Fail open only where the operator configured a station to (and it is counted then).
+        mode = next((st.spec.fail_mode for kind, st in self.stages if kind == "station"), "closed")
+        return Decision(mode == "open", ("evaluation-error",), (f"{type(e).__name__}: {e}",))
 
     @staticmethod
     def _cache_key(st: StationState, req: Request) -> tuple:

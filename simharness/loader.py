@@ -20,8 +20,10 @@ from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_ori
 
 import yaml
 from pydantic import BaseModel, Tag, ValidationError
+from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 
 from simharness.spec import (
     DEFAULT_CONTROLS,
@@ -53,6 +55,8 @@ Marks = dict[KeyPath, tuple[int, int]]
 # Alias expansion is cheap for the YAML constructor (shared objects) but not for validation:
 # a "billion laughs" file must fail fast instead of hanging pydantic.
 MAX_NODES = 1_000_000
+# PyYAML composes recursively; a located error beats Python's recursion limit.
+MAX_DEPTH = 100
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -106,7 +110,21 @@ def _show(value: Any) -> str:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose value errors (e.g. `!!int abc`) carry a line and column."""
+    """SafeLoader with a nesting limit, whose value errors (`!!int abc`) carry a position."""
+
+    def __init__(self, stream: bytes) -> None:
+        self.depth = 0
+        super().__init__(stream)
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise ComposerError(None, None, f"values are nested more than {MAX_DEPTH} deep",
+                                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
@@ -126,8 +144,20 @@ def _pos(node: Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+def _reader_problem(file: str, raw: bytes, e: ReaderError) -> Problem:
+    """A character YAML forbids, or bytes that are not text, located by line and column."""
+    if e.encoding == "unicode":  # position counts characters
+        before = raw.decode("utf-8", errors="replace")[: e.position]
+        message = f"character {chr(e.character)!r} is not allowed in YAML"
+    else:  # position counts bytes
+        before = raw[: e.position].decode("utf-8", errors="replace")
+        message = f"byte 0x{e.character:02x} is not valid {e.encoding} text ({e.reason})"
+    lines = re.split("\r\n|[\r\n\x85\u2028\u2029]", before)
+    return Problem(file, len(lines), len(lines[-1]) + 1, "", f"invalid YAML: {message}")
+
+
 def _yaml_problem(file: str, e: yaml.YAMLError) -> Problem:
-    if not isinstance(e, yaml.MarkedYAMLError):  # e.g. a ReaderError: bytes that are not text
+    if not isinstance(e, yaml.MarkedYAMLError):
         return Problem(file, None, None, "", f"invalid YAML: {e}")
     mark = e.problem_mark or e.context_mark
     message = e.problem or e.context or "invalid YAML"
@@ -177,6 +207,9 @@ class _Walker:
             raise _Abort
         if id(node) in self.active:
             self.problem(node, path, "recursive alias: a value contains itself")
+            raise _Abort
+        if len(self.active) >= MAX_DEPTH:  # aliases can nest what the composer saw as shallow
+            self.problem(node, path, f"values are nested more than {MAX_DEPTH} deep")
             raise _Abort
         first = id(node) not in self.checked
         self.checked.add(id(node))
@@ -232,8 +265,8 @@ class _Walker:
             if first:
                 self.check_tag(node, path)
             return node.value
-        try:
-            return self.loader.construct_object(node)
+        try:  # deep: `!!map x` must fail here, not leave an unhashable half-built key
+            return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as e:
             self.problems.append(_yaml_problem(self.file, e))
             return node.value
@@ -248,7 +281,7 @@ def _unshare(value: Any) -> Any:
     return value
 
 
-def _parse(raw: bytes | str, file: str) -> tuple[dict[str, Any], Marks]:
+def _parse(raw: bytes, file: str) -> tuple[dict[str, Any], Marks]:
     loader = None
     try:
         loader = _Loader(raw)  # reads the first bytes already: may raise a ReaderError
@@ -257,11 +290,6 @@ def _parse(raw: bytes | str, file: str) -> tuple[dict[str, Any], Marks]:
                             and not root.value):
             raise ScenarioError([Problem(file, 1, 1, "",
                                          "file is empty: expected a scenario mapping")])
-        if not isinstance(root, MappingNode):
-            kind = "a list" if isinstance(root, SequenceNode) else f"the value {root.value!r}"
-            line, col = _pos(root)
-            raise ScenarioError([Problem(file, line, col, "",
-                                         f"expected a mapping at top level, got {kind}")])
         walker = _Walker(loader, file)
         walker.marks[()] = _pos(root)
         with contextlib.suppress(_Abort):  # the walker recorded why
@@ -269,11 +297,15 @@ def _parse(raw: bytes | str, file: str) -> tuple[dict[str, Any], Marks]:
         if walker.problems:
             raise ScenarioError(walker.problems)
         data = _unshare(loader.construct_document(root))
+        if not isinstance(data, dict):  # checked on data: `!!set` makes a mapping node a set
+            line, col = _pos(root)
+            raise ScenarioError([Problem(file, line, col, "",
+                                         f"expected a mapping at top level, got {_show(data)}")])
         return data, walker.marks
+    except ReaderError as e:
+        raise ScenarioError([_reader_problem(file, raw, e)]) from None
     except yaml.YAMLError as e:
         raise ScenarioError([_yaml_problem(file, e)]) from None
-    except RecursionError:
-        raise ScenarioError([Problem(file, None, None, "", "values are nested too deeply")]) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -494,9 +526,9 @@ def _validation_problems(err: ValidationError, root: type[BaseModel],
 class _Report:
     """Collects the problems of one file, placing each by the file's marks."""
 
-    def __init__(self, file: str, marks: Marks) -> None:
+    def __init__(self, file: str, marks: Marks, problems: list[Problem] | None = None) -> None:
         self.file, self.marks = file, marks
-        self.problems: list[Problem] = []
+        self.problems: list[Problem] = [] if problems is None else problems
         self.overridden: set[KeyPath] = set()  # paths set by --set: their problems belong there
         self.claimed: set[KeyPath] = set()  # paths already reported: pydantic would repeat them
 
@@ -504,9 +536,12 @@ class _Report:
     def _under(path: KeyPath, prefixes: set[KeyPath]) -> bool:
         return any(path[: len(p)] == p for p in prefixes)
 
+    def overrides(self, path: KeyPath) -> bool:
+        return self._under(path, self.overridden)
+
     def add(self, path: Iterable[Any], message: str) -> None:
         path = tuple(path)
-        if self._under(path, self.overridden):
+        if self.overrides(path):
             self.problems.append(Problem("--set", None, None, _dotted(path), message))
             return
         line = col = None
@@ -749,8 +784,11 @@ def _load_samples(node: Any, base: Path, report: _Report, path: KeyPath = ()) ->
             _load_samples(value, base, report, (*path, i))
 
 
-def _load_profile(path: Path) -> dict[str, Any]:
-    """A control profile file as a checked plain mapping; raises ScenarioError."""
+def _load_profile(path: Path) -> tuple[dict[str, Any], Marks]:
+    """A control profile file as a checked plain mapping, and its marks; raises ScenarioError."""
+    # Imported here: the control models pull in the workload, which loading does not need.
+    from simharness.controls.base import get_model
+
     data, marks = load_yaml(path)
     data.setdefault("name", path.stem)
     report = _Report(str(path), marks)
@@ -758,32 +796,42 @@ def _load_profile(path: Path) -> dict[str, Any]:
         report.add(("name",), f"profile name {data['name']!r} differs from its file name "
                               f"{path.name!r}")
     _load_samples(data, path.parent, report)  # relative to the profile, not the scenario
-    report.validate(ControlEntry, data)
+    if report.validate(ControlEntry, data) is not None:
+        try:
+            get_model(data["model"])
+        except KeyError as e:
+            report.add(("model",), str(e.args[0]))
     report.raise_if_any()
-    return data
+    return data, marks
 
 
 def _resolve_controls(data: dict[str, Any], report: _Report, profiles: dict[str, Path],
-                      selected: Sequence[str] | None) -> None:
-    """Replace profile names in `controls` by their profiles; append selected extra ones."""
+                      selected: Sequence[str] | None) -> dict[int, tuple[str, Marks]]:
+    """Replace profile names in `controls` by their profiles; append selected extra ones.
+
+    Returns the profile file and marks of each entry that came from one, by position.
+    """
     defaulted = "controls" not in data
     if defaulted:
         # With a selection the defaults would only be loaded to be dropped.
         data["controls"] = [] if selected else list(DEFAULT_CONTROLS)
     entries = data["controls"]
+    origins: dict[int, tuple[str, Marks]] = {}
     if not isinstance(entries, list):
-        return  # validation reports it
+        return origins  # validation reports it
 
-    def load(name: str) -> dict[str, Any] | None:
+    def load(name: str, at: int) -> dict[str, Any] | None:
         try:
-            return _load_profile(profiles[name])
+            profile, marks = _load_profile(profiles[name])
         except ScenarioError as e:
             report.problems.extend(e.problems)
             return None
+        origins[at] = (str(profiles[name]), marks)
+        return profile
 
     for i, entry in enumerate(entries):
         if isinstance(entry, str):
-            resolved = load(entry) if entry in profiles else None
+            resolved = load(entry, i) if entry in profiles else None
             if resolved is None:
                 report.claimed.add(("controls", i))  # reported here, not again by pydantic
                 if entry not in profiles:
@@ -798,8 +846,23 @@ def _resolve_controls(data: dict[str, Any], report: _Report, profiles: dict[str,
         if name not in profiles:
             report.problems.append(Problem("--controls", None, None, name,
                                            _unknown("control", name, names | profiles.keys())))
-        elif (entry := load(name)) is not None:
+        elif (entry := load(name, len(entries))) is not None:
             entries.append(entry)
+    return origins
+
+
+def _check_control_params(spec: ScenarioSpec, report: _Report,
+                          origins: dict[int, tuple[str, Marks]]) -> None:
+    """Each control model checks its own params; problems go to the file that set them."""
+    from simharness.controls.base import params_problems
+
+    for i, entry in enumerate(spec.controls):
+        for sub, message in params_problems(entry.model, entry.params, spec):
+            full = ("controls", i, *sub)
+            if i in origins and not report.overrides(full):
+                _Report(*origins[i], report.problems).add(sub, message)
+            else:
+                report.add(full, message)
 
 
 # --------------------------------------------------------------------------- public API
@@ -829,15 +892,18 @@ def load_scenario(source: str | Path, overrides: Iterable[str] | None = (),
     if controls is not None and not controls:
         report.problems.append(Problem("--controls", None, None, "", "select at least one control"))
     selected = list(dict.fromkeys(controls)) if controls else None
-    _resolve_controls(data, report, list_profiles(_profile_dirs(path)), selected)
+    origins = _resolve_controls(data, report, list_profiles(_profile_dirs(path)), selected)
     if isinstance(data["controls"], list):
         _apply_control_overrides(data["controls"], for_controls, report)
     _load_samples(data, path.parent, report)
 
     spec: ScenarioSpec | None = report.validate(ScenarioSpec, data)
     if spec is not None:
-        for at, message in check_references(spec):
+        references = check_references(spec)
+        for at, message in references:
             report.add(at, message)
+        if not references:  # the control models need a consistent scenario to check against
+            _check_control_params(spec, report, origins)
     report.raise_if_any()
     assert spec is not None  # a failed validation added problems
     if selected:

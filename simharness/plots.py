@@ -14,6 +14,7 @@ parameters at their first value, also named in the title.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
@@ -34,7 +35,7 @@ from matplotlib.figure import Figure
 
 from simharness.metric_catalogue import HEADLINE, METRIC_INFO
 from simharness.misuse_catalogue import CATALOGUE, MISUSE_KINDS
-from simharness.results import atomic_write_bytes, load_results
+from simharness.results import Results, atomic_write_bytes, load_results
 from simharness.stats import t_quantile
 
 __all__ = [
@@ -42,11 +43,11 @@ __all__ = [
     "FIGURES",
     "control_colour",
     "control_linestyle",
+    "control_marker",
     "control_order",
     "expected_plots",
-    "first_point",
-    "control_marker",
     "exposure_timeline",
+    "first_point",
     "latency_cdf",
     "metric_label",
     "misuse_heatmap",
@@ -73,8 +74,9 @@ _FALLBACK_COLOURS = ("#D55E00", "#000000", "#8C564B", "#BCBD22", "#9467BD", "#17
 _MARKERS: dict[str, str] = {"none": "o", "static_iam": "s", "sse_only": "^",
                             "jit_per_task": "D", "per_action_policy": "v", "layered": "P"}
 _FALLBACK_MARKERS = ("X", "h", "<", ">", "p", "*", "d", "H")
-# sse_only adds a proxy to static_iam's standing role, so their exposure curves coincide; dashes
-# on the later-drawn composite controls keep the one underneath visible.
+# sse_only adds a proxy to static_iam's standing role, so their exposure curves coincide (and
+# layered often matches a member): these composites are dashed and drawn on top, so the solid
+# line underneath stays visible.
 _DASHES: dict[str, Any] = {"sse_only": (0, (4, 2)), "layered": (0, (1.5, 1.5))}
 
 FIGURES: tuple[str, ...] = ("tradeoff", "latency_cdf", "exposure_timeline", "misuse_heatmap")
@@ -118,8 +120,9 @@ def _stable_index(name: str, n: int) -> int:
 
 def control_colour(name: str) -> str:
     """The colour of a control: fixed for the built-in names, a stable hash pick otherwise."""
-    return CONTROL_COLOURS.get(name) or _FALLBACK_COLOURS[_stable_index(name,
-                                                                         len(_FALLBACK_COLOURS))]
+    if name in CONTROL_COLOURS:
+        return CONTROL_COLOURS[name]
+    return _FALLBACK_COLOURS[_stable_index(name, len(_FALLBACK_COLOURS))]
 
 
 def control_marker(name: str) -> str:
@@ -130,6 +133,14 @@ def control_marker(name: str) -> str:
 def control_linestyle(name: str) -> Any:
     """The line style of a control (solid unless it is a composite that overlaps others)."""
     return _DASHES.get(name, "-")
+
+
+def _line_style(control: str) -> dict[str, Any]:
+    """Colour, dashes and label of a control's line; dashed lines are drawn on top so a
+    solid line with the same values cannot hide them."""
+    dashes = control_linestyle(control)
+    return {"color": control_colour(control), "linestyle": dashes, "label": control,
+            "zorder": 2.5 if dashes != "-" else 2.0}
 
 
 def metric_label(metric: str, log: bool = False, wrap: bool = False) -> str:
@@ -153,11 +164,10 @@ def _is_share(metric: str) -> bool:
 
 def _styled(fn: Callable[..., Figure]) -> Callable[..., Figure]:
     """Build the figure under the house style (rcParams are read when artists are created)."""
+    @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Figure:
-        with matplotlib.rc_context(_STYLE):
+        with matplotlib.rc_context(_STYLE):  # type: ignore[arg-type]  # typed as Literal keys
             return fn(*args, **kwargs)
-    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
-    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -249,9 +259,13 @@ def _log_floor(values: np.ndarray, decades: float = 2.0, below: int = 1) -> floa
     return 10.0 ** (math.floor(math.log10(pos.min())) - below)
 
 
-def _set_log(ax: Axes, which: str, floor: float, top: float, zero_label: bool) -> None:
-    """Log scale from the floor with decade ticks; the floor tick reads '0' when zeros are
-    drawn there (a log axis cannot show 0 itself)."""
+def _set_log(ax: Axes, which: str, floor: float, top: float, zero_label: bool,
+             bottom: float | None = None) -> None:
+    """Log scale with decade ticks. With `zero_label` zeros are drawn at `floor`, whose tick
+    reads '0' (a log axis cannot show 0 itself); otherwise the axis starts at the decade of
+    `bottom`, the smallest value drawn."""
+    if not zero_label and bottom is not None and np.isfinite(bottom) and bottom > floor:
+        floor = 10.0 ** math.floor(math.log10(bottom))
     lo_exp = round(math.log10(floor))
     hi_exp = max(lo_exp + 1, math.ceil(math.log10(max(top, floor * 10))))
     step = max(1, math.ceil((hi_exp - lo_exp) / 6))  # at most ~7 labelled decades
@@ -269,7 +283,7 @@ def _set_log(ax: Axes, which: str, floor: float, top: float, zero_label: bool) -
     axis.set_major_formatter(ticker.FuncFormatter(fmt))
     axis.set_minor_locator(ticker.LogLocator(subs=tuple(range(2, 10)), numticks=100))
     axis.set_minor_formatter(ticker.NullFormatter())
-    limits = (floor / 10 ** 0.25, 10.0 ** hi_exp * 10 ** 0.1)
+    limits = (floor / 10 ** 0.25, max(top * 10 ** 0.3, 10.0 * floor))
     (ax.set_xlim if which == "x" else ax.set_ylim)(*limits)
     if zero_label:
         _break_mark(ax, which, floor * 10 ** 0.5)
@@ -357,7 +371,8 @@ def _tradeoff_panel(ax: Axes, agg: pd.DataFrame, xm: str, ym: str, minimise_y: b
     for which, metric, values, err, floor, zeros in (("x", xm, x, xerr, xfloor, xzeros),
                                                      ("y", ym, y, yerr, yfloor, yzeros)):
         if floor is not None:
-            _set_log(ax, which, floor, float(np.nanmax(values + err[1])), zero_label=zeros)
+            _set_log(ax, which, floor, float(np.nanmax(values + err[1])), zero_label=zeros,
+                     bottom=float(np.nanmin(values - err[0])))
         elif _is_share(metric):
             _share_axis(ax, which)
     ax.set_xlabel(metric_label(xm, log=xfloor is not None))
@@ -396,7 +411,7 @@ def latency_cdf(latency: pd.DataFrame) -> Figure:
     lat, where = first_point(latency, point_columns(latency, LATENCY_COLUMNS))
     fig = _figure(_COL_W, 3.1)
     ax = fig.subplots()
-    top = LATENCY_FLOOR_MS
+    top, bottom = LATENCY_FLOOR_MS, math.inf
     for control in control_order(lat) if not lat.empty else []:
         sub = lat[lat["control"].astype(str) == control]
         # Quantile averaging (Vincentization) keeps each replication's shape, unlike pooling.
@@ -404,13 +419,14 @@ def latency_cdf(latency: pd.DataFrame) -> Figure:
         if curve.empty:
             continue
         ms = np.maximum(curve.to_numpy(dtype=float), LATENCY_FLOOR_MS)
-        top = max(top, float(np.nanmax(ms)))
-        ax.plot(ms, curve.index.to_numpy(dtype=float), color=control_colour(control),
-                linestyle=control_linestyle(control), label=control, drawstyle="steps-post")
-    _set_log(ax, "x", LATENCY_FLOOR_MS, top, zero_label=False)
+        top, bottom = max(top, float(np.nanmax(ms))), min(bottom, float(np.nanmin(ms)))
+        ax.plot(ms, curve.index.to_numpy(dtype=float), drawstyle="steps-post",
+                **_line_style(control))
+    _set_log(ax, "x", LATENCY_FLOOR_MS, top, zero_label=False, bottom=bottom)
     ax.set_ylim(0, 1.02)
     _share_axis(ax, "y")
-    ax.set_xlabel(f"decision latency (ms, log; < {LATENCY_FLOOR_MS:g} ms drawn at {LATENCY_FLOOR_MS:g})")
+    ax.set_xlabel(f"decision latency (ms, log)\n(< {LATENCY_FLOOR_MS:g} ms, e.g. no check, "
+                  f"drawn at {LATENCY_FLOOR_MS:g})")
     ax.set_ylabel("decisions at or below (%)")
     ax.set_title(f"Decision latency CDF{where}")
     _legend_below(fig, ax)
@@ -452,13 +468,14 @@ def exposure_timeline(timeline: pd.DataFrame) -> Figure:
     finals = np.array([c[2][-1] for c in curves]) if curves else np.array([])
     floor = _log_floor(finals, below=2)
     zero_drawn = False
+    drawn: list[np.ndarray] = []
     top = float(np.nanmax([c[4].max() for c in curves])) if curves else 1.0
     for control, hours, mean, lo, hi in curves:
         colour = control_colour(control)
+        band = True
         if floor is not None:
             if np.all(mean < floor):
-                mean, lo, hi = np.full_like(mean, floor), None, None
-                zero_drawn = True
+                mean, band, zero_drawn = np.full_like(mean, floor), False, True
             else:
                 # A log axis cannot show the climb from 0: lines start a decade above the
                 # floor, so nothing but exact zeros sits under the axis break.
@@ -466,13 +483,15 @@ def exposure_timeline(timeline: pd.DataFrame) -> Figure:
                 mean = np.where(below, np.nan, mean)
                 lo = np.where(below, np.nan, np.maximum(lo, floor))
                 hi = np.where(below, np.nan, hi)
-        ax.plot(hours, mean, color=colour, linestyle=control_linestyle(control), label=control)
-        if lo is not None and hi is not None and np.any(hi > lo):
+        ax.plot(hours, mean, **_line_style(control))
+        drawn.append(lo if band else mean)
+        if band and np.any(hi > lo):
             ax.fill_between(hours, lo, hi, color=colour, alpha=0.2, linewidth=0,
                             label=f"_{control} 95% CI")
     ylabel = f"cumulative {metric_label('exposure', log=floor is not None, wrap=True)}"
     if floor is not None:
-        _set_log(ax, "y", floor, top, zero_label=zero_drawn)
+        bottom = float(np.nanmin(np.concatenate(drawn))) if drawn else None
+        _set_log(ax, "y", floor, top, zero_label=zero_drawn, bottom=bottom)
     else:
         ax.set_ylim(bottom=0)
     if curves:
@@ -513,6 +532,12 @@ def misuse_heatmap(misuse: pd.DataFrame) -> Figure:
     fig = _figure(width, 1.3 + 0.27 * max(len(kinds), 1))
     ax = fig.subplots()
     ax.grid(False)
+    ax.set_title(f"Misuse caught by kind{where}")
+    if not kinds:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no misuse injected", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
+        return fig
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#e6e6e6")
     im = ax.imshow(np.ma.masked_invalid(share), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto",
                    interpolation="nearest")
@@ -522,10 +547,10 @@ def misuse_heatmap(misuse: pd.DataFrame) -> Figure:
             if np.isnan(v):
                 text, colour = "n/a", "0.4"
             else:
-                # Percent rounding must not show 100 % for 199/200 or 0 % for 1/200.
+                # Rounding must not print 100 % for 199/200 or 0 % for 1/200.
                 pct = 100.0 * v
-                text = (f"{pct:.0f}%" if 0.5 <= pct <= 99.5 or pct in (0.0, 100.0)
-                        else ("<1%" if pct < 1 else ">99%"))
+                text = (f"{pct:.0f}%" if pct in (0.0, 100.0) or 1.0 <= pct <= 99.0
+                        else ("<1%" if pct < 1.0 else ">99%"))
                 colour = "black" if v > 0.6 else "white"  # viridis turns light above ~0.6
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
     ax.set_xticks(range(len(controls)), controls, rotation=30, ha="right",
@@ -538,7 +563,6 @@ def misuse_heatmap(misuse: pd.DataFrame) -> Figure:
     cbar.ax.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     cbar.set_label("prevented or detected")
     cbar.outline.set_visible(False)
-    ax.set_title(f"Misuse caught by kind{where}")
     return fig
 
 
@@ -583,9 +607,9 @@ def sweep_metric(aggregate: pd.DataFrame, param: str, metric: str) -> Figure:
         # couple of points sideways and shrink later markers, so every shape stays visible.
         dodge = transforms.offset_copy(ax.transData, fig=fig, x=2.0 * (i - (n - 1) / 2),
                                        y=0.0, units="points")
-        (line,) = ax.plot(x, mean, color=colour, linestyle=control_linestyle(control),
-                          marker=control_marker(control), markersize=max(3.5, 6.0 - 0.5 * i),
-                          markeredgecolor="white", markeredgewidth=0.4, label=control)
+        (line,) = ax.plot(x, mean, marker=control_marker(control),
+                          markersize=max(3.5, 6.0 - 0.5 * i), markeredgecolor="white",
+                          markeredgewidth=0.4, **_line_style(control))
         band = np.isfinite(lo) & np.isfinite(hi)
         poly = ax.fill_between(x, np.where(band, lo, mean), np.where(band, hi, mean),
                                color=colour, alpha=0.13, linewidth=0,
@@ -595,9 +619,10 @@ def sweep_metric(aggregate: pd.DataFrame, param: str, metric: str) -> Figure:
         poly.set_transform(dodge)
     ylabel = metric_label(metric, log=y_floor is not None, wrap=True)
     if y_floor is not None:
-        his = pd.to_numeric(agg[f"{metric}_ci_high"], errors="coerce").to_numpy(dtype=float)
-        top = float(np.nanmax(np.concatenate([means, his])))
-        _set_log(ax, "y", y_floor, top, zero_label=bool(np.any(means <= 0)))
+        _, lows, highs = _ci(agg, metric)
+        top = float(np.nanmax(np.concatenate([means, highs])))
+        bottom = float(np.nanmin(np.maximum(np.concatenate([means, lows]), y_floor)))
+        _set_log(ax, "y", y_floor, top, zero_label=bool(np.any(means <= 0)), bottom=bottom)
     elif _is_share(metric):
         _share_axis(ax, "y")
     xs = np.array(sorted(position.values()))
@@ -637,7 +662,7 @@ def sweep_figure_names(params: Sequence[str], metrics: Sequence[str] = HEADLINE
     return [(f"sweep_{_safe(p)}_{m}", p, m) for p in params for m in metrics]
 
 
-def expected_plots(res: Any) -> list[str]:
+def expected_plots(res: Results) -> list[str]:
     """File names `plot_dir` writes for these results (used to find missing plots)."""
     params = sweep_columns(res.aggregate, res.manifest)
     names = [f"{f}.png" for f in FIGURES]
@@ -671,7 +696,7 @@ def plot_dir(directory: str | os.PathLike[str]) -> list[Path]:
     params = sweep_columns(res.aggregate, res.manifest)
     metrics = [m for m in HEADLINE if f"{m}_mean" in res.aggregate.columns]
     for stem, param, metric in sweep_figure_names(params, metrics):
-        makers.append((stem, lambda p=param, m=metric: sweep_metric(res.aggregate, p, m)))
+        makers.append((stem, functools.partial(sweep_metric, res.aggregate, param, metric)))
     paths = []
     for stem, make in makers:
         with _closing(make()) as fig:

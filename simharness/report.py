@@ -121,7 +121,8 @@ def _metric_header(metric: str) -> str:
     name = metric.removesuffix("_ms").replace("_", " ")
     if info is None:
         return name
-    unit = "%" if info.unit == "share" else info.unit
+    unit = "%" if info.unit == "share" else info.unit.replace("permission-seconds",
+                                                               "permission-s")
     return f"{name} ({unit})"
 
 
@@ -261,9 +262,11 @@ def _figures(folder: Path, res: Results) -> list[tuple[str, str]]:
     for name in plots.FIGURES:
         out.append((f"{name}.png", _CAPTIONS[name] + point))
     metrics = [m for m in HEADLINE if f"{m}_mean" in res.aggregate.columns]
+    held = "; other swept parameters at their first value" if len(params) > 1 else ""
     for stem, param, metric in plots.sweep_figure_names(params, metrics):
-        out.append((f"{stem}.png", f"{_metric_header(metric)} against {param}: mean per "
-                    "control with a 95 % band; other swept parameters at their first value."))
+        label = _metric_header(metric)
+        out.append((f"{stem}.png", f"{label[:1].upper()}{label[1:]} against {param}: mean per "
+                    f"control with a 95 % band{held}."))
     return [(f, c) for f, c in out if (folder / "plots" / f).is_file()]
 
 
@@ -271,19 +274,22 @@ def _figures(folder: Path, res: Results) -> list[tuple[str, str]]:
 
 _CSS = """
 body{font:15px/1.45 -apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;color:#1d1d1f;
-max-width:1100px;margin:2em auto;padding:0 1.2em;background:#fff}
+max-width:1240px;margin:2em auto;padding:0 1.2em;background:#fff}
 h1{font-size:1.6em;margin:.2em 0 .1em}h2{font-size:1.2em;margin:1.8em 0 .5em;
 border-bottom:1px solid #ddd;padding-bottom:.2em}
 .sub{color:#666;margin:0 0 1em}
-table{border-collapse:collapse;margin:.4em 0 1em;font-size:.86em}
-th,td{padding:.28em .6em;border-bottom:1px solid #e4e4e4;text-align:left;vertical-align:top}
-th{background:#f4f4f6;font-weight:600}
+table{border-collapse:collapse;margin:.4em 0 1em;font-size:.84em}
+th,td{padding:.26em .5em;border-bottom:1px solid #e4e4e4;text-align:left;vertical-align:top}
+th{background:#f4f4f6;font-weight:600;vertical-align:bottom}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tbody tr:nth-child(even){background:#fafafa}
-table.kv th{background:none;width:13em;color:#555;font-weight:500}
+table.kv th{background:none;width:13em;color:#555;font-weight:500;vertical-align:top}
 .wide{overflow-x:auto}
-figure{margin:1.2em 0 2em}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{color:#444;font-size:.88em;max-width:900px;margin-top:.3em}
+.figs{display:flex;flex-wrap:wrap;gap:1.2em 2em;align-items:flex-start}
+figure{margin:0 0 1em;max-width:100%}figure img{width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#444;font-size:.86em;margin-top:.3em}
+.ci{display:block;color:#666;font-size:.9em}
+td.c{white-space:nowrap}
 .swatch{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.35em;
 vertical-align:-.05em}
 details{margin:.6em 0}summary{cursor:pointer;font-weight:600}
@@ -297,11 +303,27 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _html_cell(text: str, numeric: bool) -> str:
+    # "mean [low, high]": the interval goes on its own, quieter line so wide tables fit.
+    if numeric and " [" in text:
+        mean, interval = text.split(" [", 1)
+        return f'{_e(mean)}<span class="ci">[{_e(interval)}</span>'
+    return _e(text)
+
+
+def _html_header(text: str) -> str:
+    # A unit in parentheses wraps under the metric name.
+    if " (" in text:
+        name, unit = text.split(" (", 1)
+        return f"{_e(name)}<br>({_e(unit)}"
+    return _e(text)
+
+
 def _html_table(t: Table, css: str = "", swatch_col: int | None = None,
                 swatch_header: bool = False) -> str:
     def th(i: int, h: str) -> str:
         cls = ' class="n"' if i in t.numeric else ""
-        label = _swatch(h) + _e(h) if swatch_header and i in t.numeric else _e(h)
+        label = _swatch(h) + _e(h) if swatch_header and i in t.numeric else _html_header(h)
         return f"<th{cls}>{label}</th>"
 
     head = "".join(th(i, h) for i, h in enumerate(t.header))
@@ -310,8 +332,8 @@ def _html_table(t: Table, css: str = "", swatch_col: int | None = None,
         title = f' title="{_e(t.titles[r])}"' if r < len(t.titles) and t.titles[r] else ""
         cells = []
         for i, c in enumerate(row):
-            cls = ' class="n"' if i in t.numeric else ""
-            text = _swatch(c) + _e(c) if i == swatch_col else _e(c)
+            cls = ' class="n"' if i in t.numeric else (' class="c"' if i == swatch_col else "")
+            text = _swatch(c) + _e(c) if i == swatch_col else _html_cell(c, i in t.numeric)
             cells.append(f"<td{cls}>{text}</td>")
         body.append(f"<tr{title}>{''.join(cells)}</tr>")
     cls = f' class="{css}"' if css else ""
@@ -327,6 +349,13 @@ def _swatch(control: str) -> str:
 def _kv(items: Sequence[tuple[str, str]]) -> str:
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items)
     return f'<table class="kv"><tbody>{rows}</tbody></table>'
+
+
+def _display_width(png: bytes, css_px_per_inch: float = 140.0) -> int:
+    """On-screen width for a figure: its size in inches at 140 px/in, so 8 pt figure text
+    reads like the ~15 px body text (a 300 dpi PNG shown at its pixel size would be huge)."""
+    width_px = int.from_bytes(png[16:20], "big")  # the IHDR chunk's width field
+    return max(200, round(width_px / plots.DPI * css_px_per_inch))
 
 
 def render_html(folder: Path, res: Results) -> str:
@@ -355,10 +384,14 @@ def render_html(folder: Path, res: Results) -> str:
         _html_table(misuse, swatch_header=True),
         "<h2>Figures</h2>",
     ]
+    parts.append('<div class="figs">')
     for file, caption in _figures(folder, res):
-        data = base64.b64encode((folder / "plots" / file).read_bytes()).decode("ascii")
-        parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(file)}">'
+        png = (folder / "plots" / file).read_bytes()
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f'<figure style="width:{_display_width(png)}px">'
+                     f'<img src="data:image/png;base64,{data}" alt="{_e(file)}">'
                      f"<figcaption>{_e(caption)}</figcaption></figure>")
+    parts.append("</div>")
     manifest_json = json.dumps(res.manifest, indent=2, sort_keys=True, default=str)
     parts += [
         "<h2>Provenance</h2>",

@@ -10,8 +10,9 @@ so `--set controls.per_action_policy.engine=cedar` works on the shipped profile)
 
 `pdp.service_time: measured` times the real engine in-process instead of assuming a service
 time: at construction the control evaluates a calibration set of requests drawn from the World
-(`CALIBRATION_REQUESTS`, seeded) with `time.perf_counter_ns` around `evaluate`, and the PDP
-samples its service time from those measurements (an empirical distribution). The figures are
+(`CALIBRATION_REQUESTS`, seeded) with `time.perf_counter_ns` around `evaluate` (median of 5
+timings per request, so the OS preempting the simulator is not counted), and the PDP samples
+its service time from those measurements (an empirical distribution). The figures are
 in `measured_service_us`. Results then depend on the speed and load of the machine that ran
 them, and differ between runs and machines even with the same seed.
 """
@@ -52,7 +53,7 @@ class PDPParams(BaseModel):
     servers: float = Field(default=4, gt=0)  # .inf: no queue
     rtt: Distribution = 0.001  # type: ignore[assignment]
     # "measured": the engine's own evaluation time on this machine (see the module docstring)
-    service_time: Literal["measured"] | Distribution = Field(  # type: ignore[assignment]
+    service_time: Literal["measured"] | Distribution = Field(  # type: ignore[call-overload]
         default_factory=lambda: {"dist": "lognormal", "p50": "1ms", "p99": "5ms"},
         union_mode="left_to_right")
     timeout: Duration = 0.2
@@ -86,6 +87,7 @@ class PerActionPolicy(Control):
     model = "per_action_policy"
     description = "policy-as-code at a PDP on every action; no standing grant"
     Params = PolicyParams
+    params: PolicyParams
     tool_audit = True
 
     def __init__(self, name: str, params: dict, world: World):

@@ -2,7 +2,7 @@
 
 The module is compiled once into a bundle with one entrypoint, `<package>/decision`, which
 must be `{"allow": bool, "reasons": [ids]}`; each request only sets the input and runs that
-plan (`query()` would recompile the module on every call, about 10x slower). The input is
+plan (`query()` recompiles the module on every call: 30x slower when measured). The input is
 flat, only the fields the module reads: regopy converts nested objects node by node, so
 nesting doubled the input cost when measured. Resource attributes travel in the input rather
 than in a data document: a resource missing from `data` would make a forbid undefined, which

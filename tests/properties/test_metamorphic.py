@@ -25,7 +25,6 @@ from simharness.controls.base import World, make
 from simharness.engine import simulate
 from simharness.spec import ScenarioSpec
 from simharness.workload import build_workload
-
 from tests.conftest import MINI
 
 SHIPPED_RULES = Path(__file__).resolve().parents[2] / "controls" / "policies" / "agent_rules.yaml"

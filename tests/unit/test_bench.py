@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import time
 
@@ -96,11 +97,25 @@ def test_slowed_decide_fails_the_gate(monkeypatch, tmp_path):
     assert len(problems) == 1 and problems[0].startswith("decide/static_iam:")
 
     path = bench.write_json({"machine": {}, "results": baseline["results"]}, tmp_path / "b.json")
-    monkeypatch.setattr(bench, "run_bench", lambda controls, policy, n: {
-        "machine": bench.machine_info(), "results": bench.run_cases(slowed, n=5)})
+    monkeypatch.setattr(bench, "_bench", lambda controls, policy, n: (
+        {"machine": bench.machine_info(), "results": bench.run_cases(slowed, n=5)}, slowed))
     out = io.StringIO()
-    assert bench.bench_main(compare_to=path, n=5, out=out) == 1
+    assert bench.bench_main(compare_to=path, n=5, out=out) == 1  # after two re-measurements
     assert "REGRESSION decide/static_iam" in out.getvalue()
+    assert "jit_per_task" not in out.getvalue().split("REGRESSION", 1)[1]
+
+
+def test_gate_forgives_a_transient_regression():
+    """A regression that is gone when re-measured does not fail the gate."""
+    cases, _ = bench.decide_cases(["static_iam"], size=50)
+    measured = {"results": bench.run_cases(cases, n=5)}
+    baseline, noisy = copy.deepcopy(measured), copy.deepcopy(measured)
+    for b, r in zip(baseline["results"], noisy["results"], strict=True):
+        if r["name"] != bench.REFERENCE:
+            b["ratio"] *= 2  # the baseline leaves room for noise in the re-measurement
+            r["ratio"] *= 6  # a burst of load during the first measurement
+    assert bench.compare(noisy, baseline, 0.25)
+    assert bench.gate(noisy, cases, baseline, 0.25, n=5) == []
 
 
 def test_run_bench_shape():

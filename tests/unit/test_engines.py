@@ -92,6 +92,19 @@ def test_cedar_error_in_a_forbid_is_a_deny(tmp_path):
     assert not d.allow and d.reasons == ("evaluation-error",) and d.errors
 
 
+@pytest.mark.skipif(not HAVE["cedar"], reason="cedar extra not installed")
+def test_cedar_resources_outside_the_store_are_added_by_value():
+    # Two different resources under one name must not share an entity.
+    policy = load_policy("cedar", simharness.loader.data_dir("controls") / DEFAULT_POLICIES["cedar"])
+    req = sample_requests(1, RESOURCES[:1])[0]
+    req.attested = req.entitled = req.in_scope = req.task_active = True
+    req.chain_depth, req.credential = 0, None
+    ok = policy.evaluate(req)
+    req.resource = req.resource.model_copy(update={"approved": False})
+    bad = policy.evaluate(req)
+    assert ok.allow and not bad.allow and bad.reasons == ("forbid-unapproved-destination",)
+
+
 @pytest.mark.skipif(not HAVE["rego"], reason="rego extra not installed")
 @pytest.mark.parametrize("body", [
     'decision := {"allow": "yes", "reasons": []}',  # not a boolean

@@ -47,12 +47,12 @@ tasks:
     steps:
       - {tool: crm_api, action: read, resource: crm}
       - {tool: docs, action: read, resource: wiki}
-controls: [allow, {name: inline, model: none}]
+controls: [allow, {name: inline, model: static_iam}]
 """
 
 ALLOW_PROFILE = """\
 name: allow
-model: none
+model: per_action_policy
 description: test profile
 params: {pdp: {rtt: 1ms}}
 """
@@ -134,6 +134,25 @@ def test_set_controls_params(scenario_dir):
     assert spec.control("inline").params == {"detector": {"threshold": 0.8}}
 
 
+def test_control_models_check_their_params(scenario_dir):
+    path = write(scenario_dir, MINIMAL)
+    p = only(problems_of(path, overrides=["controls.allow.pdp.servers=many"]))
+    assert (p.file, p.path) == ("--set", "controls.0.params.pdp.servers")
+    (scenario_dir / "controls" / "allow.yaml").write_text(ALLOW_PROFILE.replace("rtt", "rtx"))
+    p = only(problems_of(path))
+    assert p.file.endswith("allow.yaml") and (p.line, p.path) == (4, "params.pdp.rtx")
+
+
+def test_unknown_control_model(scenario_dir):
+    path = write(scenario_dir, MINIMAL.replace("model: static_iam", "model: static_ima"))
+    p = only(problems_of(path))
+    assert (p.path, p.line) == ("controls.1.model", line_of(path, "static_ima"))
+    assert "unknown control model 'static_ima' (did you mean 'static_iam'?)" in p.message
+    (scenario_dir / "controls" / "allow.yaml").write_text(ALLOW_PROFILE.replace("model: per_", "model: pr_"))
+    p = only(problems_of(write(scenario_dir, MINIMAL)))
+    assert p.file.endswith("allow.yaml") and (p.line, p.path) == (2, "model")
+
+
 def test_controls_argument_selects_and_orders(scenario_dir):
     path = write(scenario_dir, MINIMAL)
     spec = load_scenario(path, controls=["inline", "allow"])
@@ -168,7 +187,7 @@ def test_list_profiles_first_directory_wins(tmp_path):
 def test_shipped_profiles(scenario_dir):
     if not (data_dir("controls") / "none.yaml").is_file():
         pytest.skip("shipped control profiles not present")
-    path = write(scenario_dir, MINIMAL.replace("controls: [allow, {name: inline, model: none}]",
+    path = write(scenario_dir, MINIMAL.replace("controls: [allow, {name: inline, model: static_iam}]",
                                                "controls: [none, static_iam]"))
     assert [c.name for c in load_scenario(path).controls] == ["none", "static_iam"]
 
@@ -178,7 +197,7 @@ def test_default_controls_are_the_shipped_ones(scenario_dir):
 
     if not all((data_dir("controls") / f"{n}.yaml").is_file() for n in DEFAULT_CONTROLS):
         pytest.skip("shipped control profiles not present")
-    path = write(scenario_dir, MINIMAL.replace("controls: [allow, {name: inline, model: none}]\n", ""))
+    path = write(scenario_dir, MINIMAL.replace("controls: [allow, {name: inline, model: static_iam}]\n", ""))
     assert tuple(c.name for c in load_scenario(path).controls) == DEFAULT_CONTROLS
 
 
@@ -408,7 +427,7 @@ def test_many_problems_in_one_pass(scenario_dir):
             .replace("replications: 2", "replications: many")
             .replace("count: 3", "count: 0")
             .replace("task_rate: 6/h", "task_rate: 6 per hour")
-            .replace("{name: inline, model: none}", "{name: inline, modle: none}")
+            .replace("{name: inline, model: static_iam}", "{name: inline, modle: none}")
             + "timing:\n  think: {dist: gama, mean: 2s}\n  step: {dist: empirical, samples: 5}\n")
     path = write(scenario_dir, text)
     problems = problems_of(path, overrides=["misuse.rat=1"])
@@ -447,6 +466,40 @@ def test_alias_bomb_fails_fast(tmp_path, monkeypatch):
     assert "after expanding aliases" in p.message
 
 
+@pytest.mark.parametrize("tag", ["!!map", "!!seq", "!!set", "!!omap"])
+def test_collection_tagged_key(tmp_path, tag):
+    p = only(problems_of(write(tmp_path, f"schema_version: 1\n{tag} x: 1\n")))
+    assert p.line == 2
+
+
+def test_top_level_set_is_not_a_mapping(tmp_path):
+    p = only(problems_of(write(tmp_path, "!!set\nschema_version: 1\n")))
+    assert p.message.startswith("expected a mapping at top level")
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1f"])
+def test_forbidden_character_is_located(scenario_dir, char):
+    path = write(scenario_dir, MINIMAL.replace("horizon: 1h", "horizon: 1h" + char))
+    p = only(problems_of(path))
+    assert (p.line, p.col) == (3, 12) and "<byte string>" not in p.message
+
+
+def test_invalid_utf8_is_located(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"schema_version: 1\nname: caf\xe9\n")
+    p = only(problems_of(path))
+    assert (p.line, p.col) == (2, 10) and "utf-8" in p.message
+
+
+@pytest.mark.parametrize("text", ["description: " + "[" * 500 + "]" * 500 + "\n",
+                                  "a: &a [[[[[[[[[[1]]]]]]]]]]\n"
+                                  + "".join(f"a{i}: &a{i} [[[[[[[[[[*a{i - 1 if i else ''}]]]]]]]]]]\n"
+                                            for i in range(12))])
+def test_too_deep_nesting_is_located(tmp_path, text):
+    p = only(problems_of(write(tmp_path, "schema_version: 1\n" + text)))
+    assert p.line is not None and "nested more than" in p.message
+
+
 def test_bad_standard_tag_value(tmp_path):
     p = only(problems_of(write(tmp_path, "schema_version: !!int abc\n")))
     assert p.line == 1 and "!!int" in p.message
@@ -474,6 +527,6 @@ def test_mangled_scenarios_raise_only_scenario_error(scenario_dir, cuts):
 
 
 def test_selection_without_controls_key_loads_only_the_selection(scenario_dir):
-    text = MINIMAL.replace("controls: [allow, {name: inline, model: none}]\n", "")
+    text = MINIMAL.replace("controls: [allow, {name: inline, model: static_iam}]\n", "")
     spec = load_scenario(write(scenario_dir, text), controls=["allow"])
     assert [c.name for c in spec.controls] == ["allow"]

@@ -118,3 +118,21 @@ def test_quiet_progress_prints_nothing():
     for _ in range(3):
         progress.step()
     assert stream.getvalue() == ""
+
+
+def test_missing_dask_names_the_extra(monkeypatch):
+    import builtins
+
+    from simharness import distributed
+    from simharness.audit import MissingExtraError
+
+    real = builtins.__import__
+
+    def fake(name, *args, **kwargs):
+        if name == "distributed" or name.startswith("distributed."):
+            raise ImportError("No module named 'distributed'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(MissingExtraError, match=r"simharness\[dask\]"):
+        list(distributed.dask_map(str, [1]))

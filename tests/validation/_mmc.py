@@ -12,7 +12,6 @@ from simharness.controls.base import World, make
 from simharness.engine import A, simulate
 from simharness.spec import ScenarioSpec
 from simharness.workload import build_workload
-
 from tests.conftest import MINI
 
 
@@ -84,5 +83,5 @@ def run_rep(spec: ScenarioSpec, rep: int) -> dict[str, float]:
         "lam": lam_hat,
         "W": w_hat,
         "L": l_hat,
-        "util": pdp.busy / (pdp.resource.capacity * (hi - lo)),
+        "util": pdp.busy / (pdp.servers * (hi - lo)),
     }

@@ -1,0 +1,236 @@
+"""plots: each figure's axes, series, scales and labels on a small real run, and plot_dir."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+
+import simharness
+from simharness import plots
+from simharness.metric_catalogue import HEADLINE
+from simharness.misuse_catalogue import CATALOGUE
+
+SMALL = ["replications=2", "horizon=1h", "warmup=0"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plots") / "baseline"
+    simharness.run("baseline", out=out, overrides=SMALL)
+    return out
+
+
+@pytest.fixture(scope="module")
+def res(run_dir):
+    return simharness.load_results(run_dir)
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plots") / "sweep"
+    simharness.sweep("baseline", {"misuse.rate": [0.02, 0.1]},
+                     overrides=["replications=2", "horizon=30m", "warmup=0"], out=out)
+    return out
+
+
+def _controls(res) -> list[str]:
+    return list(dict.fromkeys(res.aggregate["control"].astype(str)))
+
+
+def _legend_labels(fig: Figure) -> list[str]:
+    assert len(fig.legends) == 1
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+# --------------------------------------------------------------------------- style
+
+def test_colours_fixed_and_stable():
+    assert plots.control_colour("jit_per_task") == plots.CONTROL_COLOURS["jit_per_task"]
+    assert len(set(plots.CONTROL_COLOURS.values())) == len(plots.CONTROL_COLOURS)
+    custom = plots.control_colour("my_custom_control")
+    assert custom == plots.control_colour("my_custom_control")
+    assert custom not in plots.CONTROL_COLOURS.values()
+    assert plots.control_marker("none") != plots.control_marker("static_iam")
+
+
+def test_metric_label_units():
+    assert plots.metric_label("decision_p99_ms") == "decision p99 (ms)"
+    assert plots.metric_label("false_deny_rate") == "false deny rate (%)"
+    assert plots.metric_label("exposure", log=True, wrap=True) == (
+        "exposure\n(weighted permission-s, log)")
+
+
+def test_pareto_front():
+    x = np.array([0.0, 0.05, 10.0, 0.02, 6.0])
+    y = np.array([1e8, 5e7, 5e7, 1e5, 0.0])
+    assert plots._pareto(x, y, minimise_y=True).tolist() == [0, 3, 4]
+    caught = np.array([0.01, 0.1, 0.5, 1.0, 1.0])
+    fd = np.array([0.0, 0.0, 0.0, 0.0, 0.06])
+    assert plots._pareto(fd, caught, minimise_y=False).tolist() == [3]
+
+
+def test_log_floor():
+    assert plots._log_floor(np.array([0.0, 0.02, 10.0])) == pytest.approx(1e-3)
+    assert plots._log_floor(np.array([1.0, 2.0, 3.0])) is None
+    assert plots._log_floor(np.array([-0.1, 0.01, 100.0])) is None  # negatives: linear
+    assert plots._log_floor(np.array([0.0, 0.0])) is None
+
+
+def test_first_point_and_sweep_columns():
+    agg = pd.DataFrame({"p": [1, 1, 2, 2], "control": ["a", "b", "a", "b"], "x_mean": range(4)})
+    assert plots.sweep_columns(agg) == ["p"]
+    assert plots.sweep_columns(agg, {"grid": {"p": [1, 2]}}) == ["p"]
+    sub, where = plots.first_point(agg, ["p"])
+    assert sub["control"].tolist() == ["a", "b"] and where == " (p=1)"
+    same, none = plots.first_point(agg.iloc[:2], ["p"])
+    assert len(same) == 2 and none == ""
+
+
+# --------------------------------------------------------------------------- figures
+
+def test_tradeoff(res):
+    fig = plots.tradeoff(res.aggregate)
+    controls = _controls(res)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    ax1, ax2 = fig.axes
+    assert ax1.get_title() == "Exposure vs decision latency"
+    assert ax2.get_title() == "Misuse caught vs false denials"
+    assert ax1.get_xlabel() == "decision p99 (ms, log)"
+    assert ax1.get_ylabel().startswith("exposure\n(weighted permission-s")
+    assert ax2.get_xlabel() == "false deny rate (%)"
+    assert ax2.get_ylabel() == "misuse caught rate (%)"
+    # Exposure and p99 span decades in this run (per_action_policy holds no standing grant).
+    assert ax1.get_xscale() == "log" and ax1.get_yscale() == "log"
+    assert ax2.get_xscale() == "linear"
+    assert isinstance(ax2.yaxis.get_major_formatter(), PercentFormatter)
+    for ax in (ax1, ax2):
+        # One errorbar container (point + CI bars) per control, labelled with its name.
+        assert [c.get_label() for c in ax.containers] == controls
+        front = [ln for ln in ax.get_lines() if ln.get_label() == "Pareto front"]
+        assert len(front) == 1 and 1 <= len(front[0].get_xdata()) <= len(controls)
+    # A control with zero exposure sits on the floor, whose tick reads "0".
+    floor = ax1.yaxis.get_major_locator()()[0]
+    assert ax1.yaxis.get_major_formatter()(floor, 0) == "0"
+    assert _legend_labels(fig) == [*controls, "Pareto front"]
+    # Each control keeps its colour.
+    for c in ax1.containers:
+        assert c.lines[0].get_color() == plots.control_colour(c.get_label())
+
+
+def test_latency_cdf(res):
+    fig = plots.latency_cdf(res.latency)
+    controls = _controls(res)
+    (ax,) = fig.axes
+    assert ax.get_title() == "Decision latency CDF"
+    assert ax.get_xscale() == "log"
+    assert "0.001" in ax.get_xlabel() and "ms" in ax.get_xlabel()
+    assert ax.get_ylabel() == "decisions at or below (%)"
+    lines = ax.get_lines()
+    assert [ln.get_label() for ln in lines] == controls
+    for ln in lines:
+        q = np.asarray(ln.get_ydata())
+        ms = np.asarray(ln.get_xdata())
+        assert q[0] == 0.0 and q[-1] == 1.0 and np.all(np.diff(q) >= 0)
+        assert np.all(np.diff(ms) >= 0) and ms.min() >= plots.LATENCY_FLOOR_MS
+        assert ln.get_color() == plots.control_colour(ln.get_label())
+    by = {ln.get_label(): np.asarray(ln.get_xdata()) for ln in lines}
+    assert np.all(by["none"] == plots.LATENCY_FLOOR_MS)  # zero latency drawn at the floor
+    assert _legend_labels(fig) == controls
+
+
+def test_exposure_timeline(res):
+    fig = plots.exposure_timeline(res.timeline)
+    controls = _controls(res)
+    (ax,) = fig.axes
+    assert ax.get_title() == "Exposure over time"
+    assert ax.get_xlabel() == "simulated time (h)"
+    assert ax.get_ylabel().startswith("cumulative exposure")
+    lines = ax.get_lines()
+    assert [ln.get_label() for ln in lines] == controls
+    hours = np.asarray(lines[0].get_xdata())
+    assert hours[0] == pytest.approx(0.0) and hours[-1] == pytest.approx(1.0)
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert bands and all(b.get_label().startswith("_") for b in bands)
+    assert {b.get_label().removeprefix("_").removesuffix(" 95% CI") for b in bands} <= set(
+        controls)
+    # Mean cumulative exposure at the end matches the aggregate (exposure_mean).
+    agg = res.aggregate.set_index("control")["exposure_mean"]
+    end = {ln.get_label(): np.asarray(ln.get_ydata())[-1] for ln in lines}
+    assert end["none"] == pytest.approx(agg["none"], rel=1e-6)
+    assert ax.get_yscale() == "log"
+
+
+def test_misuse_heatmap(res):
+    fig = plots.misuse_heatmap(res.misuse)
+    controls = _controls(res)
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2  # heatmap + colour bar
+    assert ax.get_title() == "Misuse caught by kind"
+    (img,) = ax.images
+    kinds = [k for k in CATALOGUE if k in set(res.misuse["kind"])]
+    data = img.get_array()
+    assert data.shape == (len(kinds), len(controls))
+    ylabels = [t.get_text() for t in ax.get_yticklabels()]
+    assert ylabels == [f"{k} ({', '.join(CATALOGUE[k].asi)})" for k in kinds]
+    assert all("ASI0" in y for y in ylabels)
+    assert [t.get_text() for t in ax.get_xticklabels()] == controls
+    assert len(ax.texts) == len(kinds) * len(controls)
+    mu = res.misuse
+    for i, k in enumerate(kinds):
+        for j, c in enumerate(controls):
+            sub = mu[(mu["kind"] == k) & (mu["control"] == c)]
+            expect = (sub["prevented"].sum() + sub["detected"].sum()) / sub["injected"].sum()
+            assert data[i, j] == pytest.approx(expect)
+    assert fig.axes[1].get_ylabel() == "prevented or detected"
+
+
+def test_sweep_metric(sweep_dir):
+    r = simharness.load_results(sweep_dir)
+    controls = _controls(r)
+    fig = plots.sweep_metric(r.aggregate, "misuse.rate", "false_deny_rate")
+    (ax,) = fig.axes
+    assert ax.get_title() == "False deny rate vs misuse.rate"
+    assert ax.get_xlabel() == "misuse.rate"
+    assert ax.get_ylabel() == "false deny rate (%)"
+    lines = ax.get_lines()
+    assert [ln.get_label() for ln in lines] == controls
+    assert all(np.allclose(ln.get_xdata(), [0.02, 0.1]) for ln in lines)
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == len(controls)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.02", "0.1"]
+    with pytest.raises(ValueError, match="no_such_metric"):
+        plots.sweep_metric(r.aggregate, "misuse.rate", "no_such_metric")
+
+
+def test_sweep_overview_uses_first_point(sweep_dir):
+    r = simharness.load_results(sweep_dir)
+    fig = plots.tradeoff(r.aggregate)
+    assert fig.get_suptitle() == "Trade-offs (misuse.rate=0.02)"
+    assert [c.get_label() for c in fig.axes[0].containers] == _controls(r)
+    assert plots.latency_cdf(r.latency).axes[0].get_title().endswith("(misuse.rate=0.02)")
+
+
+# --------------------------------------------------------------------------- files
+
+def test_plot_dir(run_dir, res, tmp_path):
+    paths = plots.plot_dir(run_dir)
+    assert [p.name for p in paths] == [f"{f}.png" for f in plots.FIGURES]
+    assert all(p.parent == run_dir / "plots" for p in paths)
+    for p in paths:
+        data = p.read_bytes()
+        assert data.startswith(PNG_MAGIC) and b"Software" not in data
+    # Deterministic: the same figure drawn again gives the same bytes (no timestamps).
+    again = plots.save_figure(plots.tradeoff(res.aggregate), tmp_path / "tradeoff.png")
+    assert again.read_bytes() == (run_dir / "plots" / "tradeoff.png").read_bytes()
+
+
+def test_plot_dir_sweep(sweep_dir):
+    names = [p.name for p in plots.plot_dir(sweep_dir)]
+    sweep = [f"sweep_misuse.rate_{m}.png" for m in HEADLINE]
+    assert names == [*(f"{f}.png" for f in plots.FIGURES), *sweep]
+    assert all((sweep_dir / "plots" / n).is_file() for n in names)
