@@ -26,7 +26,7 @@ from typing import Any
 
 from simharness.engine import ACTION_FIELDS
 
-CHUNK_ROWS = 65_536
+CHUNK_ROWS = 16_384
 AUDIT_DIR = "audit"
 MERGED = "actions.parquet"
 _EXTRA_HINT = "--audit needs pyarrow: pip install 'simharness[parquet]'"

@@ -380,18 +380,19 @@ def _bench(controls: list[str] | None, policy: str | None, n: int, size: int = 1
 
 def gate(data: dict[str, Any], cases: Sequence[BenchCase], baseline: dict[str, Any],
          max_regression: float = 0.25, n: int = 50, retries: int = 2) -> list[str]:
-    """compare(), then re-measure only the benchmarks that regressed (with their reference,
-    `retries` times): a benchmark fails only when it regresses on every attempt, so a burst of
-    load on a shared machine does not fail the build. `data` keeps the last measurement."""
+    """compare(), then re-measure every benchmark (same conditions as the first pass, the
+    reference included) up to `retries` times while some regress: a benchmark fails only when
+    it regresses on every attempt, so a burst of load on a shared machine does not fail the
+    build. `data` keeps the last measurement."""
     problems = compare(data, baseline, max_regression)
+    failing = {p.split(":", 1)[0] for p in problems}
     for _ in range(retries):
-        if not problems:
+        if not failing:
             break
+        data["results"] = run_cases(cases, n)
+        problems = [p for p in compare(data, baseline, max_regression)
+                    if p.split(":", 1)[0] in failing]
         failing = {p.split(":", 1)[0] for p in problems}
-        again = {r["name"]: r for r in run_cases([c for c in cases if c.name in failing], n)}
-        data["results"] = [again.get(r["name"], r) if r["name"] != REFERENCE else r
-                           for r in data["results"]]
-        problems = compare({"results": list(again.values())}, baseline, max_regression)
     return problems
 
 
