@@ -222,6 +222,47 @@ def report(directory: Annotated[Path, typer.Argument(help="a results folder")]) 
         typer.echo(str(path))
 
 
+@app.command()
+def bench(
+    controls: ControlsOpt = None,
+    policy: Annotated[str | None, typer.Option(help="a rules file for per_action_policy")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write results as JSON")] = None,
+    compare: Annotated[Path | None, typer.Option("--compare", help="baseline JSON")] = None,
+    max_regression: Annotated[str, typer.Option(help="allowed slow-down, e.g. 25%")] = "25%",
+    n: Annotated[int, typer.Option(min=1, help="timing rounds")] = 50,
+) -> None:
+    """Micro-benchmark decide() of each control; exit 1 on regression against --compare."""
+    from simharness.bench import bench_main
+
+    raise typer.Exit(bench_main(controls=_controls(controls), policy=policy, json_out=json_out,
+                                compare_to=compare, max_regression=max_regression, n=n))
+
+
+@app.command()
+def budget(
+    scenario: ScenarioArg,
+    control: Annotated[str, typer.Option("--control", help="the control to size")],
+    param: Annotated[str, typer.Option("--param", help="dotted path inside its params")],
+    slo: Annotated[list[str], typer.Option("--slo", help="e.g. 'task_inflation<=0.05' (repeatable)")],
+    lo: Annotated[str | None, typer.Option(help="lower end of the search")] = None,
+    hi: Annotated[str | None, typer.Option(help="upper end of the search")] = None,
+    replications: Annotated[int | None, typer.Option(min=1)] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Bisect simulations for the largest (or smallest) parameter value that meets the SLO."""
+    from simharness.budget import format_budget, solve_budget
+
+    try:
+        result = solve_budget(scenario, control, param, slo[0], lo=lo, hi=hi,
+                              replications=replications, overrides=tuple(set_ or ()),
+                              also=tuple(slo[1:]))
+    except ScenarioError as e:
+        _fail(e)
+    except ValueError as e:
+        _fail(f"budget: {e}")
+    typer.echo(format_budget(result))
+
+
 def main() -> None:
     """Console entry point: exit 2 on bad input, 1 on internal errors."""
     try:
