@@ -67,9 +67,6 @@ def run_one(task: RunTask, audit_dir: str | None = None,
     workload = build_workload(spec, task.replication)
     control = make(entry.name, entry.model, entry.params, World(spec))
     log = simulate(workload, control)
-    if audit_dir is not None and not task.hidden:
-        auditing.write_run(auditing.run_path(audit_dir, task.key), log.actions, entry.name,
-                           task.replication, dict(task.point), audit_types or {})
     row: dict[str, Any] = {
         "scenario": spec.name,
         "control": entry.name,
@@ -79,7 +76,7 @@ def run_one(task: RunTask, audit_dir: str | None = None,
         **metrics.compute(log),
     }
     grid, curve, _ = metrics.exposure_curve(log)
-    return {
+    result = {
         "key": task.key,
         "row": row,
         "misuse": metrics.misuse_outcomes(log),
@@ -87,6 +84,11 @@ def run_one(task: RunTask, audit_dir: str | None = None,
         "latency_ms": metrics.latency_quantiles(log),
         "workload_digest": workload.digest(),
     }
+    if audit_dir is not None and not task.hidden:
+        # Last: the writer's chunk buffers then come after the metrics' peak, not on top of it.
+        auditing.write_run(auditing.run_path(audit_dir, task.key), log.actions, entry.name,
+                           task.replication, dict(task.point), audit_types or {})
+    return result
 
 
 def plan(points: list[tuple[dict[str, Any], ScenarioSpec]], controls: list[str] | None = None
@@ -126,7 +128,7 @@ class Progress:
     """
 
     def __init__(self, total: int, quiet: bool, stream=None, interval: float = 5.0):
-        self.total, self.done, self.quiet = total, 0, quiet
+        self.total, self.done, self.skipped, self.quiet = total, 0, 0, quiet
         self.stream = stream if stream is not None else sys.stderr
         self.interval = interval
         isatty = getattr(self.stream, "isatty", None)
@@ -137,7 +139,9 @@ class Progress:
         self._shown = False
 
     def step(self, skipped: bool = False) -> None:
+        """One more run finished (or `skipped`: found already saved; not used for the ETA)."""
         self.done += 1
+        self.skipped += skipped
         if self.quiet or self.total <= 0:
             return
         now = time.monotonic()
@@ -160,7 +164,7 @@ class Progress:
 
     def _write(self, now: float, final: bool) -> None:
         elapsed = now - self.t0
-        rate = self.done / max(elapsed, 1e-9)
+        rate = (self.done - self.skipped) / max(elapsed, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else math.inf
         text = f"{self.done}/{self.total} runs  {elapsed:5.1f}s elapsed, ETA {eta:5.1f}s"
         if self.tty:
