@@ -10,7 +10,8 @@ __all__ = ["__version__", "load_results", "load_scenario", "run", "sweep"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: `import simharness` stays cheap and free of import cycles.
+    # Lazy: `import simharness` stays cheap and free of import cycles. (The sweep machinery
+    # lives in `sweeps.py` so that no submodule shadows the `simharness.sweep` function.)
     if name in ("load_results", "load_scenario", "run", "sweep"):
         from simharness import api
 

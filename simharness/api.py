@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from simharness import sweep as sweeping
+from simharness import sweeps as sweeping
 from simharness.loader import dump_scenario, load_scenario, scenario_sha256
 from simharness.results import Results, load_results
 from simharness.spec import ScenarioSpec

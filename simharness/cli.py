@@ -41,9 +41,46 @@ def _controls(value: str | None) -> list[str] | None:
     return [c.strip() for c in value.split(",") if c.strip()] if value else None
 
 
-def _report_table(res, out: Path, quiet: bool) -> None:
+ReplicationsOpt = Annotated[int | None, typer.Option(min=1)]
+SeedOpt = Annotated[int | None, typer.Option(min=0)]
+HorizonOpt = Annotated[str | None, typer.Option(help="e.g. 8h")]
+WorkersOpt = Annotated[int, typer.Option(min=0, help="parallel processes (0: one per core)")]
+ForceOpt = Annotated[bool, typer.Option(help="recompute runs already in the folder")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q")]
+ExecutorOpt = Annotated[str, typer.Option(help="process (local pool) or dask")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    help="Dask scheduler address (default: a LocalCluster)")]
+AuditOpt = Annotated[bool, typer.Option("--audit", help="also write the action log to actions.parquet")]
+
+
+def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
+              overrides: list[str], out: Path | None, workers: int, quiet: bool, force: bool,
+              executor: str, scheduler: str | None, audit: bool) -> None:
+    """What `run` (grid None) and `sweep` share: check options, run, print the headline table."""
+    from simharness import api, loader, sweeps
+    from simharness.audit import MissingExtraError
     from simharness.stats import headline_table
 
+    if executor not in sweeps.EXECUTORS:
+        _fail(f"--executor {executor!r}: choose {' or '.join(sweeps.EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        _fail("--scheduler needs --executor dask")
+    selected = _controls(controls)
+    try:
+        spec = loader.load_scenario(scenario, overrides, selected)
+        if grid is not None and not grid and not spec.sweep:
+            _fail(f"{scenario}: nothing to sweep: give --grid dotted.path=v1,v2 or a `sweep:` block")
+        out = out or sweeps.default_out(spec)
+        # run: no grid; sweep: --grid, else the scenario's `sweep:` block (api.sweep's None).
+        # api.sweep loads and checks every grid point before running anything.
+        res = api.sweep(scenario, {} if grid is None else (grid or None), controls=selected,
+                        overrides=overrides, out=out, workers=workers or sweeps.default_workers(),
+                        quiet=quiet, force=force, executor=executor, scheduler=scheduler,
+                        audit=audit)
+    except ScenarioError as e:
+        _fail(e)
+    except MissingExtraError as e:
+        _fail(f"error: {e}")
     if not quiet:
         typer.echo(headline_table(res.aggregate))
     typer.echo(f"results: {out}")
@@ -53,42 +90,21 @@ def _report_table(res, out: Path, quiet: bool) -> None:
 def run(
     scenario: ScenarioArg,
     controls: ControlsOpt = None,
-    replications: Annotated[int | None, typer.Option(min=1)] = None,
-    seed: Annotated[int | None, typer.Option(min=0)] = None,
-    horizon: Annotated[str | None, typer.Option(help="e.g. 8h")] = None,
+    replications: ReplicationsOpt = None,
+    seed: SeedOpt = None,
+    horizon: HorizonOpt = None,
     set_: SetOpt = None,
     out: OutOpt = None,
-    workers: Annotated[int, typer.Option(min=0, help="parallel processes (0: one per core)")] = 0,
-    force: Annotated[bool, typer.Option(help="recompute runs already in the folder")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    executor: Annotated[str, typer.Option(help="process (local pool) or dask")] = "process",
-    scheduler: Annotated[str | None, typer.Option(
-        help="Dask scheduler address (default: a LocalCluster)")] = None,
-    audit: Annotated[bool, typer.Option(
-        "--audit", help="also write the action log to actions.parquet")] = False,
+    workers: WorkersOpt = 0,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    executor: ExecutorOpt = "process",
+    scheduler: SchedulerOpt = None,
+    audit: AuditOpt = False,
 ) -> None:
     """Run a scenario: every control x replication, into a results folder."""
-    from simharness import api, loader, sweep
-    from simharness.audit import MissingExtraError
-
-    if executor not in sweep.EXECUTORS:
-        _fail(f"--executor {executor!r}: choose {' or '.join(sweep.EXECUTORS)}")
-    if scheduler is not None and executor != "dask":
-        _fail("--scheduler needs --executor dask")
-    try:
-        spec = loader.load_scenario(scenario, _overrides(set_, replications, seed, horizon),
-                                    _controls(controls))
-    except ScenarioError as e:
-        _fail(e)
-    out = out or sweep.default_out(spec)
-    try:
-        res = api.sweep(scenario, {}, controls=_controls(controls),
-                        overrides=_overrides(set_, replications, seed, horizon), out=out,
-                        workers=workers or sweep.default_workers(), quiet=quiet, force=force,
-                        executor=executor, scheduler=scheduler, audit=audit)
-    except MissingExtraError as e:
-        _fail(f"error: {e}")
-    _report_table(res, out, quiet)
+    _simulate(scenario, None, controls, _overrides(set_, replications, seed, horizon), out,
+              workers, quiet, force, executor, scheduler, audit)
 
 
 @app.command("sweep")
@@ -96,54 +112,29 @@ def sweep_cmd(
     scenario: ScenarioArg,
     grid: Annotated[list[str] | None, typer.Option("--grid", help="dotted.path=v1,v2,...")] = None,
     controls: ControlsOpt = None,
-    replications: Annotated[int | None, typer.Option(min=1)] = None,
-    seed: Annotated[int | None, typer.Option(min=0)] = None,
-    horizon: Annotated[str | None, typer.Option()] = None,
+    replications: ReplicationsOpt = None,
+    seed: SeedOpt = None,
+    horizon: HorizonOpt = None,
     set_: SetOpt = None,
     out: OutOpt = None,
-    workers: Annotated[int, typer.Option(min=0, help="parallel processes (0: one per core)")] = 0,
-    force: Annotated[bool, typer.Option()] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    executor: Annotated[str, typer.Option(help="process (local pool) or dask")] = "process",
-    scheduler: Annotated[str | None, typer.Option(
-        help="Dask scheduler address (default: a LocalCluster)")] = None,
-    audit: Annotated[bool, typer.Option(
-        "--audit", help="also write the action log to actions.parquet")] = False,
+    workers: WorkersOpt = 0,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    executor: ExecutorOpt = "process",
+    scheduler: SchedulerOpt = None,
+    audit: AuditOpt = False,
 ) -> None:
     """Run a parameter grid (cartesian product) x controls x replications."""
     import yaml
 
-    from simharness import api, loader, sweep
-    from simharness.audit import MissingExtraError
-
-    if executor not in sweep.EXECUTORS:
-        _fail(f"--executor {executor!r}: choose {' or '.join(sweep.EXECUTORS)}")
-    if scheduler is not None and executor != "dask":
-        _fail("--scheduler needs --executor dask")
-    overrides = _overrides(set_, replications, seed, horizon)
     parsed: dict[str, list] = {}
     for g in grid or []:
         path, eq, values = g.partition("=")
         if not eq or not path or not values:
             _fail(f"--grid {g!r}: expected dotted.path=v1,v2,...")
         parsed[path.strip()] = [yaml.safe_load(v) for v in values.split(",")]
-    try:
-        spec = loader.load_scenario(scenario, overrides, _controls(controls))
-    except ScenarioError as e:
-        _fail(e)
-    if not parsed and not spec.sweep:
-        _fail(f"{scenario}: nothing to sweep: give --grid dotted.path=v1,v2 or a `sweep:` block")
-    out = out or sweep.default_out(spec)
-    try:  # api.sweep loads and checks every grid point before running anything
-        res = api.sweep(scenario, parsed or None, controls=_controls(controls),
-                        overrides=overrides, out=out, workers=workers or sweep.default_workers(),
-                        quiet=quiet, force=force, executor=executor, scheduler=scheduler,
-                        audit=audit)
-    except ScenarioError as e:
-        _fail(e)
-    except MissingExtraError as e:
-        _fail(f"error: {e}")
-    _report_table(res, out, quiet)
+    _simulate(scenario, parsed, controls, _overrides(set_, replications, seed, horizon), out,
+              workers, quiet, force, executor, scheduler, audit)
 
 
 @app.command()

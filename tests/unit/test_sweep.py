@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import simharness
-from simharness import sweep as sweeping
+from simharness import sweeps as sweeping
 from simharness.cli import app
 from tests.conftest import make_spec
 
@@ -70,9 +70,11 @@ def test_executor_options_are_checked():
     assert runner.invoke(app, ["run", "baseline", "--scheduler", "tcp://x:1"]).exit_code == 2
 
 
-def test_simharness_sweep_stays_callable_after_the_module_is_imported():
-    assert callable(simharness.sweep)
-    assert callable(sweeping)  # the module shadows the lazy attribute; calling it still sweeps
+def test_simharness_sweep_stays_the_api_function_after_the_module_is_imported():
+    from simharness import api
+
+    assert sweeping.__name__ == "simharness.sweeps"
+    assert simharness.sweep is api.sweep
 
 
 def test_same_bytes_with_one_worker_two_workers_and_a_dask_local_cluster(tmp_path):

@@ -4,8 +4,6 @@ Dask), save each run atomically, skip finished ones, and write the results table
 Executors share one interface, `_map(fn, tasks, ...)`, yielding results in completion order;
 every result is saved as `runs/<key>.json` the moment it arrives and the tables are rebuilt from
 those files in the sweep's order, so the output is byte-identical whatever ran it.
-
-`simharness.sweep` is both this module and, when called, `simharness.api.sweep`.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ import math
 import os
 import sys
 import time
-import types
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -290,14 +287,3 @@ def default_out(spec: ScenarioSpec) -> Path:
 def default_workers() -> int:
     return os.cpu_count() or 1
 
-
-class _CallableModule(types.ModuleType):
-    """`simharness.sweep(...)` works even once this module shadows the lazy package attribute."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> results.Results:
-        from simharness.api import sweep
-
-        return sweep(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
