@@ -149,11 +149,8 @@ class Engine:
         ts = control.token_service()
         self.token_station = self._station(ts, sampler) if ts is not None else None
         self.resources = {r.name: r for r in spec.resources}
-        self.roles = {a.name: a.role for a in workload.agents}
-        self.role_of_archetype = {a.archetype: a.role for a in workload.agents}
         det = control.params.detector
         self.detector = (det.threshold, det.delay) if det is not None else None
-        self._renew = getattr(control, "renew", None)
         self._sens_w = spec.weights.sensitivity
         self._act_w = spec.weights.action
 
@@ -218,9 +215,8 @@ class Engine:
                     break
                 continue
             if (cred is not None and cred.kind == "task" and env.now >= cred.expires
-                    and cred.revoked is None and self._renew is not None
-                    and cred is not parent_cred):
-                new = self._renew(ctx, cred, ledger, env.now)
+                    and cred.revoked is None and cred is not parent_cred):
+                new = control.renew(ctx, cred, ledger, env.now)
                 if new is not None:
                     if self.token_station is not None:
                         yield env.timeout(self.token_station.visit(env.now)[0])
@@ -228,7 +224,8 @@ class Engine:
             if i == task.leak_step:
                 leaked = cred if cred is not None else control.credential_for(
                     identity, agent.archetype, revocable, ledger, env.now)
-                env.process(self._attacker(task, agent, identity, leaked, record))
+                env.process(self._outside_task(task.attacker, task, agent, identity, leaked,
+                                               record, stolen=True))
             allowed = yield from self._act(step, task, agent, identity, cred, ctx,
                                            origin_identity, origin_role, parent_cred)
             if not allowed and step.misuse_id < 0 and self.abort:
@@ -239,35 +236,29 @@ class Engine:
         record[T["status"]] = COMPLETED if ok else FAILED
         self.busy.append((identity, start, env.now))
         if task.replay:
-            env.process(self._replay(task, agent, identity, cred, record))
+            env.process(self._outside_task(task.replay, task, agent, identity, cred, record,
+                                           stolen=False))
         return ok
 
-    def _attacker(self, task: Task, agent: AgentInfo, identity: str, cred: Credential | None,
-                  record: list):
+    def _outside_task(self, uses: list[Action], task: Task, agent: AgentInfo, identity: str,
+                      cred: Credential | None, record: list, stolen: bool):
+        """Injected uses of a task's credential outside the task: an outside attacker after a
+        leak (`stolen`) or the agent replaying it after the task ended. Offsets count from now."""
         env = self.env
-        leak = env.now
-        for a in task.attacker:
-            wait = leak + a.think - env.now
+        t0 = env.now
+        for a in uses:
+            wait = t0 + a.think - env.now
             if wait > 0:
                 yield env.timeout(wait)
-            presented = cred.holder if cred is not None else identity
-            req = self._request(a, task, agent, presented, False, "external", cred,
-                                active=record[T["status"]] == IN_FLIGHT, origin=identity,
-                                origin_role=agent.role, token_mode="none")
-            yield from self._decide_and_run(a, req, task, agent)
-
-    def _replay(self, task: Task, agent: AgentInfo, identity: str, cred: Credential | None,
-                record: list):
-        env = self.env
-        end = env.now
-        for a in task.replay:
-            wait = end + a.think - env.now
-            if wait > 0:
-                yield env.timeout(wait)
-            presented = cred if cred is not None else self.control.credential_for(
+            presented = cred if cred is not None or stolen else self.control.credential_for(
                 identity, agent.archetype, agent.platform == "first_party", self.ledger, env.now)
-            req = self._request(a, task, agent, identity, True, "agent", presented, active=False,
-                                origin=identity, origin_role=agent.role, token_mode="none")
+            if stolen:  # the attacker claims the holder and the (possibly still running) task
+                req = self._request(a, task, agent, cred.holder if cred is not None else identity,
+                                    False, "external", cred, record[T["status"]] == IN_FLIGHT,
+                                    identity, agent.role, "none")
+            else:
+                req = self._request(a, task, agent, identity, True, "agent", presented, False,
+                                    identity, agent.role, "none")
             yield from self._decide_and_run(a, req, task, agent)
 
     def _act(self, a: Action, task: Task, agent: AgentInfo, identity: str,
@@ -279,6 +270,7 @@ class Engine:
         token_mode = "none" if task.depth == 0 else (
             "passthrough" if cred is not None and cred is parent_cred else "exchange")
         presented_identity = identity
+        as_agent = None
         if a.present == OWN:
             presented = cred if cred is not None else control.credential_for(
                 identity, agent.archetype, ctx.revocable, ledger, now)
@@ -288,21 +280,17 @@ class Engine:
             attested = False
             token_mode = "passthrough"
         elif a.present == IMPERSONATE:
-            victim = self.w.agents[a.as_agent]
-            presented_identity = victim.standing_identity or f"{victim.name}/t{task.id}"
-            presented = control.credential_for(presented_identity, victim.archetype,
-                                               victim.platform == "first_party", ledger, now)
+            as_agent = self.w.agents[a.as_agent]
+            presented_identity = as_agent.standing_identity or f"{as_agent.name}/t{task.id}"
+            presented = control.credential_for(presented_identity, as_agent.archetype,
+                                               as_agent.platform == "first_party", ledger, now)
             if presented is None:
                 presented = cred
             attested = False
-            return (yield from self._decide_and_run(
-                a, self._request(a, task, agent, presented_identity, attested, "agent", presented,
-                                 True, origin, origin_role, token_mode, as_agent=victim),
-                task, agent))
-        else:  # pragma: no cover - STOLEN and REPLAY run in their own processes
+        else:  # pragma: no cover - STOLEN and REPLAY run in _outside_task
             raise AssertionError(a.present)
         req = self._request(a, task, agent, presented_identity, attested, "agent", presented, True,
-                            origin, origin_role, token_mode)
+                            origin, origin_role, token_mode, as_agent)
         return (yield from self._decide_and_run(a, req, task, agent))
 
     def _request(self, a: Action, task: Task, agent: AgentInfo, identity: str, attested: bool,

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simharness.spec import Resource, ScenarioSpec
-from simharness.units import Distribution, Duration
+from simharness.units import Duration
 from simharness.workload import Perm, permission_weights, role_perms
 
 ENTRY_POINT_GROUP = "simharness.controls"
@@ -229,6 +229,10 @@ class Control:
         """A credential for the task, if the model issues one (through the token service)."""
         return None
 
+    def renew(self, ctx: TaskContext, old: Credential, ledger: Ledger, now: float) -> Credential | None:
+        """A fresh task credential when `old` expired mid-task (None: the task goes on without)."""
+        return None
+
     def on_task_end(self, ctx: TaskContext, cred: Credential | None, ledger: Ledger, now: float) -> None:
         """Clean up after a task (e.g. revoke its token)."""
 
@@ -345,13 +349,8 @@ def params_problems(model: str, params: dict[str, Any], spec: ScenarioSpec) -> l
     return []
 
 
-def dist_field(default: Any) -> Any:
-    """A distribution-valued pydantic field with a default."""
-    return Field(default_factory=lambda: default)
-
-
 __all__ = [
-    "ALLOW", "Control", "ControlParams", "Credential", "Decision", "DetectorParams", "Distribution",
-    "Ledger", "Local", "Request", "Station", "TaskContext", "World", "field", "get_model", "make",
-    "register", "registered",
+    "ALLOW", "Control", "ControlParams", "Credential", "Decision", "DetectorParams", "Ledger",
+    "Local", "Request", "Station", "TaskContext", "World", "get_model", "make", "register",
+    "registered",
 ]
