@@ -17,14 +17,13 @@ the run's own action log.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from simharness.engine import ACTION_FIELDS
+from simharness.results import atomic_path
 
 CHUNK_ROWS = 16_384
 AUDIT_DIR = "audit"
@@ -101,30 +100,21 @@ def write_run(path: str | os.PathLike[str], actions: Sequence[tuple], control: s
     pa, pq = _pa()
     sch = schema(sweep)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     consts = {"control": control, "replication": replication,
               **{k: _cell(point.get(k), sch.field(k).type) for k in sweep}}
-    try:
-        with pq.ParquetWriter(tmp, sch, compression="zstd") as writer:
-            for start in range(0, max(len(actions), 1), CHUNK_ROWS):
-                chunk = actions[start:start + CHUNK_ROWS]
-                n = len(chunk)
-                cols = [pa.array([v] * n, type=sch.field(k).type) for k, v in consts.items()]
-                by_field = list(zip(*chunk, strict=True)) if n else [() for _ in ACTION_FIELDS]
-                for name, values in zip(ACTION_FIELDS, by_field, strict=True):
-                    typ = sch.field(name).type
-                    if pa.types.is_string(typ):
-                        values = [_cell(v, typ) for v in values]
-                    cols.append(pa.array(values, type=typ))
-                writer.write_batch(pa.RecordBatch.from_arrays(cols, schema=sch))
-                del chunk, by_field, cols
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, sch, compression="zstd") as writer:
+        for start in range(0, max(len(actions), 1), CHUNK_ROWS):
+            chunk = actions[start:start + CHUNK_ROWS]
+            n = len(chunk)
+            cols = [pa.array([v] * n, type=sch.field(k).type) for k, v in consts.items()]
+            by_field = list(zip(*chunk, strict=True)) if n else [() for _ in ACTION_FIELDS]
+            for name, values in zip(ACTION_FIELDS, by_field, strict=True):
+                typ = sch.field(name).type
+                if pa.types.is_string(typ):
+                    values = [_cell(v, typ) for v in values]
+                cols.append(pa.array(values, type=typ))
+            writer.write_batch(pa.RecordBatch.from_arrays(cols, schema=sch))
+            del chunk, by_field, cols
     return path
 
 
@@ -136,20 +126,12 @@ def merge(folder: str | os.PathLike[str], keys_in_order: Sequence[str],
     folder = Path(folder)
     sch = schema(sweep)
     target = folder / MERGED
-    fd, tmp = tempfile.mkstemp(prefix=f".{MERGED}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        with pq.ParquetWriter(tmp, sch, compression="zstd") as writer:
-            for key in keys_in_order:
-                src = pq.ParquetFile(run_path(folder, key))
-                for i in range(src.num_row_groups):
-                    table = src.read_row_group(i)
-                    if table.schema != sch:
-                        table = table.select(sch.names).cast(sch)
-                    writer.write_table(table)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, sch, compression="zstd") as writer:
+        for key in keys_in_order:
+            src = pq.ParquetFile(run_path(folder, key))
+            for i in range(src.num_row_groups):
+                table = src.read_row_group(i)
+                if table.schema != sch:
+                    table = table.select(sch.names).cast(sch)
+                writer.write_table(table)
     return target

@@ -32,6 +32,7 @@ import numpy as np
 import simpy
 
 from simharness.controls.base import Control, Decision, Ledger, Request, World, make
+from simharness.results import atomic_write_text
 from simharness.spec import ScenarioSpec
 
 REFERENCE = "reference/dict_lookup"
@@ -432,12 +433,8 @@ def parse_regression(text: str | float) -> float:
 
 def write_json(data: dict[str, Any], path: str | Path) -> Path:
     """Write a bench result atomically (temp file + replace)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, p)
-    return p
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return Path(path)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
