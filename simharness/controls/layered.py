@@ -8,7 +8,7 @@ constrains decisions, not the standing grant) and whose life ends with the first
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,11 +103,10 @@ class Layered(Control):
 
     def on_allow(self, req: Request, ledger: Ledger, now: float) -> None:
         for m in self.members:
-            m.on_allow(self._member_request(req), ledger, now)
+            m.on_allow(req, ledger, now)
 
     def observe(self, req: Request, decision: Decision) -> None:
-        for i, m in enumerate(self.members):
-            m.observe(self._member_request(req, i), decision)
+        self._each_member(req, lambda m: m.observe(req, decision))
 
     def on_deviation(self, identity: str, ledger: Ledger, now: float) -> int:
         n = super().on_deviation(identity, ledger, now)
@@ -115,24 +114,34 @@ class Layered(Control):
             m.on_deviation(identity, self._private, now)
         return n
 
-    def _member_request(self, req: Request, i: int | None = None) -> Request:
-        if i is None or req.credential is None:
-            return req
-        parts = self._parts.get(req.credential.id)
-        if parts is None:
-            return req
-        return dataclasses.replace(req, credential=parts[i])
+    def _each_member(self, req: Request, fn: Callable[[Control], Any]) -> Any:
+        """Call fn(member) for each member until one returns a truthy value (returned), each
+        member seeing the request with its own part of the composite credential. The request's
+        credential is swapped in place and restored (cheaper than a copy per member)."""
+        original = req.credential
+        parts = self._parts.get(original.id) if original is not None else None
+        try:
+            for i, m in enumerate(self.members):
+                if parts is not None:
+                    req.credential = parts[i]
+                result = fn(m)
+                if result:
+                    return result
+            return None
+        finally:
+            req.credential = original
 
     def decide(self, req: Request) -> Decision:
         if self.is_quarantined(req):
             return Decision(False, ("identity-quarantined",))
         reasons: list[str] = []
-        for i, m in enumerate(self.members):
-            d = m.decide(self._member_request(req, i))
+
+        def judge(m: Control) -> Decision | None:
+            d = m.decide(req)
             reasons.extend(f"{m.model}:{r}" for r in d.reasons)
-            if not d.allow:
-                return Decision(False, tuple(reasons), d.errors)
-        return Decision(True, tuple(reasons))
+            return None if d.allow else Decision(False, tuple(reasons), d.errors)
+
+        return self._each_member(req, judge) or Decision(True, tuple(reasons))
 
     def path(self):
         return [stage for m in self.members for stage in m.path()]
@@ -144,4 +153,4 @@ class Layered(Control):
         return any(m.visible(req) for m in self.members)
 
     def attributes(self, req: Request) -> bool:
-        return any(m.attributes(self._member_request(req, i)) for i, m in enumerate(self.members))
+        return bool(self._each_member(req, lambda m: m.attributes(req)))

@@ -54,9 +54,12 @@ def test_run_invariants(spec, which):
     arrived = len(wl.tasks)
     done = sum(r[T["status"]] in (COMPLETED, FAILED) for r in top)
     in_flight = sum(r[T["status"]] == IN_FLIGHT for r in top)
-    # arrived = completed + failed + in flight (started, or still queued behind the agent's work)
-    assert arrived == done + in_flight + (arrived - started)
+    # arrived = completed + failed + in flight, where in flight is started-and-running or still
+    # queued behind the agent's earlier tasks (arrived, not started).
+    assert started == done + in_flight
     assert started <= arrived
+    queued = [t for t in wl.tasks if t.id not in {r[T["task"]] for r in top}]
+    assert all(t.arrival <= spec.horizon for t in queued)
     arrival = {t.id: t.arrival for t in wl.iter_tasks()}
     for rec in log.actions:
         assert rec[A["time"]] >= arrival[rec[A["task"]]]  # no action before its task
