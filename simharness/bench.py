@@ -35,7 +35,7 @@ from simharness.controls.base import Control, Decision, Ledger, Request, World, 
 from simharness.results import atomic_write_text
 from simharness.spec import ScenarioSpec
 
-REFERENCE = "reference/dict_lookup"
+REFERENCE = "reference/python_check"
 #: the models benchmarked by default: one shipped profile per built-in model
 DEFAULT_CONTROLS = ("none", "static_iam", "sse_only", "jit_per_task", "per_action_policy",
                     "layered")
@@ -251,6 +251,39 @@ def decide_cases(controls: Sequence[str] | None = None, policy: str | None = Non
     return cases, checked
 
 
+def engine_cases(requests: Sequence[Request], world: World) -> tuple[list[BenchCase], list[str]]:
+    """The shipped agent policy evaluated by each installed engine (rules, cedar, rego) on the
+    same requests, side by side. Every engine must decide exactly as the built-in rules do
+    (allow and reason set) before it is timed. Returns the cases and the engines skipped."""
+    from simharness.controls.per_action_policy import resolve_policy_path
+    from simharness.policy.engines import DEFAULT_POLICIES, ENGINES, MissingExtra, load_policy
+
+    resources = list(world.resources.values())
+    cases: list[BenchCase] = []
+    skipped: list[str] = []
+    expected: list[tuple[bool, list[str]]] | None = None
+    for engine in ENGINES:
+        try:
+            policy = load_policy(engine, resolve_policy_path(DEFAULT_POLICIES[engine]), resources)
+        except MissingExtra:
+            skipped.append(engine)
+            continue
+        got = [(d.allow, sorted(d.reasons)) for d in map(policy.evaluate, requests)]
+        if expected is None:
+            expected = got  # the built-in rules engine comes first
+        elif got != expected:
+            bad = next(i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b)
+            raise AssertionError(f"engine {engine}: request {bad} decided {got[bad]}, "
+                                 f"rules decided {expected[bad]}")
+
+        def run(lo: int, hi: int, evaluate=policy.evaluate) -> None:
+            for req in requests[lo:hi]:
+                evaluate(req)
+
+        cases.append(BenchCase(f"policy/{engine}", engine, run, len(requests)))
+    return cases, skipped
+
+
 def rules_compile_case(policy: str | None = None, repeat: int = 20) -> BenchCase:
     """Compiling a rules file (parsed once) `repeat` times per round; checked on known cases."""
     import yaml
@@ -275,14 +308,34 @@ def rules_compile_case(policy: str | None = None, repeat: int = 20) -> BenchCase
     return BenchCase("rules/compile", "rules", run, repeat)
 
 
+class _RefRequest:
+    __slots__ = ("identity", "perm", "time", "expires")
+
+    def __init__(self, i: int):
+        self.identity = f"agent-{i % 24}"
+        self.perm = ("crm_api", ("read", "write", "delete")[i % 3], f"r{i % 8}")
+        self.time = float(i)
+        self.expires = math.inf if i % 5 else float(i)
+
+
 def reference_case(ops: int) -> BenchCase:
-    """A bare dict lookup loop over `ops` items: the machine-speed yardstick."""
-    keys = [("crm_api", "read", f"r{i % 64}") for i in range(ops)]
-    table = {k: True for k in keys}
+    """The machine-speed yardstick: a plain-Python role check (attribute reads, a frozenset
+    probe, a small tuple built per call). It is of the same kind as a decide(), so the ratio
+    of a decide to it cancels the machine's speed and load far better than a bare dict lookup
+    (whose ratio swung 2x between an idle and a loaded run)."""
+    requests = [_RefRequest(i) for i in range(ops)]
+    role = frozenset(("crm_api", a, f"r{k}") for a in ("read", "write") for k in range(8))
+
+    def check(r: _RefRequest) -> tuple[bool, tuple[str, ...]]:
+        if r.time >= r.expires:
+            return False, ("expired",)
+        if r.perm not in role:
+            return False, ("not-in-role",)
+        return True, ("in-role", r.identity)
 
     def run(lo: int, hi: int) -> None:
-        for k in keys[lo:hi]:
-            table[k]  # noqa: B018
+        for r in requests[lo:hi]:
+            check(r)
 
     return BenchCase(REFERENCE, "python", run, ops)
 
@@ -373,7 +426,10 @@ def run_bench(controls: list[str] | None = None, policy: str | None = None, n: i
 
 def _bench(controls: list[str] | None, policy: str | None, n: int, size: int = 1000
            ) -> tuple[dict[str, Any], list[BenchCase]]:
-    cases, _ = decide_cases(controls, policy, size)
+    cases, checked = decide_cases(controls, policy, size)
+    if policy is None and "per_action_policy" in checked:
+        control, requests, _ = checked["per_action_policy"]
+        cases += engine_cases(requests, control.world)[0]
     cases.append(rules_compile_case(policy))
     data = {"machine": machine_info(), "reference": REFERENCE, "results": run_cases(cases, n)}
     return data, cases

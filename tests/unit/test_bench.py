@@ -144,3 +144,17 @@ def test_committed_baseline_is_comparable():
     names = {r["name"] for r in data["results"]}
     assert bench.REFERENCE in names
     assert {f"decide/{n}" for n in bench.DEFAULT_CONTROLS} <= names
+
+
+def test_policy_engines_are_benchmarked_side_by_side_and_agree():
+    from simharness.controls.base import World
+    from simharness.loader import load_scenario
+    from simharness.policy.engines import world_requests
+
+    world = World(load_scenario("baseline"))
+    cases, skipped = bench.engine_cases(world_requests(world, n=200), world)
+    names = [c.name for c in cases] + [f"policy/{e}" for e in skipped]
+    assert sorted(names) == ["policy/cedar", "policy/rego", "policy/rules"]
+    assert cases[0].name == "policy/rules"  # the reference every other engine must agree with
+    for c in cases:
+        c.run(0, 10)
