@@ -80,6 +80,7 @@ def run_one(task: RunTask, audit_dir: str | None = None,
         "timeline": {"t": grid.tolist(), "exposure": curve.tolist()},
         "latency_ms": metrics.latency_quantiles(log),
         "workload_digest": workload.digest(),
+        "facts": control.facts(),
     }
     if audit_dir is not None and not task.hidden:
         # Last: the writer's chunk buffers then come after the metrics' peak, not on top of it.
@@ -228,8 +229,9 @@ def _map(fn: Callable[[RunTask], dict], todo: list[RunTask], workers: int, execu
             yield f.result()
 
 
-def fill_task_inflation(out: results.ResultsDir, tasks: list[RunTask]) -> None:
-    """task_inflation = mean task time / mean task time under `none` (same point, replication) - 1."""
+def fill_task_inflation(out: results.ResultsDir, tasks: list[RunTask]) -> dict[str, dict]:
+    """task_inflation = mean task time / mean task time under `none` (same point, replication) - 1.
+    Returns every run's result by key (loaded once here, reused for the manifest)."""
     runs = {t.key: out.load_run(t.key) for t in tasks}
     ref: dict[tuple, float] = {}
     for t in tasks:
@@ -246,6 +248,7 @@ def fill_task_inflation(out: results.ResultsDir, tasks: list[RunTask]) -> None:
         if not (old == value or (isinstance(old, float) and math.isnan(old) and math.isnan(value))):
             r["row"]["task_inflation"] = value
             out.save_run(r)
+    return runs
 
 
 def run_tasks(tasks: list[RunTask], out_dir: str | Path, sweep_cols: list[str], manifest: dict,
@@ -255,17 +258,18 @@ def run_tasks(tasks: list[RunTask], out_dir: str | Path, sweep_cols: list[str], 
     out = results.ResultsDir(Path(out_dir))
     t0 = time.monotonic()
     computed = execute(tasks, out, workers, quiet, force, executor, scheduler, audit=audit)
-    fill_task_inflation(out, tasks)
+    runs = fill_task_inflation(out, tasks)
     visible = [t.key for t in tasks if not t.hidden]
-    digests = {}
-    for t in tasks:
-        if t.control == tasks[0].control:
-            digests[f"{dict(t.point)}|{t.replication}"] = out.load_run(t.key).get("workload_digest")
+    digests = {f"{dict(t.point)}|{t.replication}": runs[t.key].get("workload_digest")
+               for t in tasks if t.control == tasks[0].control}
     man = {
         **results.manifest_base(),
         **manifest,
+        # `facts`: what a control determined at run time (e.g. a measured PDP service time).
         "runs": {t.key: {"control": t.control, "replication": t.replication, "point": dict(t.point),
-                         "hidden": t.hidden, "status": "done"} for t in tasks},
+                         "hidden": t.hidden, "status": "done",
+                         **({"facts": runs[t.key]["facts"]} if runs[t.key].get("facts") else {})}
+                 for t in tasks},
         "runs_computed": computed,
         "runs_reused": len(tasks) - computed,
         "wall_seconds": round(time.monotonic() - t0, 3),

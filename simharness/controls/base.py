@@ -274,6 +274,10 @@ class Control:
         """The tool-invocation record names both the agent and the task."""
         return False
 
+    def facts(self) -> dict[str, Any]:
+        """What the model determined when built, for the manifest (e.g. measured timings)."""
+        return {}
+
     def is_quarantined(self, req: Request) -> bool:
         until = self.quarantined.get(req.identity)
         return until is not None and req.time < until

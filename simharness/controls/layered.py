@@ -143,6 +143,9 @@ class Layered(Control):
 
         return self._each_member(req, judge) or Decision(True, tuple(reasons))
 
+    def facts(self) -> dict[str, Any]:
+        return {m.name: f for m in self.members if (f := m.facts())}
+
     def path(self):
         return [stage for m in self.members for stage in m.path()]
 

@@ -20,7 +20,7 @@ them, and differ between runs and machines even with the same seed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -111,6 +111,12 @@ class PerActionPolicy(Control):
                                     "p99": float(np.percentile(us, 99)),
                                     "mean": float(us.mean()), "n": len(us)}
         self.service_time = Empirical(dist="empirical", samples=(ns / 1e9).tolist())
+
+    def facts(self) -> dict[str, Any]:
+        if self.measured_service_us is None:
+            return {}
+        return {"pdp_service_time": "measured", "engine": self.params.engine,
+                "measured_service_us": self.measured_service_us}
 
     def decide(self, req: Request) -> Decision:
         if self.is_quarantined(req):

@@ -199,3 +199,13 @@ def test_each_engine_denies_the_same_actions_for_the_same_reasons():
     assert sum(not allowed for allowed, _ in ref) >= 20
     for engine, got in logs.items():
         assert got == ref, engine
+
+
+def test_manifest_records_a_measured_service_time(tmp_path):
+    res = simharness.run("baseline", controls=["per_action_policy"], out=tmp_path,
+                         overrides=["replications=1", "horizon=10m", "warmup=0",
+                                    "controls.per_action_policy.pdp.service_time=measured"])
+    runs = [r for r in res.manifest["runs"].values() if r["control"] == "per_action_policy"]
+    facts = runs[0]["facts"]
+    assert facts["pdp_service_time"] == "measured"
+    assert 0 < facts["measured_service_us"]["p50"] <= facts["measured_service_us"]["p99"]
