@@ -205,8 +205,13 @@ class Engine:
         if cred is not None and cred is not parent_cred and self.token_station is not None:
             yield env.timeout(self.token_station.visit(env.now)[0])
         ok = True
+        # One SimPy event per action: after a decision the task sleeps through the action's
+        # latency and execution *and* the next step's think time, waking exactly at the next
+        # request, where every decision input (revocations, expiry) is read.
+        pending = 0.0
         for i, step in enumerate(task.steps):
-            yield env.timeout(step.think)
+            yield env.timeout(pending + step.think)
+            pending = 0.0
             if isinstance(step, Delegation):
                 sub_ok = yield env.process(
                     self._task(step.task, ctx, cred, (origin_identity, origin_role)))
@@ -226,11 +231,13 @@ class Engine:
                     identity, agent.archetype, revocable, ledger, env.now)
                 env.process(self._outside_task(task.attacker, task, agent, identity, leaked,
                                                record, stolen=True))
-            allowed = yield from self._act(step, task, agent, identity, cred, ctx,
-                                           origin_identity, origin_role, parent_cred)
+            allowed, pending = self._act(step, task, agent, identity, cred, ctx,
+                                         origin_identity, origin_role, parent_cred)
             if not allowed and step.misuse_id < 0 and self.abort:
                 ok = False
                 break
+        if pending > 0:
+            yield env.timeout(pending)
         control.on_task_end(ctx, cred, ledger, env.now)
         record[T["end"]] = env.now
         record[T["status"]] = COMPLETED if ok else FAILED
@@ -259,12 +266,12 @@ class Engine:
             else:
                 req = self._request(a, task, agent, identity, True, "agent", presented, False,
                                     identity, agent.role, "none")
-            yield from self._decide_and_run(a, req, task, agent)
+            self._decide(a, req, task, agent)  # the next use is at its own offset: no wait
 
     def _act(self, a: Action, task: Task, agent: AgentInfo, identity: str,
              cred: Credential | None, ctx: TaskContext, origin: str, origin_role,
              parent_cred: Credential | None):
-        """Request, decide and (if allowed) execute one planned or injected action."""
+        """Request and decide one planned or injected action: (allowed, time it then takes)."""
         control, ledger, now = self.control, self.ledger, self.env.now
         attested = True
         token_mode = "none" if task.depth == 0 else (
@@ -291,7 +298,7 @@ class Engine:
             raise AssertionError(a.present)
         req = self._request(a, task, agent, presented_identity, attested, "agent", presented, True,
                             origin, origin_role, token_mode, as_agent)
-        return (yield from self._decide_and_run(a, req, task, agent))
+        return self._decide(a, req, task, agent)
 
     def _request(self, a: Action, task: Task, agent: AgentInfo, identity: str, attested: bool,
                  source: str, cred: Credential | None, active: bool, origin: str, origin_role,
@@ -305,7 +312,9 @@ class Engine:
             a.entitled and a.perm in who.role, task.depth, origin, a.perm in origin_role,
             token_mode, cred, a.risk)
 
-    def _decide_and_run(self, a: Action, req: Request, task: Task, agent: AgentInfo):
+    def _decide(self, a: Action, req: Request, task: Task, agent: AgentInfo) -> tuple[bool, float]:
+        """Decide a request now and log it: (allowed, latency + execution time if allowed).
+        Queues are arithmetic (StationState), so this takes no simulated time itself."""
         env, control = self.env, self.control
         t_req = env.now
         visible = control.visible(req)
@@ -364,10 +373,7 @@ class Engine:
             control.on_allow(req, self.ledger, req.time)
             if self.detector is not None and visible and a.risk > self.detector[0]:
                 env.process(self._flag(idx, req.identity, self.detector[1] + latency + duration))
-        wait = latency + duration
-        if wait > 0:
-            yield env.timeout(wait)
-        return allowed
+        return allowed, latency + duration
 
     @staticmethod
     def _fail(spec: Station) -> Decision:

@@ -193,6 +193,7 @@ class WorkloadBuilder:
                                              self.role_of[a.name]))
         self._next_task_id = 0
         self._next_misuse_id = 0
+        self._plans: dict[str, tuple[list, frozenset[Perm]]] = {}
 
     def build(self) -> Workload:
         """Arrivals, plans and misuse for every agent over the horizon."""
@@ -210,17 +211,18 @@ class WorkloadBuilder:
             names = list(arch.tasks)
             p = np.array([arch.tasks[n] for n in names], dtype=float)
             p /= p.sum()
-            for arrival in self._poisson(arch.task_rate, spec.horizon):
-                ttype = names[int(self._arrivals.choice(len(names), p=p))]
-                task = self._task(ttype, agent.index, arrival, depth=0)
-                # Always four uniforms per task so the misuse stream stays aligned when the
-                # misuse rate changes (a sweep over misuse.rate keeps the same victims).
-                u = self._misuse_rng.random(4)
+            arrivals = self._poisson(arch.task_rate, spec.horizon)
+            types = self._arrivals.choice(len(names), size=len(arrivals), p=p).tolist()
+            # Always four uniforms per task so the misuse stream stays aligned when the misuse
+            # rate changes (a sweep over misuse.rate keeps the same victims).
+            uniforms = self._misuse_rng.random((len(arrivals), 4)).tolist()
+            for arrival, ti, u in zip(arrivals, types, uniforms, strict=True):
+                task = self._task(names[ti], agent.index, arrival, depth=0)
                 if kinds and u[0] < spec.misuse.rate:
                     order = _kind_order(kinds, kind_w, u[1])
                     for kind in order:
                         mid = self._next_misuse_id
-                        if inject(self, task, kind, mid, float(u[2]), float(u[3])):
+                        if inject(self, task, kind, mid, u[2], u[3]):
                             self._next_misuse_id += 1
                             misuse.append(MisuseInstance(mid, kind, task.id, agent.index, arrival))
                             break
@@ -229,33 +231,40 @@ class WorkloadBuilder:
                         self.weight, self.sensitivity)
 
     def _poisson(self, rate: float, horizon: float) -> list[float]:
-        times: list[float] = []
-        t = 0.0
-        while True:
-            gaps = self._arrivals.exponential(1.0 / rate, 64)
-            for g in gaps.tolist():
-                t += g
-                if t >= horizon:
-                    return times
-                times.append(t)
+        """Arrival times of a Poisson process on [0, horizon), drawn in numpy blocks."""
+        block = int(rate * horizon * 1.1) + 16
+        times = np.cumsum(self._arrivals.exponential(1.0 / rate, block))
+        while times[-1] < horizon:  # rare: the block fell short of the horizon
+            more = times[-1] + np.cumsum(self._arrivals.exponential(1.0 / rate, block))
+            times = np.concatenate([times, more])
+        return times[: np.searchsorted(times, horizon)].tolist()
+
+    def _plan(self, ttype: str) -> tuple[list, frozenset[Perm]]:
+        """A task type's steps as (perm, bytes_out) or DelegateStep, and its scope (cached)."""
+        plan = self._plans.get(ttype)
+        if plan is None:
+            steps = [s if isinstance(s, DelegateStep) else ((s.tool, s.action, s.resource), s.bytes_out)
+                     for s in self.spec.tasks[ttype].steps]
+            scope = frozenset(s[0] for s in steps if not isinstance(s, DelegateStep))
+            plan = self._plans[ttype] = (steps, scope)
+        return plan
 
     def _task(self, ttype: str, agent: int, arrival: float, depth: int) -> Task:
-        spec = self.spec
         tid = self._next_task_id
         self._next_task_id += 1
+        plan, scope = self._plan(ttype)
+        think, step_time, risk = self._think.next, self._step.next, self._risk_benign.next
         steps: list = []
-        scope: set[Perm] = set()
-        for step in spec.tasks[ttype].steps:
+        for step in plan:
             if isinstance(step, DelegateStep):
                 pool = self.by_archetype[step.delegate]
                 who = pool[int(self._delegation.integers(len(pool)))]
                 sub = self._task(step.task, who, arrival, depth + 1)
-                steps.append(Delegation(self._think.next(), sub))
+                steps.append(Delegation(think(), sub))
             else:
-                perm = (step.tool, step.action, step.resource)
-                scope.add(perm)
-                steps.append(self.action(perm, bytes_out=step.bytes_out))
-        return Task(tid, ttype, agent, arrival, steps, frozenset(scope), depth)
+                # Positional, in the order of `action()`: think, duration, risk.
+                steps.append(Action(step[0], think(), step_time(), risk(), step[1]))
+        return Task(tid, ttype, agent, arrival, steps, scope, depth)
 
     def action(self, perm: Perm, *, misuse: bool = False, **kw) -> Action:
         """A freshly sampled action (think, duration, risk) for a permission."""
