@@ -101,10 +101,7 @@ def stateful_reasons(control: Control) -> frozenset[str]:
     out = {"identity-quarantined"}
     for c in _parts(control):
         policy = getattr(c, "policy", None)
-        windows = getattr(policy, "windows", ())
-        for rule in getattr(policy, "rules", ()):
-            if any(getattr(p, "__self__", None) in windows for p in rule.predicates):
-                out.add(rule.id)
+        out.update(rule.id for rule in getattr(policy, "rules", ()) if rule.stateful)
     return frozenset(out)
 
 

@@ -1,17 +1,23 @@
-"""The SimPy model: agent, task and step processes, decision paths with PDP / token-service
-queues, the detector, and the action log (tuples appended to a list).
+"""The discrete-event model: agent, task and step processes, decision paths with PDP /
+token-service queues, the detector, and the action log (tuples appended to a list).
 
-The engine owns time. Controls never see SimPy: the engine builds a Request, turns the
+The engine owns time. Controls never see the event loop: the engine builds a Request, turns the
 control's decision path into latency (queueing included) and calls the pure `decide`.
+
+Processes are generators in the SimPy style, but every one of them only ever sleeps (queues are
+computed arithmetically, a delegation runs inline with `yield from`), so the event loop is the
+small `Kernel` below rather than SimPy's Environment: a heap of (time, sequence, process)
+without an Event object, callbacks or a resume trampoline per wake-up. On the 200-agent
+benchmark this is what takes the engine past a bare SimPy model of the same event structure
+(`simharness.bench.engine_speed`).
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from dataclasses import dataclass
-
-import simpy
 
 from simharness import rng as seedtree
 from simharness.controls.base import (
@@ -53,6 +59,38 @@ COMPLETED, FAILED, IN_FLIGHT = "completed", "failed", "in_flight"
 REVOCATION_REASONS = frozenset({"identity-quarantined", "credential-revoked", "token-revoked"})
 
 
+class Kernel:
+    """The event loop: processes are generators that yield how long to sleep (seconds).
+
+    Wake-ups at equal times run in the order they were scheduled (a global sequence number),
+    so a run is deterministic, as with SimPy's event ids."""
+
+    __slots__ = ("now", "_heap", "_seq")
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._heap: list[tuple[float, int, object]] = []
+        self._seq = itertools.count()
+
+    def start(self, process, delay: float = 0.0) -> None:
+        """Run `process` (a generator) from now + delay."""
+        heapq.heappush(self._heap, (self.now + delay, next(self._seq), process))
+
+    def run(self, until: float) -> None:
+        """Advance time, waking processes, until the next wake-up is at or after `until`."""
+        heap, seq = self._heap, self._seq
+        pop, push = heapq.heappop, heapq.heappush
+        while heap and heap[0][0] < until:
+            t, _, process = pop(heap)
+            self.now = t
+            try:
+                delay = next(process)  # type: ignore[call-overload]
+            except StopIteration:
+                continue
+            push(heap, (t + delay, next(seq), process))
+        self.now = until
+
+
 class StationState:
     """A FCFS multi-server queue, computed arithmetically.
 
@@ -63,7 +101,7 @@ class StationState:
     events (see tests/validation for the Erlang-C check)."""
 
     __slots__ = ("spec", "servers", "free", "rtt", "service", "busy", "served", "cache",
-                 "warmup", "horizon")
+                 "warmup", "horizon", "is_pdp")
 
     def __init__(self, spec: Station, rtt: BlockSampler, service: BlockSampler, warmup: float,
                  horizon: float):
@@ -75,6 +113,7 @@ class StationState:
         self.served = 0
         self.cache: dict = {}
         self.warmup, self.horizon = warmup, horizon
+        self.is_pdp = spec.name == "pdp"  # its evaluations are counted as policy_evaluations
 
     def visit(self, t: float) -> tuple[float, bool]:
         """(latency, answered in time) of a request issued at t: rtt + wait + service."""
@@ -122,7 +161,7 @@ class Engine:
         spec = workload.spec
         self.w = workload
         self.control = control
-        self.env = simpy.Environment()
+        self.env = Kernel()
         self.ledger = Ledger(workload.weight)
         self.actions: list[tuple] = []
         self.tasks: list[tuple] = []
@@ -140,12 +179,15 @@ class Engine:
             return BlockSampler(dist, seedtree.stream(root, rep, "control", self._stream_id))
 
         self.stations: dict[str, StationState] = {}
-        self.stages: list[tuple[str, object]] = []  # ("local", sampler) | ("station", state)
-        for stage in control.path():
-            if isinstance(stage, Local):
-                self.stages.append(("local", sampler(stage.latency)))
-            else:
-                self.stages.append(("station", self._station(stage, sampler)))
+        # (True, latency sampler) for a local check | (False, StationState) for a queue
+        self.stages: list[tuple[bool, object]] = [
+            (True, sampler(stage.latency)) if isinstance(stage, Local)
+            else (False, self._station(stage, sampler)) for stage in control.path()]
+        # Skip a method call per action for models that see everything (most of them).
+        self._always_visible = type(control).visible is Control.visible
+        self.caching = [st for local, st in self.stages
+                        if not local and st.spec.cache_ttl > 0]  # type: ignore[union-attr]
+        self._observes = type(control).observe is not Control.observe
         ts = control.token_service()
         self.token_station = self._station(ts, sampler) if ts is not None else None
         self.resources = {r.name: r for r in spec.resources}
@@ -171,8 +213,8 @@ class Engine:
                 self.control.credential_for(agent.standing_identity, agent.archetype,
                                             agent.platform == "first_party", self.ledger, 0.0)
         for idx, tasks in by_agent.items():
-            self.env.process(self._agent(self.w.agents[idx], tasks))
-        self.env.run(until=self.horizon)
+            self.env.start(self._agent(self.w.agents[idx], tasks))
+        self.env.run(self.horizon)
         return RunLog(self.w, self.control, self.actions, self.tasks, self.ledger, self.busy,
                       self.flagged, self.stations, self.policy_evaluations, self.horizon,
                       self.warmup)
@@ -181,7 +223,7 @@ class Engine:
         env = self.env
         for task in tasks:
             if env.now < task.arrival:
-                yield env.timeout(task.arrival - env.now)
+                yield task.arrival - env.now
             yield from self._task(task, None, None)
 
     def _identity(self, agent: AgentInfo, task: Task) -> str:
@@ -203,18 +245,18 @@ class Engine:
         self.tasks.append(record)  # type: ignore[arg-type]
         cred = control.on_task_start(ctx, ledger, env.now)
         if cred is not None and cred is not parent_cred and self.token_station is not None:
-            yield env.timeout(self.token_station.visit(env.now)[0])
+            yield self.token_station.visit(env.now)[0]
         ok = True
         # One SimPy event per action: after a decision the task sleeps through the action's
         # latency and execution *and* the next step's think time, waking exactly at the next
         # request, where every decision input (revocations, expiry) is read.
         pending = 0.0
         for i, step in enumerate(task.steps):
-            yield env.timeout(pending + step.think)
+            yield pending + step.think
             pending = 0.0
             if isinstance(step, Delegation):
-                sub_ok = yield env.process(
-                    self._task(step.task, ctx, cred, (origin_identity, origin_role)))
+                # The delegator waits for the sub-task: run it inline.
+                sub_ok = yield from self._task(step.task, ctx, cred, (origin_identity, origin_role))
                 if not sub_ok and self.abort:
                     ok = False
                     break
@@ -224,12 +266,12 @@ class Engine:
                 new = control.renew(ctx, cred, ledger, env.now)
                 if new is not None:
                     if self.token_station is not None:
-                        yield env.timeout(self.token_station.visit(env.now)[0])
+                        yield self.token_station.visit(env.now)[0]
                     cred = new
             if i == task.leak_step:
                 leaked = cred if cred is not None else control.credential_for(
                     identity, agent.archetype, revocable, ledger, env.now)
-                env.process(self._outside_task(task.attacker, task, agent, identity, leaked,
+                env.start(self._outside_task(task.attacker, task, agent, identity, leaked,
                                                record, stolen=True))
             allowed, pending = self._act(step, task, agent, identity, cred, ctx,
                                          origin_identity, origin_role, parent_cred)
@@ -237,13 +279,13 @@ class Engine:
                 ok = False
                 break
         if pending > 0:
-            yield env.timeout(pending)
+            yield pending
         control.on_task_end(ctx, cred, ledger, env.now)
         record[T["end"]] = env.now
         record[T["status"]] = COMPLETED if ok else FAILED
         self.busy.append((identity, start, env.now))
         if task.replay:
-            env.process(self._outside_task(task.replay, task, agent, identity, cred, record,
+            env.start(self._outside_task(task.replay, task, agent, identity, cred, record,
                                            stolen=False))
         return ok
 
@@ -256,7 +298,7 @@ class Engine:
         for a in uses:
             wait = t0 + a.think - env.now
             if wait > 0:
-                yield env.timeout(wait)
+                yield wait
             presented = cred if cred is not None or stolen else self.control.credential_for(
                 identity, agent.archetype, agent.platform == "first_party", self.ledger, env.now)
             if stolen:  # the attacker claims the holder and the (possibly still running) task
@@ -279,8 +321,10 @@ class Engine:
         presented_identity = identity
         as_agent = None
         if a.present == OWN:
-            presented = cred if cred is not None else control.credential_for(
-                identity, agent.archetype, ctx.revocable, ledger, now)
+            presented = cred
+            if cred is None and control.standing:  # looked up per action: it may be reissued
+                presented = control.credential_for(identity, agent.archetype, ctx.revocable,
+                                                   ledger, now)
         elif a.present == PASSTHROUGH:
             presented = parent_cred
             presented_identity = parent_cred.holder if parent_cred is not None else origin
@@ -317,12 +361,12 @@ class Engine:
         Queues are arithmetic (StationState), so this takes no simulated time itself."""
         env, control = self.env, self.control
         t_req = env.now
-        visible = control.visible(req)
+        visible = self._always_visible or control.visible(req)
         latency = 0.0
         decision: Decision | None = None
         without = False
-        for kind, stage in self.stages:
-            if kind == "local":
+        for local, stage in self.stages:
+            if local:
                 latency += stage.next()  # type: ignore[union-attr]
                 continue
             st: StationState = stage  # type: ignore[assignment]
@@ -340,7 +384,8 @@ class Engine:
                 without = True
                 decision = self._fail(spec)
                 break
-            self._count_eval(st, t_req + latency)
+            if st.is_pdp and t_req + latency >= self.warmup:
+                self.policy_evaluations += 1
         req.time = env.now + latency
         if decision is None:
             try:
@@ -348,11 +393,10 @@ class Engine:
             except Exception as e:  # a crashing evaluation is a PDP failure, never a silent allow
                 without = True
                 decision = self._crash(e)
-            for kind, stage in self.stages:
-                if kind == "station" and stage.spec.cache_ttl > 0:  # type: ignore[union-attr]
-                    cst: StationState = stage  # type: ignore[assignment]
-                    cst.cache[self._cache_key(cst, req)] = (decision, req.time + cst.spec.cache_ttl)
-        control.observe(req, decision)
+            for cst in self.caching:
+                cst.cache[self._cache_key(cst, req)] = (decision, req.time + cst.spec.cache_ttl)
+        if self._observes:
+            control.observe(req, decision)
         latency_total = req.time - t_req
         allowed = decision.allow
         duration = a.duration if allowed else 0.0
@@ -372,7 +416,7 @@ class Engine:
         if allowed:
             control.on_allow(req, self.ledger, req.time)
             if self.detector is not None and visible and a.risk > self.detector[0]:
-                env.process(self._flag(idx, req.identity, self.detector[1] + latency + duration))
+                env.start(self._flag(idx, req.identity, self.detector[1] + latency + duration))
         return allowed, latency + duration
 
     @staticmethod
@@ -383,7 +427,7 @@ class Engine:
 
     def _crash(self, e: Exception) -> Decision:
         # Fail open only where the operator configured a station to (and it is counted then).
-        mode = next((st.spec.fail_mode for kind, st in self.stages if kind == "station"), "closed")
+        mode = next((st.spec.fail_mode for local, st in self.stages if not local), "closed")
         return Decision(mode == "open", ("evaluation-error",), (f"{type(e).__name__}: {e}",))
 
     @staticmethod
@@ -391,12 +435,8 @@ class Engine:
         return tuple(req.resource.name if k == "resource" else getattr(req, k)
                      for k in st.spec.cache_key)
 
-    def _count_eval(self, st: StationState, when: float) -> None:
-        if st.spec.name == "pdp" and when >= self.warmup:
-            self.policy_evaluations += 1
-
     def _flag(self, idx: int, identity: str, delay: float):
-        yield self.env.timeout(delay)
+        yield delay
         self.flagged.add(idx)
         self.control.on_deviation(identity, self.ledger, self.env.now)
 

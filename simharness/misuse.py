@@ -179,10 +179,12 @@ def _credential_theft(m: Injection) -> bool:
     task.leak_step = m.point(steps)
     prm = b.spec.misuse.params
     start = m.pick_index(len(role))
+    uses = []
     for k in range(prm.theft_uses):
         a = m.label(role[(start + k) % len(role)], True, present=STOLEN)
         a.think = prm.theft_delay + k * prm.theft_interval  # offset from the leak
-        task.attacker.append(a)
+        uses.append(a)
+    task.attacker = tuple(uses)
     return True
 
 
@@ -193,11 +195,13 @@ def _token_replay(m: Injection) -> bool:
     if not planned:
         return False
     prm = b.spec.misuse.params
+    uses = []
     for k in range(min(3, len(planned))):
         a = m.label(planned[(int(u * len(planned)) + k) % len(planned)], True,
                     present=REPLAY)
         a.think = prm.replay_delay + k * prm.theft_interval  # offset from the task's end
-        task.replay.append(a)
+        uses.append(a)
+    task.replay = tuple(uses)
     return True
 
 

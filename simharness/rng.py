@@ -38,19 +38,16 @@ def replication_int_seed(root: int, replication: int) -> int:
 
 
 class BlockSampler:
-    """Draws from a distribution in numpy blocks; `next()` is a cheap Python call."""
+    """Draws from a distribution in numpy blocks; `next()` returns one float.
 
-    __slots__ = ("_dist", "_rng", "_block", "_buf", "_i")
+    `next` is the bound `__next__` of a generator over the block's list, so a draw is one C
+    call (this is called three times per simulated action)."""
+
+    __slots__ = ("next",)
 
     def __init__(self, dist, rng: np.random.Generator, block: int = 4096) -> None:
-        self._dist, self._rng, self._block = dist, rng, block
-        self._buf: list[float] = []
-        self._i = 0
+        def draws():
+            while True:
+                yield from dist.sample(rng, block).tolist()
 
-    def next(self) -> float:
-        if self._i >= len(self._buf):
-            self._buf = self._dist.sample(self._rng, self._block).tolist()
-            self._i = 0
-        v = self._buf[self._i]
-        self._i += 1
-        return v
+        self.next = draws().__next__

@@ -8,7 +8,7 @@ once, so every control of a replication sees the identical workload (common rand
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -75,8 +75,8 @@ class Task:
     misuse_id: int = -1
     kind: str | None = None
     leak_step: int = -1  # credential_theft: the step whose credential leaks
-    attacker: list[Action] = field(default_factory=list)  # after the leak, think = offset
-    replay: list[Action] = field(default_factory=list)  # after the task ends, think = offset
+    attacker: tuple[Action, ...] = ()  # after the leak, think = offset (credential_theft)
+    replay: tuple[Action, ...] = ()  # after the task ends, think = offset (token_replay)
 
 
 @dataclass(slots=True)

@@ -81,18 +81,6 @@ ATTRIBUTES: dict[str, Callable[[Request], Any]] = {
     "time": operator.attrgetter("time"),
 }
 
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": operator.eq,
-    "ne": operator.ne,
-    "in": lambda a, b: a in b,
-    "not_in": lambda a, b: a not in b,
-    "lt": operator.lt,
-    "le": operator.le,
-    "gt": operator.gt,
-    "ge": operator.ge,
-}
-
-
 class PolicyError(ValueError):
     """A rules file that cannot be compiled (message names the rule and field)."""
 
@@ -120,7 +108,10 @@ class RateWindow:
         return n > self.limit
 
     def observe(self, r: Request) -> None:
-        q = self._times.setdefault(self.key(r), deque())
+        key = self.key(r)
+        q = self._times.get(key)
+        if q is None:
+            q = self._times[key] = deque()
         q.append(r.time)
         lo = r.time - self.window
         while q and q[0] <= lo:
@@ -131,7 +122,7 @@ class RateWindow:
 class Rule:
     id: str
     effect: str  # allow | deny
-    predicates: tuple[Predicate, ...]
+    stateful: bool  # reads a rate window (run state), not only the request
     tools: frozenset[str] | None  # static pre-filter: the rule only applies to these tools
     actions: frozenset[str] | None
     matches: Predicate  # all predicates, compiled into one short-circuiting closure
@@ -190,43 +181,77 @@ class Policy:
             w.observe(req)
 
 
-def _predicate(attr: str, cond: Any, where: str) -> Predicate:
-    get = ATTRIBUTES.get(attr)
-    if get is None:
+#: each attribute as a Python expression over the request `r` (the source of generated code;
+#: nothing from a policy file is ever pasted into code, its values are bound as names).
+EXPRESSIONS: dict[str, str] = {
+    "identity": "r.identity", "identity_mode": "r.identity_mode", "attested": "r.attested",
+    "source": "r.source", "agent": "r.agent", "archetype": "r.archetype",
+    "platform": "r.platform", "tool": "r.tool", "action": "r.action",
+    "resource": "r.resource.name", "resource.name": "r.resource.name",
+    "resource.sensitivity": "r.resource.sensitivity",
+    "resource.destination": "r.resource.destination",
+    "resource.external": "r.resource.external", "resource.approved": "r.resource.approved",
+    "resource.auth": "r.resource.auth", "bytes_out": "r.bytes_out",
+    "data_sensitivity": "r.data_sensitivity", "task.id": "r.task_id", "task.type": "r.task_type",
+    "task.active": "r.task_active", "in_scope": "r.in_scope", "entitled": "r.entitled",
+    "chain.depth": "r.chain_depth", "chain.origin": "r.chain_origin",
+    "chain.origin_permits": "r.origin_permits", "chain.token_mode": "r.token_mode",
+    "token.present": "(r.credential is not None)",
+    "token.holder_matches": "(None if r.credential is None else r.credential.holder == r.identity)",
+    "token.task_scoped": "(None if r.credential is None else r.credential.task_id >= 0)",
+    "risk": "r.risk", "time": "r.time",
+}
+assert EXPRESSIONS.keys() == ATTRIBUTES.keys()
+
+_OP_SYNTAX = {"eq": "==", "ne": "!=", "in": "in", "not_in": "not in", "lt": "<", "le": "<=",
+              "gt": ">", "ge": ">="}
+
+
+def _condition(attr: str, cond: Any, where: str, bind: Callable[[Any], str]) -> list[str]:
+    """Python source of one `attribute: condition` entry (values bound through `bind`)."""
+    expr = EXPRESSIONS.get(attr)
+    if expr is None:
         import difflib
 
         close = difflib.get_close_matches(attr, list(ATTRIBUTES), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(ATTRIBUTES)}"
         raise PolicyError(f"{where}: unknown attribute {attr!r}{hint}")
     if not isinstance(cond, dict):
-        value = cond
-        return lambda r: get(r) == value
-    preds: list[Predicate] = []
+        return [f"({expr} == {bind(cond)})"]
+    parts = []
     for op, value in cond.items():
-        fn = _OPS.get(op)
-        if fn is None:
-            raise PolicyError(f"{where}.{attr}: unknown operator {op!r}; known: {', '.join(_OPS)}")
+        if op not in _OP_SYNTAX:
+            raise PolicyError(f"{where}.{attr}: unknown operator {op!r}; known: {', '.join(_OP_SYNTAX)}")
         if op in ("in", "not_in"):
             if not isinstance(value, list):
                 raise PolicyError(f"{where}.{attr}.{op}: expected a list")
             value = frozenset(value)
-        preds.append(lambda r, fn=fn, v=value: fn(get(r), v))
-    if len(preds) == 1:
-        return preds[0]
-    return lambda r: all(p(r) for p in preds)
+        parts.append(f"({expr} {_OP_SYNTAX[op]} {bind(value)})")
+    return parts
 
 
-def _conjunction(preds: list[Predicate]) -> Predicate:
-    """One closure for `all(p(r) for p in preds)` without a generator per call (hot path)."""
-    if not preds:
-        return lambda r: True
-    if len(preds) == 1:
-        return preds[0]
-    if len(preds) == 2:
-        p0, p1 = preds
-        return lambda r: p0(r) and p1(r)
-    head, rest = preds[0], _conjunction(preds[1:])
-    return lambda r: head(r) and rest(r)
+def _compile_when(when: dict[str, Any], where: str) -> tuple[Predicate, list[RateWindow]]:
+    """One predicate for a rule's whole `when:`, generated as a single lambda: a conjunction
+    of inline attribute reads and comparisons, short-circuiting, with no call per condition
+    (the per-action hot path). Returns it and the rate windows it reads."""
+    names: dict[str, Any] = {}
+    windows: list[RateWindow] = []
+
+    def bind(value: Any) -> str:
+        name = f"v{len(names)}"
+        names[name] = value
+        return name
+
+    parts: list[str] = []
+    for attr, cond in when.items():
+        if attr == "rate":
+            w = _rate_window(cond, f"{where}.rate")
+            windows.append(w)
+            parts.append(f"{bind(w.exceeded)}(r)")
+        else:
+            parts += _condition(attr, cond, where, bind)
+    source = "lambda r: " + (" and ".join(parts) if parts else "True")
+    return eval(source, {"__builtins__": {}, **names}), windows  # noqa: S307 - our own source
 
 
 def _static_filter(when: dict[str, Any], attr: str) -> frozenset[str] | None:
@@ -270,16 +295,10 @@ def compile_rules(data: dict[str, Any], source: str = "<rules>") -> Policy:
         when = raw.get("when") or {}
         if not isinstance(when, dict):
             raise PolicyError(f"{where}.when: expected a mapping of attribute: condition")
-        preds: list[Predicate] = []
-        for attr, cond in when.items():
-            if attr == "rate":
-                w = _rate_window(cond, f"{where}.when.rate")
-                windows.append(w)
-                preds.append(w.exceeded)
-            else:
-                preds.append(_predicate(attr, cond, f"{where}.when"))
-        rules.append(Rule(rid, effect, tuple(preds), _static_filter(when, "tool"),
-                          _static_filter(when, "action"), _conjunction(preds)))
+        matches, rule_windows = _compile_when(when, f"{where}.when")
+        windows += rule_windows
+        rules.append(Rule(rid, effect, bool(rule_windows), _static_filter(when, "tool"),
+                          _static_filter(when, "action"), matches))
     return Policy(rules, windows, default, source)
 
 
