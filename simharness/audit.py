@@ -32,7 +32,7 @@ _EXTRA_HINT = "--audit needs pyarrow: pip install 'simharness[parquet]'"
 
 # Types of the engine's action tuples; a field not listed here is inferred (null -> string).
 _TYPES = {
-    "time": "float64", "agent": "int64", "task": "int64", "top_task": "int64", "depth": "int64",
+    "time": "float64", "agent": "int64", "task": "int64", "depth": "int64",
     "in_scope": "bool", "misuse_id": "int64", "goal": "bool", "allowed": "bool",
     "latency": "float64", "duration": "float64", "credential": "int64", "risk": "float64",
     "visible": "bool", "attributed": "bool", "without_decision": "bool", "weight": "float64",

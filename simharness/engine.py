@@ -44,7 +44,7 @@ from simharness.workload import (
 
 # One action-log record per requested action (a tuple: cheap to append, easy to export).
 ACTION_FIELDS = (
-    "time", "agent", "identity", "archetype", "platform", "task", "top_task", "depth", "tool",
+    "time", "agent", "identity", "archetype", "platform", "task", "depth", "tool",
     "action", "resource", "destination", "in_scope", "misuse_id", "kind", "goal", "source",
     "allowed", "reasons", "latency", "duration", "credential", "risk", "visible", "attributed",
     "without_decision", "weight", "chain_origin", "token_mode",
@@ -146,7 +146,6 @@ class RunLog:
     actions: list[tuple]
     tasks: list[tuple]
     ledger: Ledger
-    busy: list[tuple[str, float, float]]  # (holder identity, start, end) of tasks
     flagged: set[int]  # action-log indexes flagged by the detector
     stations: dict[str, StationState]
     policy_evaluations: int
@@ -165,7 +164,6 @@ class Engine:
         self.ledger = Ledger(workload.weight)
         self.actions: list[tuple] = []
         self.tasks: list[tuple] = []
-        self.busy: list[tuple[str, float, float]] = []
         self.flagged: set[int] = set()
         self.policy_evaluations = 0
         self.horizon, self.warmup = spec.horizon, spec.warmup
@@ -188,6 +186,7 @@ class Engine:
         self.caching = [st for local, st in self.stages
                         if not local and st.spec.cache_ttl > 0]  # type: ignore[union-attr]
         self._observes = type(control).observe is not Control.observe
+        self._reasons: dict[tuple[str, ...], str] = {}
         ts = control.token_service()
         self.token_station = self._station(ts, sampler) if ts is not None else None
         self.resources = {r.name: r for r in spec.resources}
@@ -215,7 +214,7 @@ class Engine:
         for idx, tasks in by_agent.items():
             self.env.start(self._agent(self.w.agents[idx], tasks))
         self.env.run(self.horizon)
-        return RunLog(self.w, self.control, self.actions, self.tasks, self.ledger, self.busy,
+        return RunLog(self.w, self.control, self.actions, self.tasks, self.ledger,
                       self.flagged, self.stations, self.policy_evaluations, self.horizon,
                       self.warmup)
 
@@ -283,7 +282,6 @@ class Engine:
         control.on_task_end(ctx, cred, ledger, env.now)
         record[T["end"]] = env.now
         record[T["status"]] = COMPLETED if ok else FAILED
-        self.busy.append((identity, start, env.now))
         if task.replay:
             env.start(self._outside_task(task.replay, task, agent, identity, cred, record,
                                            stolen=False))
@@ -405,10 +403,9 @@ class Engine:
         w = (self._sens_w[a.data_sensitivity] * self._act_w[req.action]
              if a.data_sensitivity is not None else self.w.weight.get(a.perm, 0.0))
         self.actions.append((
-            t_req, agent.index, req.identity, req.archetype, agent.platform, task.id,
-            -1, task.depth, req.tool, req.action, req.resource.name, req.resource.destination,
+            t_req, agent.index, req.identity, req.archetype, agent.platform, task.id, task.depth, req.tool, req.action, req.resource.name, req.resource.destination,
             req.in_scope, a.misuse_id, a.kind, a.goal, req.source, allowed,
-            ";".join(decision.reasons), latency_total, duration,
+            self._reason_text(decision.reasons), latency_total, duration,
             req.credential.id if req.credential is not None else -1, a.risk, visible,
             allowed and visible and control.attributes(req), without and allowed, w,
             req.chain_origin, req.token_mode,
@@ -418,6 +415,14 @@ class Engine:
             if self.detector is not None and visible and a.risk > self.detector[0]:
                 env.start(self._flag(idx, req.identity, self.detector[1] + latency + duration))
         return allowed, latency + duration
+
+    def _reason_text(self, reasons: tuple[str, ...]) -> str:
+        # One shared string per distinct reason set: a run has a handful, and a million
+        # actions would otherwise each hold their own copy.
+        text = self._reasons.get(reasons)
+        if text is None:
+            text = self._reasons[reasons] = ";".join(reasons)
+        return text
 
     @staticmethod
     def _fail(spec: Station) -> Decision:

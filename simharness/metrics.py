@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from array import array
 from collections import defaultdict
 
 import numpy as np
@@ -23,16 +24,18 @@ LATENCY_QUANTILES = np.linspace(0.0, 1.0, 201)
 def _exposure_events(log: RunLog) -> tuple[np.ndarray, np.ndarray]:
     """Event times and rate changes of `sum live W(G) - w(step executing under it)`."""
     lo, hi = log.warmup, log.horizon
-    times: list[float] = []
-    deltas: list[float] = []
+    # C doubles, not lists of float objects: a million-action run would otherwise hold
+    # four million Python floats here.
+    times = array("d")
+    deltas = array("d")
     creds = log.ledger.credentials
     for c in creds:
         if c.weight <= 0:
             continue
         a, b = max(c.issued, lo), min(c.end, hi)
         if b > a:
-            times += (a, b)
-            deltas += (c.weight, -c.weight)
+            times.extend((a, b))
+            deltas.extend((c.weight, -c.weight))
     t_i, lat_i, dur_i, cred_i, allowed_i = A["time"], A["latency"], A["duration"], A["credential"], A["allowed"]
     tool_i, act_i, res_i = A["tool"], A["action"], A["resource"]
     weight = log.workload.weight
@@ -48,12 +51,12 @@ def _exposure_events(log: RunLog) -> tuple[np.ndarray, np.ndarray]:
         a, b = max(start, c.issued, lo), min(start + rec[dur_i], c.end, hi)
         if b > a:
             w = weight.get(perm, 0.0)
-            times += (a, b)
-            deltas += (-w, w)
+            times.extend((a, b))
+            deltas.extend((-w, w))
     if not times:
         return np.array([lo, hi]), np.zeros(2)
-    t = np.asarray(times)
-    d = np.asarray(deltas)
+    t = np.frombuffer(times, dtype=float)
+    d = np.frombuffer(deltas, dtype=float)
     order = np.argsort(t, kind="stable")
     return t[order], d[order]
 
@@ -72,11 +75,9 @@ def exposure_curve(log: RunLog, points: int = TIMELINE_POINTS) -> tuple[np.ndarr
 
 def _busy_by_holder(log: RunLog) -> dict[str, list[tuple[float, float]]]:
     spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for holder, s, e in log.busy:
-        spans[holder].append((s, e))
-    for rec in log.tasks:
-        if rec[T["status"]] == IN_FLIGHT:
-            spans[rec[T["identity"]]].append((rec[T["start"]], log.horizon))
+    for rec in log.tasks:  # a task still running at the horizon is busy until then
+        end = log.horizon if rec[T["status"]] == IN_FLIGHT else rec[T["end"]]
+        spans[rec[T["identity"]]].append((rec[T["start"]], end))
     merged: dict[str, list[tuple[float, float]]] = {}
     for holder, iv in spans.items():
         iv.sort()
@@ -176,8 +177,9 @@ def misuse_outcomes(log: RunLog) -> list[dict]:
     return list(rows.values())
 
 
-def compute(log: RunLog) -> dict:
-    """The summary metrics of one run (task_inflation is filled in against `none` later)."""
+def compute(log: RunLog, exposure: float | None = None) -> dict:
+    """The summary metrics of one run (task_inflation is filled in against `none` later).
+    `exposure`: the total from `exposure_curve`, when the caller computed the curve already."""
     lo, hi = log.warmup, log.horizon
     acts = [r for r in log.actions if r[A["time"]] >= lo]
     allowed_i, mid_i = A["allowed"], A["misuse_id"]
@@ -188,7 +190,7 @@ def compute(log: RunLog) -> dict:
     collateral = sum(
         1 for r in legit_denied
         if r[A["identity"]] in flagged_ids and REVOCATION_REASONS & set(r[A["reasons"]].split(";")))
-    lat_ms = np.array([r[A["latency"]] for r in acts], dtype=float) * 1e3
+    lat_ms = np.fromiter((r[A["latency"]] for r in acts), dtype=float, count=len(acts)) * 1e3
     top = [r for r in log.tasks if r[T["depth"]] == 0 and r[T["arrival"]] >= lo]
     n_arrived = sum(1 for t in log.workload.tasks if lo <= t.arrival < hi)
     completed = [r for r in top if r[T["status"]] == COMPLETED]
@@ -198,7 +200,8 @@ def compute(log: RunLog) -> dict:
     failed = sum(1 for r in top if r[T["status"]] == FAILED)
     outcomes = misuse_outcomes(log)
     tot = {k: sum(o[k] for o in outcomes) for k in ("injected", "prevented", "detected", "missed")}
-    _, _, exposure = exposure_curve(log, 2)
+    if exposure is None:
+        exposure = exposure_curve(log, 2)[2]
     agent_hours = len(log.workload.agents) * (hi - lo) / 3600.0
     pdp = log.stations.get("pdp")
     if pdp is not None and pdp.free is not None:

@@ -18,6 +18,7 @@ from simharness.workload import (
     STOLEN,
     Action,
     Delegation,
+    InjectedAction,
     Perm,
     Task,
 )
@@ -38,9 +39,9 @@ class Injection:
     u: float  # where in the task (injection point)
     u_pick: float  # which candidate (deterministic pick from a sorted list)
 
-    def label(self, perm: Perm, goal: bool, **kw) -> Action:
+    def label(self, perm: Perm, goal: bool, **kw) -> InjectedAction:
         """A freshly sampled injected action, labelled with this instance's id and kind."""
-        return self.b.action(perm, misuse=True, misuse_id=self.mid, kind=self.kind, goal=goal, **kw)
+        return self.b.injected(perm, misuse_id=self.mid, kind=self.kind, goal=goal, **kw)
 
     def pick_index(self, n: int) -> int:
         return min(int(self.u_pick * n), n - 1)

@@ -70,9 +70,9 @@ def run_one(task: RunTask, audit_dir: str | None = None,
         "replication": task.replication,
         "seed": replication_int_seed(spec.seed, task.replication),
         **dict(task.point),
-        **metrics.compute(log),
     }
-    grid, curve, _ = metrics.exposure_curve(log)
+    grid, curve, exposure = metrics.exposure_curve(log)  # once: the timeline and the total
+    row.update(metrics.compute(log, exposure))
     result = {
         "key": task.key,
         "row": row,

@@ -45,15 +45,14 @@ class AgentInfo:
         return None
 
 
-@dataclass(slots=True)
 class Action:
-    """One pre-sampled tool invocation."""
+    """One pre-sampled tool invocation of a task's plan.
 
-    perm: Perm
-    think: float  # delay before the request (or offset, for attacker and replay actions)
-    duration: float  # tool execution time if allowed
-    risk: float  # the noisy risk signal a detector or policy sees
-    bytes_out: int = 0
+    A plain class with five slots: a run holds one per planned action (a million in a large
+    run), so the misuse labels live on the class for legitimate actions and only
+    `InjectedAction` stores its own."""
+
+    __slots__ = ("perm", "think", "duration", "risk", "bytes_out")
     misuse_id: int = -1
     kind: str | None = None
     goal: bool = False  # a goal action of a misuse (counts for damage and outcomes)
@@ -61,6 +60,30 @@ class Action:
     as_agent: int = -1  # impersonation: index of the agent whose identity is presented
     entitled: bool = True  # False: the directory revoked this permission (stale_authorization)
     data_sensitivity: str | None = None  # a send carries data of this sensitivity
+
+    def __init__(self, perm: Perm, think: float, duration: float, risk: float,
+                 bytes_out: int = 0):
+        self.perm = perm
+        self.think = think  # delay before the request (or offset, for attacker and replay uses)
+        self.duration = duration  # tool execution time if allowed
+        self.risk = risk  # the noisy risk signal a detector or policy sees
+        self.bytes_out = bytes_out
+
+
+class InjectedAction(Action):
+    """An action a misuse injected, labelled with its instance id and kind."""
+
+    __slots__ = ("misuse_id", "kind", "goal", "present", "as_agent", "entitled",
+                 "data_sensitivity")
+
+    def __init__(self, perm: Perm, think: float, duration: float, risk: float,
+                 bytes_out: int = 0, *, misuse_id: int, kind: str, goal: bool,
+                 present: str = OWN, as_agent: int = -1, entitled: bool = True,
+                 data_sensitivity: str | None = None):
+        super().__init__(perm, think, duration, risk, bytes_out)
+        self.misuse_id, self.kind, self.goal = misuse_id, kind, goal
+        self.present, self.as_agent, self.entitled = present, as_agent, entitled
+        self.data_sensitivity = data_sensitivity
 
 
 @dataclass(slots=True)
@@ -266,10 +289,10 @@ class WorkloadBuilder:
                 steps.append(Action(step[0], think(), step_time(), risk(), step[1]))
         return Task(tid, ttype, agent, arrival, steps, scope, depth)
 
-    def action(self, perm: Perm, *, misuse: bool = False, **kw) -> Action:
-        """A freshly sampled action (think, duration, risk) for a permission."""
-        risk = self._risk_misuse.next() if misuse else self._risk_benign.next()
-        return Action(perm, self._think.next(), self._step.next(), risk, **kw)
+    def injected(self, perm: Perm, **labels) -> InjectedAction:
+        """A freshly sampled injected action (think, duration, misuse-risk) for a permission."""
+        risk = self._risk_misuse.next()
+        return InjectedAction(perm, self._think.next(), self._step.next(), risk, **labels)
 
 
 def _kind_order(kinds: list[str], weights: np.ndarray, u: float) -> list[str]:

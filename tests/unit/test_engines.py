@@ -10,7 +10,7 @@ import pytest
 
 import simharness
 from simharness.controls.base import World, make
-from simharness.engine import simulate
+from simharness.engine import A, simulate
 from simharness.loader import load_scenario
 from simharness.policy.engines import (
     DEFAULT_POLICIES,
@@ -194,7 +194,7 @@ def test_each_engine_denies_the_same_actions_for_the_same_reasons():
         control = make(entry.name, entry.model, entry.params, World(spec))
         log = simulate(build_workload(spec, 0), control)
         # (allowed, reason set) of every action in order
-        logs[engine] = [(a[17], frozenset(a[18].split(";"))) for a in log.actions]
+        logs[engine] = [(a[A["allowed"]], frozenset(a[A["reasons"]].split(";"))) for a in log.actions]
     ref = logs.pop("rules")
     assert sum(not allowed for allowed, _ in ref) >= 20
     for engine, got in logs.items():
