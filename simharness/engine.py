@@ -156,7 +156,8 @@ class RunLog:
 class Engine:
     """Runs one workload against one control."""
 
-    def __init__(self, workload: Workload, control: Control, root_seed: int | None = None):
+    def __init__(self, workload: Workload, control: Control, root_seed: int | None = None,
+                 keep_plans: bool = True):
         spec = workload.spec
         self.w = workload
         self.control = control
@@ -168,6 +169,10 @@ class Engine:
         self.policy_evaluations = 0
         self.horizon, self.warmup = spec.horizon, spec.warmup
         self.abort = spec.on_deny == "abort"
+        # False: drop each task's sampled steps when it ends. Metrics need only arrivals,
+        # misuse instances and attacker/replay tails, and in a million-action run the plans
+        # are a third of the memory (the workload is single-use then: its digest changes).
+        self.keep_plans = keep_plans
         root = spec.seed if root_seed is None else root_seed
         rep = workload.replication
         self._stream_id = 0
@@ -282,6 +287,8 @@ class Engine:
         control.on_task_end(ctx, cred, ledger, env.now)
         record[T["end"]] = env.now
         record[T["status"]] = COMPLETED if ok else FAILED
+        if not self.keep_plans:
+            task.steps = []
         if task.replay:
             env.start(self._outside_task(task.replay, task, agent, identity, cred, record,
                                            stolen=False))
@@ -446,6 +453,7 @@ class Engine:
         self.control.on_deviation(identity, self.ledger, self.env.now)
 
 
-def simulate(workload: Workload, control: Control, root_seed: int | None = None) -> RunLog:
-    """Run one control on one workload."""
-    return Engine(workload, control, root_seed).run()
+def simulate(workload: Workload, control: Control, root_seed: int | None = None,
+             keep_plans: bool = True) -> RunLog:
+    """Run one control on one workload (keep_plans=False: see Engine)."""
+    return Engine(workload, control, root_seed, keep_plans).run()

@@ -21,21 +21,20 @@ TIMELINE_POINTS = 97
 LATENCY_QUANTILES = np.linspace(0.0, 1.0, 201)
 
 
-def _exposure_events(log: RunLog) -> tuple[np.ndarray, np.ndarray]:
-    """Event times and rate changes of `sum live W(G) - w(step executing under it)`."""
+def _exposure_intervals(log: RunLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, end, weight) of every term of `sum live W(G) - w(step executing under it)`:
+    +W(G) over each credential's live span, -w(p) over each step executing under it, all
+    clipped to [warm-up, horizon]. Kept in C doubles: a million-action run would otherwise
+    hold millions of Python floats here."""
     lo, hi = log.warmup, log.horizon
-    # C doubles, not lists of float objects: a million-action run would otherwise hold
-    # four million Python floats here.
-    times = array("d")
-    deltas = array("d")
+    starts, ends, weights = array("d"), array("d"), array("d")
     creds = log.ledger.credentials
     for c in creds:
-        if c.weight <= 0:
-            continue
         a, b = max(c.issued, lo), min(c.end, hi)
-        if b > a:
-            times.extend((a, b))
-            deltas.extend((c.weight, -c.weight))
+        if c.weight > 0 and b > a:
+            starts.append(a)
+            ends.append(b)
+            weights.append(c.weight)
     t_i, lat_i, dur_i, cred_i, allowed_i = A["time"], A["latency"], A["duration"], A["credential"], A["allowed"]
     tool_i, act_i, res_i = A["tool"], A["action"], A["resource"]
     weight = log.workload.weight
@@ -50,26 +49,24 @@ def _exposure_events(log: RunLog) -> tuple[np.ndarray, np.ndarray]:
         start = rec[t_i] + rec[lat_i]
         a, b = max(start, c.issued, lo), min(start + rec[dur_i], c.end, hi)
         if b > a:
-            w = weight.get(perm, 0.0)
-            times.extend((a, b))
-            deltas.extend((-w, w))
-    if not times:
-        return np.array([lo, hi]), np.zeros(2)
-    t = np.frombuffer(times, dtype=float)
-    d = np.frombuffer(deltas, dtype=float)
-    order = np.argsort(t, kind="stable")
-    return t[order], d[order]
+            starts.append(a)
+            ends.append(b)
+            weights.append(-weight.get(perm, 0.0))
+    return (np.frombuffer(starts, dtype=float), np.frombuffer(ends, dtype=float),
+            np.frombuffer(weights, dtype=float))
 
 
 def exposure_curve(log: RunLog, points: int = TIMELINE_POINTS) -> tuple[np.ndarray, np.ndarray, float]:
-    """(grid times, cumulative exposure at each, total exposure)."""
-    t, d = _exposure_events(log)
-    rate = np.cumsum(d)
-    seg = np.diff(t) * rate[:-1]
-    cum = np.concatenate([[0.0], np.cumsum(seg)])
-    total = float(cum[-1]) if len(cum) else 0.0
+    """(grid times, cumulative exposure at each, total exposure).
+
+    Each term contributes w * clip(t - start, 0, end - start) by time t, so the total needs no
+    sort and the curve costs one pass over the terms per grid point, in bounded memory."""
+    starts, ends, weights = _exposure_intervals(log)
+    lengths = ends - starts
+    total = float(weights @ lengths)
     grid = np.linspace(log.warmup, log.horizon, points)
-    curve = np.interp(grid, t, cum, left=0.0, right=total)
+    curve = np.array([float(weights @ np.clip(t - starts, 0.0, lengths)) for t in grid[:-1]]
+                     + [total]) if points > 1 else np.array([total])
     return grid, curve, max(total, 0.0)
 
 
@@ -78,17 +75,17 @@ def _busy_by_holder(log: RunLog) -> dict[str, list[tuple[float, float]]]:
     for rec in log.tasks:  # a task still running at the horizon is busy until then
         end = log.horizon if rec[T["status"]] == IN_FLIGHT else rec[T["end"]]
         spans[rec[T["identity"]]].append((rec[T["start"]], end))
-    merged: dict[str, list[tuple[float, float]]] = {}
-    for holder, iv in spans.items():
+    for holder, iv in spans.items():  # merge overlapping spans in place
         iv.sort()
-        out: list[list[float]] = []
+        out: list[tuple[float, float]] = []
         for s, e in iv:
             if out and s <= out[-1][1]:
-                out[-1][1] = max(out[-1][1], e)
+                if e > out[-1][1]:
+                    out[-1] = (out[-1][0], e)
             else:
-                out.append([s, e])
-        merged[holder] = [(s, e) for s, e in out]
-    return merged
+                out.append((s, e))
+        spans[holder] = out
+    return spans
 
 
 def _overlap(spans: list[tuple[float, float]], starts: list[float], a: float, b: float) -> float:
@@ -181,16 +178,8 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
     """The summary metrics of one run (task_inflation is filled in against `none` later).
     `exposure`: the total from `exposure_curve`, when the caller computed the curve already."""
     lo, hi = log.warmup, log.horizon
-    acts = [r for r in log.actions if r[A["time"]] >= lo]
-    allowed_i, mid_i = A["allowed"], A["misuse_id"]
-    legit = [r for r in acts if r[mid_i] < 0]
-    legit_denied = [r for r in legit if not r[allowed_i]]
-    executed = [r for r in acts if r[allowed_i]]
-    flagged_ids = {log.actions[i][A["identity"]] for i in log.flagged}
-    collateral = sum(
-        1 for r in legit_denied
-        if r[A["identity"]] in flagged_ids and REVOCATION_REASONS & set(r[A["reasons"]].split(";")))
-    lat_ms = np.fromiter((r[A["latency"]] for r in acts), dtype=float, count=len(acts)) * 1e3
+    c = _count_actions(log)
+    lat_ms = _latencies_ms(log)
     top = [r for r in log.tasks if r[T["depth"]] == 0 and r[T["arrival"]] >= lo]
     n_arrived = sum(1 for t in log.workload.tasks if lo <= t.arrival < hi)
     completed = [r for r in top if r[T["status"]] == COMPLETED]
@@ -215,12 +204,12 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
         "tasks_completed": len(completed),
         "tasks_failed": failed,
         "tasks_ended": len(completed) + failed,
-        "actions": len(acts),
-        "actions_denied": sum(1 for r in acts if not r[allowed_i]),
-        "legit_actions": len(legit),
-        "legit_denied": len(legit_denied),
-        "collateral_denials": collateral,
-        "executed_actions": len(executed),
+        "actions": c["actions"],
+        "actions_denied": c["actions"] - c["executed"],
+        "legit_actions": c["legit"],
+        "legit_denied": c["legit_denied"],
+        "collateral_denials": c["collateral"],
+        "executed_actions": c["executed"],
         "misuse_injected": tot["injected"],
         "misuse_prevented": tot["prevented"],
         "misuse_detected": tot["detected"],
@@ -232,7 +221,7 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
         "standing_exposure": standing_exposure(log),
         "exposure_per_agent_hour": exposure / agent_hours if agent_hours else math.nan,
         "blast_radius": blast_radius(log),
-        "false_deny_rate": _ratio(len(legit_denied), len(legit)),
+        "false_deny_rate": _ratio(c["legit_denied"], c["legit"]),
         "task_success_rate": _ratio(len(completed), len(completed) + failed),
         "decision_mean_ms": float(lat_ms.mean()) if len(lat_ms) else math.nan,
         "decision_p50_ms": float(q[0]),
@@ -244,16 +233,51 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
         "pdp_utilization": util,
         "tokens_issued": tokens,
         "policy_evaluations": log.policy_evaluations,
-        "allowed_without_decision": sum(1 for r in acts if r[A["without_decision"]]),
-        "audit_attributed": sum(1 for r in executed if r[A["attributed"]]),
-        "audit_attribution_rate": _ratio(sum(1 for r in executed if r[A["attributed"]]), len(executed)),
-        "invisible_actions": sum(1 for r in executed if not r[A["visible"]]),
-        "invisible_action_rate": _ratio(sum(1 for r in executed if not r[A["visible"]]), len(executed)),
+        "allowed_without_decision": c["without_decision"],
+        "audit_attributed": c["attributed"],
+        "audit_attribution_rate": _ratio(c["attributed"], c["executed"]),
+        "invisible_actions": c["invisible"],
+        "invisible_action_rate": _ratio(c["invisible"], c["executed"]),
     }
 
 
+def _count_actions(log: RunLog) -> dict[str, int]:
+    """Action counts after warm-up in one pass (no filtered copies of a million-row log)."""
+    t_i, allowed_i, mid_i = A["time"], A["allowed"], A["misuse_id"]
+    ident_i, reasons_i = A["identity"], A["reasons"]
+    wo_i, attr_i, vis_i = A["without_decision"], A["attributed"], A["visible"]
+    flagged_ids = {log.actions[i][ident_i] for i in log.flagged}
+    n = executed = legit = legit_denied = collateral = without = attributed = invisible = 0
+    for r in log.actions:
+        if r[t_i] < log.warmup:
+            continue
+        n += 1
+        without += r[wo_i]
+        if r[allowed_i]:
+            executed += 1
+            attributed += r[attr_i]
+            invisible += not r[vis_i]
+        if r[mid_i] < 0:
+            legit += 1
+            if not r[allowed_i]:
+                legit_denied += 1
+                # Collateral: a revocation of a flagged identity that hit legitimate work.
+                if r[ident_i] in flagged_ids and REVOCATION_REASONS & set(r[reasons_i].split(";")):
+                    collateral += 1
+    return {"actions": n, "executed": executed, "legit": legit, "legit_denied": legit_denied,
+            "collateral": collateral, "without_decision": without, "attributed": attributed,
+            "invisible": invisible}
+
+
+def _latencies_ms(log: RunLog) -> np.ndarray:
+    """Decision latency of every action after warm-up, in ms (one C double each)."""
+    lat = array("d", (r[A["latency"]] for r in log.actions if r[A["time"]] >= log.warmup))
+    return np.frombuffer(lat, dtype=float) * 1e3
+
+
 def latency_quantiles(log: RunLog) -> dict[str, list[float]]:
-    lat = np.array([r[A["latency"]] for r in log.actions if r[A["time"]] >= log.warmup]) * 1e3
+    """Decision-latency quantiles (ms) on a fixed grid, for the CDF plot."""
+    lat = _latencies_ms(log)
     if not len(lat):
         return {"q": [], "ms": []}
     return {"q": LATENCY_QUANTILES.tolist(), "ms": np.quantile(lat, LATENCY_QUANTILES).tolist()}

@@ -63,7 +63,8 @@ def run_one(task: RunTask, audit_dir: str | None = None,
     entry = task.entry
     workload = build_workload(spec, task.replication)
     control = make(entry.name, entry.model, entry.params, World(spec))
-    log = simulate(workload, control)
+    digest = workload.digest()
+    log = simulate(workload, control, keep_plans=False)
     row: dict[str, Any] = {
         "scenario": spec.name,
         "control": entry.name,
@@ -79,7 +80,7 @@ def run_one(task: RunTask, audit_dir: str | None = None,
         "misuse": metrics.misuse_outcomes(log),
         "timeline": {"t": grid.tolist(), "exposure": curve.tolist()},
         "latency_ms": metrics.latency_quantiles(log),
-        "workload_digest": workload.digest(),
+        "workload_digest": digest,
         "facts": control.facts(),
     }
     if audit_dir is not None and not task.hidden:

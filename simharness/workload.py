@@ -137,9 +137,6 @@ class Workload:
             _hash_task(h, t)
         return h.hexdigest()
 
-    def perm_weight(self, perm: Perm) -> float:
-        return self.weight.get(perm, 0.0)
-
     def iter_tasks(self):
         """Every task including delegated sub-tasks, depth first."""
         stack = list(reversed(self.tasks))
