@@ -125,7 +125,9 @@ class Rule:
     stateful: bool  # reads a rate window (run state), not only the request
     tools: frozenset[str] | None  # static pre-filter: the rule only applies to these tools
     actions: frozenset[str] | None
-    matches: Predicate  # all predicates, compiled into one short-circuiting closure
+    matches: Predicate  # the whole `when:`, compiled into one short-circuiting lambda
+    condition: str  # its Python source over `r` (names bound in `names`), for fast paths
+    names: dict[str, Any]
 
 
 class Policy:
@@ -138,6 +140,10 @@ class Policy:
         self.default_allow = default == "allow"
         self.source = source
         self._index: dict[tuple[str, str], tuple[tuple[Rule, ...], tuple[Rule, ...]]] = {}
+        self._fast: dict[tuple[str, str], Callable[[Request], tuple[bool, tuple]]] = {}
+        # Decisions are immutable: one shared object per outcome instead of one per request.
+        self._decisions: dict[tuple[bool, tuple], Decision] = {}
+        self._default_reasons = ("default-allow",) if self.default_allow else ("default-deny",)
 
     def _rules_for(self, tool: str, action: str) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
         key = (tool, action)
@@ -152,6 +158,41 @@ class Policy:
         return hit
 
     def evaluate(self, req: Request) -> Decision:
+        fast = self._fast.get((req.tool, req.action))
+        if fast is None:
+            fast = self._fast[(req.tool, req.action)] = self._compile_fast(req.tool, req.action)
+        try:
+            key = fast(req)
+        except Exception:  # some rule raised: the careful path says which, and never allows
+            return self.evaluate_each(req)
+        decision = self._decisions.get(key)
+        if decision is None:
+            allow, ids = key
+            decision = self._decisions[key] = Decision(allow, ids or self._default_reasons)
+        return decision
+
+    def _compile_fast(self, tool: str, action: str) -> Callable[[Request], tuple[bool, tuple]]:
+        """The rules that apply to (tool, action) as one generated function returning
+        (allow, ids of the deciding rules): every condition inline, no call per rule. Rule
+        ids and values are bound as names, never pasted into the source."""
+        denies, allows = self._rules_for(tool, action)
+        names: dict[str, Any] = {"__builtins__": {}}
+        lines = ["def fast(r):", "    d = ()"]
+        for k, rule in enumerate(denies):
+            names.update(rule.names)
+            names[f"d{k}"] = rule.id
+            lines.append(f"    if {rule.condition}: d += (d{k},)")
+        lines += ["    if d: return False, d", "    a = ()"]
+        for k, rule in enumerate(allows):
+            names.update(rule.names)
+            names[f"a{k}"] = rule.id
+            lines.append(f"    if {rule.condition}: a += (a{k},)")
+        lines += ["    if a: return True, a", f"    return {self.default_allow!r}, ()"]
+        exec("\n".join(lines), names)  # noqa: S102 - source built from our own templates
+        return names["fast"]
+
+    def evaluate_each(self, req: Request) -> Decision:
+        """Rule by rule, recording evaluation errors (the path taken when a rule raises)."""
         denies, allows = self._rules_for(req.tool, req.action)
         errors: list[str] = []
         deny_ids: list[str] = []
@@ -174,7 +215,7 @@ class Policy:
             return Decision(True, tuple(allow_ids), tuple(errors))
         if errors:
             return Decision(False, ("evaluation-error",), tuple(errors))
-        return Decision(True, ("default-allow",)) if self.default_allow else Decision(False, ("default-deny",))
+        return Decision(self.default_allow, self._default_reasons)
 
     def observe(self, req: Request) -> None:
         for w in self.windows:
@@ -230,15 +271,17 @@ def _condition(attr: str, cond: Any, where: str, bind: Callable[[Any], str]) -> 
     return parts
 
 
-def _compile_when(when: dict[str, Any], where: str) -> tuple[Predicate, list[RateWindow]]:
-    """One predicate for a rule's whole `when:`, generated as a single lambda: a conjunction
-    of inline attribute reads and comparisons, short-circuiting, with no call per condition
-    (the per-action hot path). Returns it and the rate windows it reads."""
+def _compile_when(when: dict[str, Any], where: str, prefix: str
+                  ) -> tuple[str, dict[str, Any], list[RateWindow]]:
+    """A rule's whole `when:` as one Python expression over the request `r`: a conjunction of
+    inline attribute reads and comparisons, short-circuiting, with no call per condition (the
+    per-action hot path). Returns it, its bound names (prefixed, so that the rules of a policy
+    can be combined into one function) and the rate windows it reads."""
     names: dict[str, Any] = {}
     windows: list[RateWindow] = []
 
     def bind(value: Any) -> str:
-        name = f"v{len(names)}"
+        name = f"{prefix}v{len(names)}"
         names[name] = value
         return name
 
@@ -250,8 +293,7 @@ def _compile_when(when: dict[str, Any], where: str) -> tuple[Predicate, list[Rat
             parts.append(f"{bind(w.exceeded)}(r)")
         else:
             parts += _condition(attr, cond, where, bind)
-    source = "lambda r: " + (" and ".join(parts) if parts else "True")
-    return eval(source, {"__builtins__": {}, **names}), windows  # noqa: S307 - our own source
+    return (" and ".join(parts) if parts else "True"), names, windows
 
 
 def _static_filter(when: dict[str, Any], attr: str) -> frozenset[str] | None:
@@ -275,7 +317,7 @@ def compile_rules(data: dict[str, Any], source: str = "<rules>") -> Policy:
     default = data.get("default", "deny")
     if default not in ("deny", "allow"):
         raise PolicyError(f"{source}: default must be deny or allow")
-    rules: list[Rule] = []
+    parsed: list[tuple] = []
     windows: list[RateWindow] = []
     seen: set[str] = set()
     for i, raw in enumerate(data.get("rules") or []):
@@ -295,10 +337,18 @@ def compile_rules(data: dict[str, Any], source: str = "<rules>") -> Policy:
         when = raw.get("when") or {}
         if not isinstance(when, dict):
             raise PolicyError(f"{where}.when: expected a mapping of attribute: condition")
-        matches, rule_windows = _compile_when(when, f"{where}.when")
+        condition, names, rule_windows = _compile_when(when, f"{where}.when", f"r{i}_")
         windows += rule_windows
-        rules.append(Rule(rid, effect, bool(rule_windows), _static_filter(when, "tool"),
-                          _static_filter(when, "action"), matches))
+        parsed.append((rid, effect, bool(rule_windows), _static_filter(when, "tool"),
+                       _static_filter(when, "action"), condition, names))
+    # One compile for every rule's predicate (a compile per rule costs more than the rest).
+    namespace: dict[str, Any] = {"__builtins__": {}}
+    for p in parsed:
+        namespace.update(p[6])
+    exec("\n".join(f"def m{i}(r): return {p[5]}" for i, p in enumerate(parsed)),  # noqa: S102
+         namespace)
+    rules = [Rule(rid, effect, stateful, tools, actions, namespace[f"m{i}"], condition, names)
+             for i, (rid, effect, stateful, tools, actions, condition, names) in enumerate(parsed)]
     return Policy(rules, windows, default, source)
 
 
