@@ -43,3 +43,12 @@ def test_bare_simpy(benchmark):
     n = benchmark(bench.bare_simpy, AGENTS, STEPS, SERVERS, parse_duration(HORIZON),
                   parse_rate(RATE))
     assert n > 0
+
+
+def test_whole_process_at_least_as_fast_as_bare_simpy():
+    """Issue target: on the 200-agent, 3-step, 8-server-PDP workload, simharness (workload
+    sampling, control, engine) runs at least as many actions per second as a bare SimPy model
+    of the same event structure, both measured in this run (best of 5 each)."""
+    r = bench.engine_speed(repeats=5)
+    assert r["simharness_actions"] > 30_000 and r["bare_actions"] > 30_000
+    assert r["ratio"] >= 1.0, r
