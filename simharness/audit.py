@@ -110,9 +110,8 @@ def write_run(path: str | os.PathLike[str], actions: Sequence[tuple], control: s
             by_field = list(zip(*chunk, strict=True)) if n else [() for _ in ACTION_FIELDS]
             for name, values in zip(ACTION_FIELDS, by_field, strict=True):
                 typ = sch.field(name).type
-                if pa.types.is_string(typ):
-                    values = [_cell(v, typ) for v in values]
-                cols.append(pa.array(values, type=typ))
+                cells = [_cell(v, typ) for v in values] if pa.types.is_string(typ) else values
+                cols.append(pa.array(cells, type=typ))
             writer.write_batch(pa.RecordBatch.from_arrays(cols, schema=sch))
             del chunk, by_field, cols
     return path

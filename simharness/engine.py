@@ -17,7 +17,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from simharness import rng as seedtree
 from simharness.controls.base import (
@@ -183,7 +185,7 @@ class Engine:
 
         self.stations: dict[str, StationState] = {}
         # (True, latency sampler) for a local check | (False, StationState) for a queue
-        self.stages: list[tuple[bool, object]] = [
+        self.stages: list[tuple[bool, Any]] = [
             (True, sampler(stage.latency)) if isinstance(stage, Local)
             else (False, self._station(stage, sampler)) for stage in control.path()]
         # Skip a method call per action for models that see everything (most of them).
@@ -294,7 +296,7 @@ class Engine:
                                            stolen=False))
         return ok
 
-    def _outside_task(self, uses: list[Action], task: Task, agent: AgentInfo, identity: str,
+    def _outside_task(self, uses: Sequence[Action], task: Task, agent: AgentInfo, identity: str,
                       cred: Credential | None, record: list, stolen: bool):
         """Injected uses of a task's credential outside the task: an outside attacker after a
         leak (`stolen`) or the agent replaying it after the task ended. Offsets count from now."""

@@ -11,6 +11,7 @@ import bisect
 import math
 from array import array
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
@@ -159,7 +160,7 @@ def misuse_outcomes(log: RunLog) -> list[dict]:
         damage[mid] += rec[wi]
         if idx in log.flagged:
             flagged[mid] = True
-    rows = {k: {"kind": k, "injected": 0, "prevented": 0, "detected": 0, "missed": 0, "damage": 0.0}
+    rows: dict[str, dict[str, Any]] = {k: {"kind": k, "injected": 0, "prevented": 0, "detected": 0, "missed": 0, "damage": 0.0}
             for k in sorted(set(counted.values()), key=MISUSE_KINDS.index)}
     for mid, kind in counted.items():
         r = rows[kind]

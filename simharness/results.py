@@ -309,7 +309,7 @@ def _context(row: Mapping[str, Any], sweep_cols: list[str]) -> dict[str, Any]:
     return ctx
 
 
-def _misuse_rows(runs: list[Mapping[str, Any]], sweep_cols: list[str]) -> pd.DataFrame:
+def _misuse_rows(runs: Sequence[Mapping[str, Any]], sweep_cols: list[str]) -> pd.DataFrame:
     records = []
     for r in runs:
         ctx = _context(r["row"], sweep_cols)
@@ -321,7 +321,7 @@ def _misuse_rows(runs: list[Mapping[str, Any]], sweep_cols: list[str]) -> pd.Dat
     return stats.misuse_table(df, sweep_cols)
 
 
-def _series_table(runs: list[Mapping[str, Any]], sweep_cols: list[str], entry: str,
+def _series_table(runs: Sequence[Mapping[str, Any]], sweep_cols: list[str], entry: str,
                   value_cols: tuple[str, str]) -> pd.DataFrame:
     """Long format: one row per sample, prefixed by control, replication and sweep values."""
     ctx_cols = list(dict.fromkeys(["control", "replication", *sweep_cols]))

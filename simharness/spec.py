@@ -227,7 +227,8 @@ def check_references(spec: ScenarioSpec) -> list[Problem]:
     for field, items in (("resources", spec.resources), ("tools", spec.tools), ("agents", spec.agents),
                          ("controls", spec.controls)):
         seen: set[str] = set()
-        for i, item in enumerate(items):
+        named: list[Any] = list(items)
+        for i, item in enumerate(named):
             if item.name in seen:
                 add(((field, i, "name"), f"duplicate name {item.name!r}"))
             seen.add(item.name)

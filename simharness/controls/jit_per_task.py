@@ -65,6 +65,7 @@ class JITPerTask(Control):
     model = "jit_per_task"
     description = "per-task token scoped from the plan, short ttl, revoked on completion"
     Params = JITParams
+    params: JITParams
     tool_audit = True
 
     def _scope(self, ctx: TaskContext, archetype: str) -> frozenset[Perm]:

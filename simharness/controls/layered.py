@@ -42,6 +42,7 @@ class Layered(Control):
     model = "layered"
     description = "members in series: every member must allow; latency adds up"
     Params = LayeredParams
+    params: LayeredParams
     tool_audit = True  # checked against the members below
 
     def __init__(self, name: str, params: dict, world: World):

@@ -28,6 +28,7 @@ class SSEOnly(Control):
     model = "sse_only"
     description = "role credential + network proxy: unapproved destinations and DLP on egress"
     Params = SSEParams
+    params: SSEParams
     standing = True
 
     def standing_grant(self, archetype: str):

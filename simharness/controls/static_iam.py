@@ -39,6 +39,7 @@ class StaticIAM(Control):
     model = "static_iam"
     description = "long-lived role credential per identity; local role check; no expiry"
     Params = StaticIAMParams
+    params: StaticIAMParams
     tool_audit = True
     standing = True
 
