@@ -32,23 +32,27 @@ from simharness.controls.base import (
     Station,
     TaskContext,
 )
-from simharness.rng import BlockSampler
-from simharness.workload import (
+from simharness.actions import (
     IMPERSONATE,
+    NO_ARGS,
+    NO_NAMES,
     OWN,
     PASSTHROUGH,
+    REPLAN,
+    RETRY,
     Action,
     AgentInfo,
     Delegation,
     Task,
-    Workload,
 )
+from simharness.rng import BlockSampler, keyed_uniform
+from simharness.workload import Workload
 
 # One action-log record per requested action (a tuple: cheap to append, easy to export).
 ACTION_FIELDS = (
     "time", "agent", "identity", "archetype", "platform", "task", "depth", "tool",
     "action", "resource", "destination", "in_scope", "misuse_id", "kind", "goal", "source",
-    "allowed", "reasons", "latency", "duration", "credential", "risk", "visible", "attributed",
+    "requester", "allowed", "reasons", "latency", "duration", "credential", "risk", "visible", "attributed",
     "without_decision", "weight", "chain_origin", "token_mode",
 )
 A = {name: i for i, name in enumerate(ACTION_FIELDS)}
@@ -171,11 +175,12 @@ class Engine:
         self.policy_evaluations = 0
         self.horizon, self.warmup = spec.horizon, spec.warmup
         self.abort = spec.on_deny == "abort"
+        self.on_deny = {a.name: spec.behaviour_of(a.name).on_deny for a in spec.agents}
         # False: drop each task's sampled steps when it ends. Metrics need only arrivals,
         # misuse instances and attacker/replay tails, and in a million-action run the plans
         # are a third of the memory (the workload is single-use then: its digest changes).
         self.keep_plans = keep_plans
-        root = spec.seed if root_seed is None else root_seed
+        root = self.root = spec.seed if root_seed is None else root_seed
         rep = workload.replication
         self._stream_id = 0
 
@@ -201,6 +206,7 @@ class Engine:
         self.detector = (det.threshold, det.delay) if det is not None else None
         self._sens_w = spec.weights.sensitivity
         self._act_w = spec.weights.action
+        self._sensitivity = workload.sensitivity
 
     def _station(self, st: Station, sampler) -> StationState:
         state = StationState(st, sampler(st.rtt), sampler(st.service), self.warmup, self.horizon)
@@ -253,6 +259,8 @@ class Engine:
         if cred is not None and cred is not parent_cred and self.token_station is not None:
             yield self.token_station.visit(env.now)[0]
         ok = True
+        on_deny = self.on_deny[agent.archetype]
+        data: str | None = None  # sensitivity of the most sensitive data the task has read
         # One SimPy event per action: after a decision the task sleeps through the action's
         # latency and execution *and* the next step's think time, waking exactly at the next
         # request, where every decision input (revocations, expiry) is read.
@@ -279,11 +287,18 @@ class Engine:
                     identity, agent.archetype, revocable, ledger, env.now)
                 env.start(self._outside_task(task.attacker, task, agent, identity, leaked,
                                                record, stolen=True))
-            allowed, pending = self._act(step, task, agent, identity, cred, ctx,
-                                         origin_identity, origin_role, parent_cred)
-            if not allowed and step.misuse_id < 0 and self.abort:
-                ok = False
-                break
+            act = (task, agent, identity, cred, ctx, origin_identity, origin_role, parent_cred,
+                   data)
+            allowed, pending = self._act(step, *act)
+            if not allowed and step.misuse_id < 0:
+                if on_deny.retry or on_deny.replan:
+                    allowed, pending, step = yield from self._recover(step, i, pending, on_deny,
+                                                                      act)
+                if not allowed and self.abort:
+                    ok = False
+                    break
+            if allowed and step.perm[1] == "read":
+                data = self._more_sensitive(data, step.perm[2])
         if pending > 0:
             yield pending
         control.on_task_end(ctx, cred, ledger, env.now)
@@ -295,6 +310,43 @@ class Engine:
             env.start(self._outside_task(task.replay, task, agent, identity, cred, record,
                                            stolen=False))
         return ok
+
+    def _recover(self, a: Action, i: int, pending: float, on_deny, act: tuple):
+        """After a denial of legitimate step i: retry it, then perhaps try an alternative
+        (behaviour.on_deny). Returns (allowed, time it then takes, the action that ran). The
+        replan choice is keyed on (task, step), so it is the same under every control."""
+        for _ in range(on_deny.retry):
+            yield pending + on_deny.backoff
+            allowed, pending = self._act(a, *act, source=RETRY)
+            if allowed:
+                return True, pending, a
+        task, agent = act[0], act[1]
+        if on_deny.replan and keyed_uniform(self.root, self.w.replication, task.id, i, 0) < on_deny.replan:
+            alt = self._alternative(a, task, agent, keyed_uniform(self.root, self.w.replication,
+                                                                  task.id, i, 1))
+            if alt is not None:
+                yield pending + on_deny.backoff
+                allowed, pending = self._act(alt, *act, source=REPLAN)
+                return allowed, pending, alt
+        return False, pending, a
+
+    @staticmethod
+    def _alternative(a: Action, task: Task, agent: AgentInfo, u: float) -> Action | None:
+        """Another permission of the agent's role for the same action, one the task declared
+        if there is any (the agent tries what it was told it may use)."""
+        others = sorted(p for p in agent.role if p[1] == a.perm[1] and p != a.perm)
+        declared = [p for p in others if p in task.declared]
+        pool = declared or others
+        if not pool:
+            return None
+        perm = pool[min(int(u * len(pool)), len(pool) - 1)]
+        return Action(perm, 0.0, a.duration, a.risk, a.bytes_out, a.args)
+
+    def _more_sensitive(self, label: str | None, resource: str) -> str:
+        level = self._sensitivity[resource]
+        if label is None or self._sens_w[level] > self._sens_w[label]:
+            return level
+        return label
 
     def _outside_task(self, uses: Sequence[Action], task: Task, agent: AgentInfo, identity: str,
                       cred: Credential | None, record: list, stolen: bool):
@@ -319,8 +371,10 @@ class Engine:
 
     def _act(self, a: Action, task: Task, agent: AgentInfo, identity: str,
              cred: Credential | None, ctx: TaskContext, origin: str, origin_role,
-             parent_cred: Credential | None):
-        """Request and decide one planned or injected action: (allowed, time it then takes)."""
+             parent_cred: Credential | None, data: str | None, source: str | None = None):
+        """Request and decide one action of a task: (allowed, time it then takes). `data`: the
+        sensitivity of what the task has read, carried by a send; `source` overrides the
+        action's own (a retry)."""
         control, ledger, now = self.control, self.ledger, self.env.now
         attested = True
         token_mode = "none" if task.depth == 0 else (
@@ -349,21 +403,26 @@ class Engine:
             raise AssertionError(a.present)
         req = self._request(a, task, agent, presented_identity, attested, "agent", presented, True,
                             origin, origin_role, token_mode, as_agent)
-        return self._decide(a, req, task, agent)
+        if req.data_sensitivity is None and req.action == "send":
+            req.data_sensitivity = data
+        return self._decide(a, req, task, agent, source)
 
     def _request(self, a: Action, task: Task, agent: AgentInfo, identity: str, attested: bool,
                  source: str, cred: Credential | None, active: bool, origin: str, origin_role,
                  token_mode: str, as_agent: AgentInfo | None = None) -> Request:
         tool, action, res = a.perm
         who = as_agent or agent
+        args = a.args
         return Request(
             self.env.now, identity, who.identity_mode, attested, source, agent.name,
             who.archetype, agent.platform, tool, action, self.resources[res], a.perm, a.bytes_out,
-            a.data_sensitivity, task.id, task.type, active, a.perm in task.scope,
+            a.data_sensitivity, task.id, task.type, active, a.perm in task.declared,
             a.entitled and a.perm in who.role, task.depth, origin, a.perm in origin_role,
-            token_mode, cred, a.risk)
+            token_mode, cred, a.risk, NO_ARGS if args is None else args.values,
+            NO_NAMES if args is None else args.unknown)
 
-    def _decide(self, a: Action, req: Request, task: Task, agent: AgentInfo) -> tuple[bool, float]:
+    def _decide(self, a: Action, req: Request, task: Task, agent: AgentInfo,
+                source: str | None = None) -> tuple[bool, float]:
         """Decide a request now and log it: (allowed, latency + execution time if allowed).
         Queues are arithmetic (StationState), so this takes no simulated time itself."""
         env, control = self.env, self.control
@@ -413,7 +472,7 @@ class Engine:
              if a.data_sensitivity is not None else self.w.weight.get(a.perm, 0.0))
         self.actions.append((
             t_req, agent.index, req.identity, req.archetype, agent.platform, task.id, task.depth, req.tool, req.action, req.resource.name, req.resource.destination,
-            req.in_scope, a.misuse_id, a.kind, a.goal, req.source, allowed,
+            req.in_scope, a.misuse_id, a.kind, a.goal, source or a.source, req.source, allowed,
             self._reason_text(decision.reasons), latency_total, duration,
             req.credential.id if req.credential is not None else -1, a.risk, visible,
             allowed and visible and control.attributes(req), without and allowed, w,

@@ -9,30 +9,44 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from simharness.workload import (
+from simharness.actions import (
     IMPERSONATE,
     PASSTHROUGH,
     REPLAY,
     STOLEN,
-    Action,
+    AgentInfo,
+    Args,
     Delegation,
     InjectedAction,
     Perm,
     Task,
+    planned_steps,
 )
+from simharness.spec import ScenarioSpec
 
-if TYPE_CHECKING:
-    from simharness.workload import WorkloadBuilder
+ATTACKER_VALUE = "attacker"  # what a tampered text argument is set to
 
+
+class Builder(Protocol):
+    """What an injector needs from the workload builder (workload.WorkloadBuilder)."""
+
+    spec: ScenarioSpec
+    agents: list[AgentInfo]
+    by_archetype: dict[str, list[int]]
+    role_of: dict[str, frozenset[Perm]]
+    sensitivity: dict[str, str]
+    sens_weight: dict[str, float]
+
+    def injected(self, perm: Perm, **labels: Any) -> InjectedAction: ...
 
 
 @dataclass(slots=True)
 class Injection:
     """One misuse instance being injected: the task, its ids and its pre-drawn uniforms."""
 
-    b: WorkloadBuilder
+    b: Builder
     task: Task
     mid: int
     kind: str
@@ -83,7 +97,8 @@ def inject(b: WorkloadBuilder, task: Task, kind: str, mid: int, u_point: float, 
 
 
 def _tool_steps(task: Task) -> list[int]:
-    return [i for i, s in enumerate(task.steps) if isinstance(s, Action)]
+    # Injection points are planned steps: deviations must not move where misuse lands.
+    return planned_steps(task)
 
 
 def _first_delegation(task: Task) -> Delegation | None:
@@ -98,10 +113,10 @@ def _out_of_scope(m: Injection) -> bool:
         return False
     i = m.point(steps)
     tool, action, res = task.steps[i].perm
+    # Only resources the tool can reach: a permission outside the tool model would be denied
+    # by any role check and count as "caught" for free.
     tool_res = next(t.resources for t in b.spec.tools if t.name == tool)
     others = sorted(r for r in tool_res if r != res and m.sens(r) >= m.sens(res))
-    if not others:  # the tool reaches nothing else: aim at any resource at least as sensitive
-        others = sorted(r for r in b.sensitivity if r != res and m.sens(r) >= m.sens(res))
     if not others:
         return False
     task.steps.insert(i + 1, m.label((tool, action, m.pick(others)), True))
@@ -301,4 +316,60 @@ def _resource_overload(m: Injection) -> bool:
         a.think = prm.overload_interval
         burst.append(a)
     task.steps[i + 1:i + 1] = burst
+    return True
+
+
+def _tamper(args: Args, name: str, factor: float) -> Args:
+    """The step's arguments with `name` set to an attacker's value (unknown to the task)."""
+    value = args.values[name]
+    bad = value * factor if isinstance(value, float) else ATTACKER_VALUE
+    return Args({**args.values, name: bad}, args.unknown | {name})
+
+
+def _replace_step(m: Injection, i: int, **labels: Any) -> None:
+    """Run planned step i as an injected goal action with the step's own timing and risk
+    signal: the same call as planned, only its arguments or data differ."""
+    old = m.task.steps[i]
+    new = m.label(old.perm, True, **labels)
+    new.think, new.duration, new.risk = old.think, old.duration, old.risk
+    m.task.steps[i] = new
+
+
+@injector("argument_tampering")
+def _argument_tampering(m: Injection) -> bool:
+    task = m.task
+    steps = [i for i in _tool_steps(task) if task.steps[i].args is not None]
+    if not steps:
+        return False
+    i = m.point(steps)
+    old = task.steps[i]
+    name = m.pick(sorted(old.args.values))
+    _replace_step(m, i, bytes_out=old.bytes_out,
+                  args=_tamper(old.args, name, m.b.spec.misuse.params.tamper_factor))
+    return True
+
+
+@injector("in_plan_exfiltration")
+def _in_plan_exfiltration(m: Injection) -> bool:
+    b, task = m.b, m.task
+    planned = _tool_steps(task)
+    resources = {r.name: r for r in b.spec.resources}
+    # A planned send to an approved external destination, after the task read something.
+    sends = [i for i in planned if task.steps[i].perm[1] == "send"
+             and resources[task.steps[i].perm[2]].external
+             and resources[task.steps[i].perm[2]].approved
+             and any(task.steps[j].perm[1] == "read" for j in planned if j < i)]
+    if not sends:
+        return False
+    i = m.point(sends)
+    old = task.steps[i]
+    reads = [task.steps[j].perm[2] for j in planned if j < i and task.steps[j].perm[1] == "read"]
+    data = max(reads, key=lambda r: (m.sens(r), r))
+    args = old.args
+    if args is not None:  # addressed to the attacker where the call names a recipient
+        target = next((n for n in ("recipient", "destination", "to") if n in args.values), None)
+        if target is not None:
+            args = _tamper(args, target, 1.0)
+    _replace_step(m, i, bytes_out=old.bytes_out, args=args,
+                  data_sensitivity=b.sensitivity[data])
     return True

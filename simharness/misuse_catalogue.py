@@ -53,6 +53,15 @@ _KINDS = (
                ("ASI03",), ("NHI7",), ()),
     MisuseKind("resource_overload", "a burst of in-scope calls far above the agent's rate",
                ("ASI02", "ASI08"), (), ("AML.T0034.002",)),
+    # In-plan misuse: the call is one the plan contains; only its arguments or data differ.
+    MisuseKind("argument_tampering",
+               "a planned step runs with an attacker's argument value (recipient, destination, "
+               "amount)",
+               ("ASI01", "ASI02"), (), ("AML.T0051", "AML.T0053")),
+    MisuseKind("in_plan_exfiltration",
+               "a planned send carries data read in the task to an external destination through "
+               "an approved channel",
+               ("ASI01", "ASI02"), (), ("AML.T0086", "AML.T0051")),
 )
 
 CATALOGUE: dict[str, MisuseKind] = {k.name: k for k in _KINDS}

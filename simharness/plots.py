@@ -85,7 +85,7 @@ LATENCY_FLOOR_MS = 1e-3
 LATENCY_COLUMNS = ("control", "replication", "q", "ms")
 TIMELINE_COLUMNS = ("control", "replication", "t", "exposure")
 MISUSE_COLUMNS = ("control", "replication", "kind", "standards", "injected", "prevented",
-                  "detected", "missed", "caught_rate", "damage")
+                  "detected", "missed", "unreached", "caught_rate", "damage")
 DPI = 300
 _COL_W, _WIDE_W = 3.5, 7.0  # paper column and two-column widths, inches
 

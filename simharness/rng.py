@@ -16,7 +16,11 @@ STREAMS: dict[str, int] = {
     "signals": 3,  # risk scores seen by detectors and policies
     "delegation": 4,  # which agent takes a delegated sub-task
     "control": 5,  # randomness inside a control model (PDP service times, ...)
+    "behaviour": 6,  # legitimate deviations from the plan (extras, substitutions)
+    "scope": 7,  # what a predicted declared scope keeps and adds
+    "arguments": 8,  # argument values of planned steps
 }
+_MASK = (1 << 64) - 1
 
 
 def replication_seed(root: int, replication: int) -> np.random.SeedSequence:
@@ -51,3 +55,17 @@ class BlockSampler:
                 yield from dist.sample(rng, block).tolist()
 
         self.next = draws().__next__
+
+
+def keyed_uniform(root: int, replication: int, *key: int) -> float:
+    """A uniform in [0, 1) that depends only on (root, replication, key): the same for every
+    control of a replication, whatever happened before (splitmix64 over the key). For choices
+    that only some controls reach, e.g. whether an agent replans after a denial of step k."""
+    x = (root * 0x9E3779B97F4A7C15 + replication) & _MASK
+    for k in key:
+        x = (x ^ (k & _MASK)) * 0xBF58476D1CE4E5B9 & _MASK
+        x = (x + 0x9E3779B97F4A7C15) & _MASK
+        x ^= x >> 31
+        x = x * 0x94D049BB133111EB & _MASK
+        x ^= x >> 29
+    return (x >> 11) / 9007199254740992.0

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
 
 from simharness.misuse_catalogue import MISUSE_KINDS
 from simharness.units import Distribution, Duration, Rate
@@ -55,6 +64,47 @@ class Tool(Frozen):
     resources: list[str] = Field(min_length=1)
 
 
+class Deviation(Frozen):
+    """Legitimate departures from the plan, per planned step (sampled with the workload, so
+    identical for every control of a replication)."""
+
+    extra: float = Field(default=0.0, ge=0, le=1)  # P(an extra, unplanned action before the step)
+    substitute: float = Field(default=0.0, ge=0, le=1)  # P(another permitted tool or resource)
+    # Where extras come from: the archetype's role permissions off the plan, weighted by action.
+    # `role` means {read: 8, write: 1, send: 1}: look-ups, mostly.
+    explore: Literal["role"] | dict[str, Annotated[float, Field(ge=0)]] = "role"
+
+    def explore_weights(self) -> dict[str, float]:
+        return dict(EXPLORE_ROLE) if self.explore == "role" else dict(self.explore)
+
+
+EXPLORE_ROLE = {"read": 8.0, "write": 1.0, "send": 1.0}
+
+
+class OnDeny(Frozen):
+    """What an agent does after a denial of legitimate work, before `on_deny` (abort | skip)."""
+
+    retry: int = Field(default=0, ge=0, le=10)  # ask again this many times
+    backoff: Duration = 2.0  # before each retry or replan
+    replan: float = Field(default=0.0, ge=0, le=1)  # P(trying an alternative permission)
+
+
+class Behaviour(Frozen):
+    deviation: Deviation = Deviation()
+    on_deny: OnDeny = OnDeny()
+
+
+class DeclaredScope(Frozen):
+    """What controls are told of a task when it begins (never its realised plan).
+
+    plan: the plan's permissions; role: the whole role; predicted: each planned permission kept
+    with probability `recall`, each other role permission added with probability `extra`."""
+
+    source: Literal["plan", "predicted", "role"] = "plan"
+    recall: float = Field(default=1.0, ge=0, le=1)
+    extra: float = Field(default=0.0, ge=0, le=1)
+
+
 class Agent(Frozen):
     name: Name
     count: int = Field(default=1, ge=1, le=100_000)
@@ -63,6 +113,49 @@ class Agent(Frozen):
     platform: Literal["first_party", "third_party"] = "first_party"
     task_rate: Rate
     tasks: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    # Overrides parts of the scenario's `behaviour` for this archetype (what is not given is
+    # inherited).
+    behaviour: Behaviour | None = None
+
+
+class KnownArg(Frozen):
+    """A value the task declares when it begins (`known`), or, with probability 1 - known,
+    one the agent finds during the task (a tool output): controls see it as unknown."""
+
+    known: float = Field(default=1.0, ge=0, le=1)
+
+
+class ChoiceArg(Frozen):
+    """One of several values, by weight (declared with the task)."""
+
+    choice: dict[str, Annotated[float, Field(ge=0)]] = Field(min_length=1)
+
+
+class ConstantArg(Frozen):
+    value: str | float | bool
+
+
+def _arg_form(value: Any) -> Any:
+    # `known` and bare scalars are shorthands; a mapping with `dist` is a numeric distribution.
+    if value == "known":
+        return {"known": 1.0}
+    if isinstance(value, str | int | float | bool):
+        return {"value": value}
+    return value
+
+
+def _arg_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return next((k for k in ("known", "choice", "value") if k in value), "dist")
+    return {KnownArg: "known", ChoiceArg: "choice", ConstantArg: "value"}.get(type(value), "dist")
+
+
+ArgSpec = Annotated[
+    Annotated[KnownArg, Tag("known")] | Annotated[ChoiceArg, Tag("choice")]
+    | Annotated[ConstantArg, Tag("value")] | Annotated[Distribution, Tag("dist")],
+    Discriminator(_arg_kind),
+    BeforeValidator(_arg_form),
+]
 
 
 class ToolStep(Frozen):
@@ -70,6 +163,9 @@ class ToolStep(Frozen):
     action: str
     resource: str
     bytes_out: int = Field(default=0, ge=0)
+    # Argument values by name: `known`, {known: p}, a constant, {choice: {v: w}} or a
+    # distribution (numbers, e.g. an amount). Requests expose args.<name> and args.<name>.known.
+    args: dict[str, ArgSpec] = Field(default_factory=dict)
 
 
 class DelegateStep(Frozen):
@@ -117,6 +213,7 @@ class MisuseParams(Frozen):
     overload_calls: int = Field(default=50, ge=2)
     overload_interval: Duration = 0.05
     overload_setup: int = Field(default=5, ge=0)
+    tamper_factor: float = Field(default=10.0, gt=0)  # argument_tampering: amount x this
 
 
 class Misuse(Frozen):
@@ -157,7 +254,11 @@ class ScenarioSpec(Frozen):
     warmup: Duration = 0.0
     replications: int = Field(default=10, ge=1, le=100_000)
     seed: int = Field(default=20261129, ge=0)
+    # After a denied legitimate action (and any retry or replan): fail the task, or skip the step.
     on_deny: Literal["abort", "skip"] = "abort"
+    # None: not given (agents follow their plans; controls know the plan), see `follows_plans`.
+    behaviour: Behaviour | None = None
+    declared_scope: DeclaredScope | None = None
     max_delegation_depth: int = Field(default=4, ge=1, le=32)
     weights: Weights = Weights()
     resources: list[Resource] = Field(min_length=1)
@@ -199,6 +300,29 @@ class ScenarioSpec(Frozen):
 
     def control(self, name: str) -> ControlEntry:
         return next(c for c in self.controls if c.name == name)
+
+    @property
+    def follows_plans(self) -> bool:
+        """Neither `behaviour` nor `declared_scope` given: every legitimate action is planned
+        and controls know the plan, so they cannot misjudge legitimate work."""
+        return self.behaviour is None and self.declared_scope is None and not any(
+            a.behaviour is not None for a in self.agents)
+
+    def scope_rule(self) -> DeclaredScope:
+        return self.declared_scope or DeclaredScope()
+
+    def behaviour_of(self, archetype: str) -> Behaviour:
+        """The scenario's behaviour with the archetype's overrides (only the fields it gives)."""
+        base = self.behaviour or Behaviour()
+        own = self.agent(archetype).behaviour
+        if own is None:
+            return base
+        parts = {}
+        for section in own.model_fields_set:
+            given = getattr(own, section)
+            parts[section] = getattr(base, section).model_copy(
+                update={f: getattr(given, f) for f in given.model_fields_set})
+        return base.model_copy(update=parts)
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
@@ -286,10 +410,43 @@ def check_references(spec: ScenarioSpec) -> list[Problem]:
             add((("misuse", "kinds", kind), _unknown("misuse kind", kind, MISUSE_KINDS)))
     if spec.misuse.rate > 0 and not any(w > 0 for w in spec.misuse.kinds.values()):
         add((("misuse", "kinds"), "misuse.rate > 0 needs at least one kind with weight > 0"))
+    problems += _check_behaviour(spec, acts)
     if spec.warmup >= spec.horizon:
         add((("warmup",), "warmup must be shorter than horizon"))
     if not any(ag.tasks for ag in spec.agents):
         add((("agents",), "no agent has tasks: give at least one agent a `tasks:` mix"))
+    return problems
+
+
+ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_behaviour(spec: ScenarioSpec, actions: dict[str, float]) -> list[Problem]:
+    """Behaviour, declared scope and argument names refer to things that exist."""
+    problems: list[Problem] = []
+    blocks: list[tuple[tuple[str | int, ...], Behaviour]] = []
+    if spec.behaviour is not None:
+        blocks.append((("behaviour",), spec.behaviour))
+    blocks += [(("agents", i, "behaviour"), a.behaviour) for i, a in enumerate(spec.agents)
+               if a.behaviour is not None]
+    for path, b in blocks:
+        if isinstance(b.deviation.explore, dict):
+            for act in b.deviation.explore:
+                if act not in actions:
+                    problems.append(((*path, "deviation", "explore", act),
+                                     _unknown("action", act, actions)))
+    ds = spec.declared_scope
+    if ds is not None and ds.source != "predicted":
+        for f in sorted(ds.model_fields_set & {"recall", "extra"}):
+            problems.append((("declared_scope", f),
+                             f"{f} applies to source: predicted only (source is {ds.source!r})"))
+    for tname, task in spec.tasks.items():
+        for j, step in enumerate(task.steps):
+            for name in getattr(step, "args", {}):
+                if not ARG_NAME.match(name):
+                    problems.append((("tasks", tname, "steps", j, "args", name),
+                                     "an argument name is letters, digits and _ (it is read as "
+                                     "args.<name> in policies)"))
     return problems
 
 

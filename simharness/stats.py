@@ -296,7 +296,7 @@ def aggregate(summary: pd.DataFrame, group_cols: Sequence[str],
 
 # --------------------------------------------------------------------------- misuse
 
-MISUSE_COUNTS = ("injected", "prevented", "detected", "missed")
+MISUSE_COUNTS = ("injected", "prevented", "detected", "missed", "unreached")
 _MISUSE_KNOWN = ("control", "replication", "kind", *MISUSE_COUNTS, "damage")
 
 

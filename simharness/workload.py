@@ -1,124 +1,50 @@
-"""The pre-sampled workload of one replication: agents, tasks, plans, delegation, misuse.
+"""The pre-sampled workload of one replication: agents, tasks, plans, legitimate deviations,
+declared scopes, argument values, delegation and misuse.
 
 Pure Python and numpy, no SimPy. Everything that does not depend on the control is sampled here
 once, so every control of a replication sees the identical workload (common random numbers);
-`Workload.digest()` proves it.
+`Workload.digest()` proves it. Each kind of draw has its own random stream, so turning on
+deviations or predicted scopes leaves the plans, timings and misuse of a replication as they
+were, and raising a probability only adds to what a lower one drew (one uniform per decision).
 """
 
 from __future__ import annotations
 
 import hashlib
 from array import array
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
 from simharness import rng as seedtree
+from simharness.actions import (
+    NO_NAMES,
+    Action,
+    AgentInfo,
+    Args,
+    Delegation,
+    ExtraAction,
+    InjectedAction,
+    MisuseInstance,
+    Perm,
+    SubstitutedAction,
+    Task,
+)
+from simharness.misuse import inject
 from simharness.rng import BlockSampler
-from simharness.spec import DelegateStep, ScenarioSpec
+from simharness.spec import (
+    Behaviour,
+    ChoiceArg,
+    ConstantArg,
+    DelegateStep,
+    KnownArg,
+    ScenarioSpec,
+)
+from simharness.units import Uniform
 
-Perm = tuple[str, str, str]  # (tool, action, resource)
-
-# How an action presents its credential (the engine picks the credential; controls judge it).
-OWN = "own"  # the actor's current credential for this task
-STOLEN = "stolen"  # an outside attacker uses a leaked credential
-REPLAY = "replay"  # the agent reuses its ended task's credential
-PASSTHROUGH = "passthrough"  # a delegate presents the delegator's credential
-IMPERSONATE = "impersonate"  # the agent presents another archetype's identity
-
-
-@dataclass(frozen=True, slots=True)
-class AgentInfo:
-    index: int
-    name: str  # e.g. "support-3"
-    archetype: str
-    identity_mode: str  # shared | per_agent | per_task
-    platform: str  # first_party | third_party
-    role: frozenset[Perm]
-
-    @property
-    def standing_identity(self) -> str | None:
-        """The identity the agent holds between tasks (None for per_task identities)."""
-        if self.identity_mode == "shared":
-            return self.archetype
-        if self.identity_mode == "per_agent":
-            return self.name
-        return None
-
-
-class Action:
-    """One pre-sampled tool invocation of a task's plan.
-
-    A plain class with five slots: a run holds one per planned action (a million in a large
-    run), so the misuse labels live on the class for legitimate actions and only
-    `InjectedAction` stores its own."""
-
-    __slots__ = ("perm", "think", "duration", "risk", "bytes_out")
-    misuse_id: int = -1
-    kind: str | None = None
-    goal: bool = False  # a goal action of a misuse (counts for damage and outcomes)
-    present: str = OWN
-    as_agent: int = -1  # impersonation: index of the agent whose identity is presented
-    entitled: bool = True  # False: the directory revoked this permission (stale_authorization)
-    data_sensitivity: str | None = None  # a send carries data of this sensitivity
-
-    def __init__(self, perm: Perm, think: float, duration: float, risk: float,
-                 bytes_out: int = 0):
-        self.perm = perm
-        self.think = think  # delay before the request (or offset, for attacker and replay uses)
-        self.duration = duration  # tool execution time if allowed
-        self.risk = risk  # the noisy risk signal a detector or policy sees
-        self.bytes_out = bytes_out
-
-
-class InjectedAction(Action):
-    """An action a misuse injected, labelled with its instance id and kind."""
-
-    __slots__ = ("misuse_id", "kind", "goal", "present", "as_agent", "entitled",
-                 "data_sensitivity")
-
-    def __init__(self, perm: Perm, think: float, duration: float, risk: float,
-                 bytes_out: int = 0, *, misuse_id: int, kind: str, goal: bool,
-                 present: str = OWN, as_agent: int = -1, entitled: bool = True,
-                 data_sensitivity: str | None = None):
-        super().__init__(perm, think, duration, risk, bytes_out)
-        self.misuse_id, self.kind, self.goal = misuse_id, kind, goal
-        self.present, self.as_agent, self.entitled = present, as_agent, entitled
-        self.data_sensitivity = data_sensitivity
-
-
-@dataclass(slots=True)
-class Task:
-    id: int
-    type: str
-    agent: int
-    arrival: float
-    steps: list  # Action | Delegation, in order
-    scope: frozenset[Perm]  # the permissions its own plan uses
-    depth: int = 0
-    misuse_id: int = -1
-    kind: str | None = None
-    leak_step: int = -1  # credential_theft: the step whose credential leaks
-    attacker: tuple[Action, ...] = ()  # after the leak, think = offset (credential_theft)
-    replay: tuple[Action, ...] = ()  # after the task ends, think = offset (token_replay)
-
-
-@dataclass(slots=True)
-class Delegation:
-    """A hand-off: the sub-task runs on another agent and the delegator waits for it."""
-
-    think: float
-    task: Task
-
-
-@dataclass(frozen=True, slots=True)
-class MisuseInstance:
-    id: int
-    kind: str
-    task: int
-    agent: int
-    arrival: float
-
+UNIT = Uniform(dist="uniform", low=0.0, high=1.0)
 
 @dataclass(slots=True)
 class Workload:
@@ -141,6 +67,8 @@ class Workload:
         for t in self.iter_tasks():
             numbers.append(t.arrival)
             labels.append(f"T{t.id}|{t.type}|{t.agent}|{t.depth}|{t.misuse_id}|{t.kind}|{t.leak_step}")
+            if t.declared is not t.scope:
+                labels.append(f"S{sorted(t.declared)}")
             for s in (*t.steps, *t.attacker, *t.replay):
                 if isinstance(s, Delegation):
                     numbers.append(s.think)
@@ -162,10 +90,13 @@ class Workload:
 
 
 def _action_label(a: Action) -> str:
-    if type(a) is Action:  # the common case: only the permission and bytes vary
-        return f"{a.perm}|{a.bytes_out}"
-    return (f"{a.perm}|{a.bytes_out}|{a.misuse_id}|{a.kind}|{a.goal}|{a.present}|{a.as_agent}|"
-            f"{a.entitled}|{a.data_sensitivity}")
+    label = f"{a.perm}|{a.bytes_out}"
+    if type(a) is not Action:  # the common case: only the permission and bytes vary
+        label += (f"|{a.source}|{a.misuse_id}|{a.kind}|{a.goal}|{a.present}|{a.as_agent}|"
+                  f"{a.entitled}|{a.data_sensitivity}")
+    if a.args is not None:
+        label += f"|{sorted(a.args.values.items())}|{sorted(a.args.unknown)}"
+    return label
 
 
 def permission_weights(spec: ScenarioSpec) -> dict[Perm, float]:
@@ -191,7 +122,7 @@ class WorkloadBuilder:
     def __init__(self, spec: ScenarioSpec, replication: int, root_seed: int | None = None):
         self.spec = spec
         self.replication = replication
-        root = spec.seed if root_seed is None else root_seed
+        root = self._root = spec.seed if root_seed is None else root_seed
         s = spec.timing
         self._think = BlockSampler(s.think, seedtree.stream(root, replication, "timing", 0))
         self._step = BlockSampler(s.step, seedtree.stream(root, replication, "timing", 1))
@@ -202,6 +133,19 @@ class WorkloadBuilder:
         self._arrivals = seedtree.stream(root, replication, "arrivals")
         self._misuse_rng = seedtree.stream(root, replication, "misuse")
         self._delegation = seedtree.stream(root, replication, "delegation")
+        # Deviations draw their own uniforms, timings and risk scores, so that the planned steps
+        # keep theirs whatever the deviation rates (paired comparisons across a sweep).
+        dev = seedtree.stream(root, replication, "behaviour")
+        self._dev_u = BlockSampler(UNIT, dev).next
+        self._dev_think = BlockSampler(s.think, seedtree.stream(root, replication, "behaviour", 1)).next
+        self._dev_step = BlockSampler(s.step, seedtree.stream(root, replication, "behaviour", 2)).next
+        self._dev_risk = BlockSampler(spec.signals.risk.benign,
+                                      seedtree.stream(root, replication, "behaviour", 3)).next
+        self._scope_u = BlockSampler(UNIT, seedtree.stream(root, replication, "scope")).next
+        self._arg_rng = seedtree.stream(root, replication, "arguments")
+        self._arg_u = BlockSampler(UNIT, self._arg_rng).next
+        self._arg_samplers: dict[tuple[str, int], BlockSampler] = {}
+        self.declared_rule = spec.scope_rule()
         self.weight = permission_weights(spec)
         self.sensitivity = {r.name: r.sensitivity for r in spec.resources}
         self.sens_weight = spec.weights.sensitivity
@@ -216,14 +160,16 @@ class WorkloadBuilder:
                 self.by_archetype[a.name].append(idx)
                 self.agents.append(AgentInfo(idx, f"{a.name}-{i}", a.name, a.identity, a.platform,
                                              self.role_of[a.name]))
+        self.behaviour: dict[str, Behaviour] = {a.name: spec.behaviour_of(a.name) for a in spec.agents}
         self._next_task_id = 0
         self._next_misuse_id = 0
         self._plans: dict[str, tuple[list, frozenset[Perm]]] = {}
+        self._explore: dict[tuple[str, str], tuple[list[Perm], list[float]]] = {}
+        self._alternatives: dict[tuple[str, Perm], list[Perm]] = {}
+        self._predict: dict[tuple[str, str], tuple[list[Perm], list[Perm]]] = {}
 
     def build(self) -> Workload:
         """Arrivals, plans and misuse for every agent over the horizon."""
-        from simharness.misuse import inject  # misuse.py builds on the types above
-
         spec = self.spec
         tasks: list[Task] = []
         misuse: list[MisuseInstance] = []
@@ -265,10 +211,12 @@ class WorkloadBuilder:
         return times[: np.searchsorted(times, horizon)].tolist()
 
     def _plan(self, ttype: str) -> tuple[list, frozenset[Perm]]:
-        """A task type's steps as (perm, bytes_out) or DelegateStep, and its scope (cached)."""
+        """A task type's steps as (perm, bytes_out, args spec) or DelegateStep, and its scope
+        (cached)."""
         plan = self._plans.get(ttype)
         if plan is None:
-            steps = [s if isinstance(s, DelegateStep) else ((s.tool, s.action, s.resource), s.bytes_out)
+            steps = [s if isinstance(s, DelegateStep)
+                     else ((s.tool, s.action, s.resource), s.bytes_out, s.args)
                      for s in self.spec.tasks[ttype].steps]
             scope = frozenset(s[0] for s in steps if not isinstance(s, DelegateStep))
             plan = self._plans[ttype] = (steps, scope)
@@ -278,6 +226,9 @@ class WorkloadBuilder:
         tid = self._next_task_id
         self._next_task_id += 1
         plan, scope = self._plan(ttype)
+        archetype = self.agents[agent].archetype
+        deviation = self.behaviour[archetype].deviation
+        deviates = deviation.extra > 0 or deviation.substitute > 0
         think, step_time, risk = self._think.next, self._step.next, self._risk_benign.next
         steps: list = []
         for step in plan:
@@ -286,10 +237,110 @@ class WorkloadBuilder:
                 who = pool[int(self._delegation.integers(len(pool)))]
                 sub = self._task(step.task, who, arrival, depth + 1)
                 steps.append(Delegation(think(), sub))
-            else:
-                # Positional, in the order of `action()`: think, duration, risk.
-                steps.append(Action(step[0], think(), step_time(), risk(), step[1]))
-        return Task(tid, ttype, agent, arrival, steps, scope, depth)
+                continue
+            perm, bytes_out, arg_specs = step
+            cls = Action
+            if deviates:
+                extra, perm, cls = self._deviate(archetype, ttype, scope, perm, deviation)
+                if extra is not None:
+                    steps.append(extra)
+            args = self._args(arg_specs, tid) if arg_specs else None
+            # Positional, in the order of `action()`: think, duration, risk.
+            steps.append(cls(perm, think(), step_time(), risk(), bytes_out, args))
+        return Task(tid, ttype, agent, arrival, steps, scope, depth,
+                    declared=self._declare(archetype, ttype, scope))
+
+    # -- legitimate deviations -----------------------------------------------------------------
+    def _deviate(self, archetype: str, ttype: str, scope: frozenset[Perm], perm: Perm,
+                 deviation) -> tuple[Action | None, Perm, type[Action]]:
+        """(an extra action before the step or None, the step's permission, its class).
+
+        Always the same draws per planned step (two decisions, two picks, one extra action's
+        timing and risk), so the deviations at a lower rate are a subset of those at a higher."""
+        u_extra, u_pick, u_sub, u_alt = self._dev_u(), self._dev_u(), self._dev_u(), self._dev_u()
+        timing = self._dev_think(), self._dev_step(), self._dev_risk()
+        extra = None
+        if u_extra < deviation.extra:
+            cands, cdf = self._explore_mix(archetype, ttype, scope, deviation)
+            if cands:
+                pick = cands[min(bisect_right(cdf, u_pick * cdf[-1]), len(cands) - 1)]
+                extra = ExtraAction(pick, *timing)
+        cls: type[Action] = Action
+        if u_sub < deviation.substitute:
+            alts = self.alternatives(archetype, perm)
+            if alts:
+                perm, cls = alts[min(int(u_alt * len(alts)), len(alts) - 1)], SubstitutedAction
+        return extra, perm, cls
+
+    def _explore_mix(self, archetype: str, ttype: str, scope: frozenset[Perm], deviation
+                     ) -> tuple[list[Perm], list[float]]:
+        """Role permissions off the plan, with the cumulative explore weights of their actions."""
+        key = (archetype, ttype)
+        hit = self._explore.get(key)
+        if hit is None:
+            weights = deviation.explore_weights()
+            cands = [p for p in sorted(self.role_of[archetype] - scope) if weights.get(p[1], 0) > 0]
+            hit = self._explore[key] = (cands, list(accumulate(weights[p[1]] for p in cands)))
+        return hit
+
+    def alternatives(self, archetype: str, perm: Perm) -> list[Perm]:
+        """Other role permissions for the same action (another tool or resource), sorted."""
+        key = (archetype, perm)
+        hit = self._alternatives.get(key)
+        if hit is None:
+            hit = self._alternatives[key] = sorted(
+                p for p in self.role_of[archetype] if p[1] == perm[1] and p != perm)
+        return hit
+
+    # -- declared scope ------------------------------------------------------------------------
+    def _declare(self, archetype: str, ttype: str, scope: frozenset[Perm]) -> frozenset[Perm]:
+        """What the control is told when the task begins (DeclaredScope)."""
+        rule = self.declared_rule
+        if rule.source == "plan":
+            return scope
+        if rule.source == "role":
+            return self.role_of[archetype]
+        key = (archetype, ttype)
+        hit = self._predict.get(key)
+        if hit is None:
+            hit = self._predict[key] = (sorted(scope), sorted(self.role_of[archetype] - scope))
+        planned, others = hit
+        u = self._scope_u
+        # One uniform per permission, always: a higher recall keeps a superset.
+        kept = [p for p in planned if u() < rule.recall]
+        added = [p for p in others if u() < rule.extra]
+        declared = frozenset(kept + added)
+        return scope if declared == scope else declared
+
+    # -- arguments -----------------------------------------------------------------------------
+    def _args(self, specs: dict, task_id: int) -> Args:
+        """Argument values of one planned step; names whose value the task did not declare."""
+        values: dict = {}
+        unknown: set[str] = set()
+        for name, spec in specs.items():
+            if isinstance(spec, KnownArg):
+                declared = self._arg_u() < spec.known
+                values[name] = f"{name}:t{task_id}" if declared else f"{name}:t{task_id}:found"
+                if not declared:
+                    unknown.add(name)
+            elif isinstance(spec, ConstantArg):
+                values[name] = spec.value
+            elif isinstance(spec, ChoiceArg):
+                names = list(spec.choice)
+                cdf = list(accumulate(spec.choice.values()))
+                values[name] = names[min(bisect_right(cdf, self._arg_u() * cdf[-1]), len(names) - 1)]
+            else:  # a distribution: a number, e.g. an amount
+                values[name] = float(self._arg_sampler(name, spec).next())
+        return Args(values, frozenset(unknown) if unknown else NO_NAMES)
+
+    def _arg_sampler(self, name: str, dist) -> BlockSampler:
+        key = (name, id(dist))
+        sampler = self._arg_samplers.get(key)
+        if sampler is None:
+            sampler = self._arg_samplers[key] = BlockSampler(
+                dist, seedtree.stream(self._root, self.replication, "arguments",
+                                      1 + len(self._arg_samplers)))
+        return sampler
 
     def injected(self, perm: Perm, **labels) -> InjectedAction:
         """A freshly sampled injected action (think, duration, misuse-risk) for a permission."""

@@ -66,6 +66,20 @@ def make_spec(**changes) -> ScenarioSpec:
     return ScenarioSpec.model_validate(data)
 
 
+def rich_spec(**changes) -> ScenarioSpec:
+    """The mini scenario with more to aim at: a tool reaching two resources, a reply sent
+    outside with a recipient argument, an amount on the refund."""
+    data = copy.deepcopy(MINI)
+    data["tools"][0]["resources"] = ["crm", "ledger"]
+    data["tasks"]["answer_ticket"]["steps"].append(
+        {"tool": "http", "action": "send", "resource": "outbound_mail", "bytes_out": 20000,
+         "args": {"recipient": {"known": 0.9}}})
+    data["tasks"]["issue_refund"]["steps"][0]["args"] = {
+        "amount": {"dist": "lognormal", "p50": 80, "p99": 900}}
+    data.update(changes)
+    return ScenarioSpec.model_validate(data)
+
+
 @pytest.fixture
 def mini() -> ScenarioSpec:
     return make_spec()

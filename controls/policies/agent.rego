@@ -10,7 +10,7 @@ import rego.v1
 
 rate_limits := {"forbid-burst": {"key": "identity", "window": "10s", "gt": 20}}
 
-# An attested workload acting within its role and its task's plan.
+# An attested workload acting within its role and its task's declared scope.
 permit contains "permit-planned-action" if {
 	input.attested == true
 	input.entitled == true
@@ -38,6 +38,9 @@ deny contains "forbid-foreign-token" if {
 	input.token_present == true
 	input.token_holder_matches == false
 }
+
+# A call that names a recipient the task did not declare when it began.
+deny contains "forbid-unknown-recipient" if input.args_known.recipient == false
 
 # More than 20 requests in 10 s from one identity.
 deny contains "forbid-burst" if input.rate_exceeded == true

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -17,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simharness.spec import Resource, ScenarioSpec
 from simharness.units import Duration
-from simharness.workload import Perm, permission_weights, role_perms
+from simharness.actions import NO_ARGS, NO_NAMES, Perm
+from simharness.workload import permission_weights, role_perms
 
 ENTRY_POINT_GROUP = "simharness.controls"
 
@@ -101,7 +103,7 @@ class Request:
     task_id: int
     task_type: str
     task_active: bool
-    in_scope: bool  # perm in the task's planned scope
+    in_scope: bool  # perm in the task's declared scope (what was known when it began)
     entitled: bool  # the directory currently grants perm to the presented identity's role
     chain_depth: int
     chain_origin: str  # identity of the top-level task's agent
@@ -109,6 +111,9 @@ class Request:
     token_mode: str  # none | exchange | passthrough
     credential: Credential | None
     risk: float
+    # argument values by name (a factory only because dataclasses refuse a mappingproxy default)
+    args: Mapping[str, Any] = field(default_factory=lambda: NO_ARGS)
+    args_unknown: frozenset[str] = NO_NAMES  # names whose value the task did not declare
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +164,8 @@ class World:
 
 
 class TaskContext:
-    """What a control learns when a task starts (its plan, owner, delegation chain)."""
+    """What a control learns when a task starts: `task.declared` (its declared scope, never the
+    realised plan), owner, delegation chain."""
 
     __slots__ = ("task", "agent", "identity", "parent_credential", "chain_depth", "revocable")
 
@@ -302,28 +308,15 @@ def _load_entry_points() -> None:
                 continue
 
 
-def _load_builtins() -> None:
-    # Built-ins register on import, exactly as plug-ins do through their entry points.
-    from simharness.controls import (  # noqa: F401
-        jit_per_task,
-        layered,
-        none,
-        per_action_policy,
-        sse_only,
-        static_iam,
-    )
-
-
 def registered() -> dict[str, type[Control]]:
     """Every registered control model by name (built-ins and installed plug-ins)."""
-    _load_builtins()
     _load_entry_points()
     return dict(sorted(_REGISTRY.items()))
 
 
 def get_model(name: str) -> type[Control]:
-    """The control model class for `name`; unknown names get a 'did you mean'."""
-    _load_builtins()
+    """The control model class for `name`; unknown names get a 'did you mean'. Built-ins are
+    entry points of this package, exactly as plug-ins are (pyproject.toml)."""
     if name not in _REGISTRY:
         _load_entry_points()  # lazily, only on a registry miss
     if name not in _REGISTRY:

@@ -1,4 +1,5 @@
-"""`jit_per_task`: a short-lived token per task, scoped from the task's plan, checked locally.
+"""`jit_per_task`: a short-lived token per task, scoped from the task's declared scope (what was
+known or predicted of its plan when it began), checked locally.
 
 Defaults: `ttl: 15m` is the AWS STS minimum session (900 s; default 3600 s); SPIRE JWT-SVIDs
 default to 5 min (REFERENCE.md, credential lifetimes).
@@ -24,7 +25,7 @@ from simharness.controls.base import (
     register,
 )
 from simharness.units import Distribution, Duration
-from simharness.workload import Perm
+from simharness.actions import Perm
 
 
 class TokenServiceParams(BaseModel):
@@ -63,14 +64,14 @@ def expand_scope(plan: frozenset[Perm], role: frozenset[Perm], granularity: str,
 @register
 class JITPerTask(Control):
     model = "jit_per_task"
-    description = "per-task token scoped from the plan, short ttl, revoked on completion"
+    description = "per-task token scoped from the declared plan, short ttl, revoked on completion"
     Params = JITParams
     params: JITParams
     tool_audit = True
 
     def _scope(self, ctx: TaskContext, archetype: str) -> frozenset[Perm]:
         w = self.world
-        return expand_scope(ctx.task.scope, w.roles[archetype], self.params.granularity,
+        return expand_scope(ctx.task.declared, w.roles[archetype], self.params.granularity,
                             w.tool_actions, w.tool_resources)
 
     def on_task_start(self, ctx: TaskContext, ledger: Ledger, now: float) -> Credential | None:

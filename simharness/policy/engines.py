@@ -30,9 +30,20 @@ DEFAULT_POLICIES = {"rules": "policies/agent_rules.yaml", "cedar": "policies/age
                     "rego": "policies/agent.rego"}
 _MODULES = {"cedar": "cedarpy", "rego": "regopy"}
 
-#: the request as flat fields for the real engines (rules attribute `a.b` -> field `a_b`)
-FIELDS: dict[str, Callable[[Request], Any]] = {k.replace(".", "_"): get
-                                                for k, get in ATTRIBUTES.items()}
+def _cedar_number(v: Any) -> Any:
+    # Cedar and Rego compare whole numbers; a float argument (an amount) is rounded.
+    return round(v) if isinstance(v, float) else v
+
+
+#: the request as flat fields for the real engines (rules attribute `a.b` -> field `a_b`), and
+#: the call's arguments as two records: `args` (values) and `args_known` (name -> declared?),
+#: so rules `args.recipient.known` is Cedar `context.args_known.recipient` and Rego
+#: `input.args_known.recipient`.
+FIELDS: dict[str, Callable[[Request], Any]] = {
+    **{k.replace(".", "_"): get for k, get in ATTRIBUTES.items()},
+    "args": lambda r: {k: _cedar_number(v) for k, v in r.args.items()},
+    "args_known": lambda r: {k: k not in r.args_unknown for k in r.args},
+}
 RATE_FIELD = "rate_exceeded"
 
 

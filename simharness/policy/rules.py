@@ -18,11 +18,16 @@ rules:
 ```
 A condition is `attribute: literal` (equality) or `attribute: {op: value}` with op in
 eq, ne, in, not_in, lt, le, gt, ge.
+
+Arguments of the call are `args.<name>` (the value) and `args.<name>.known` (whether the task
+declared that value when it began). On an action without that argument both read as absent
+(None), so `args.recipient.known: false` applies only to calls that name a recipient.
 """
 
 from __future__ import annotations
 
 import operator
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -248,14 +253,29 @@ _OP_SYNTAX = {"eq": "==", "ne": "!=", "in": "in", "not_in": "not in", "lt": "<",
               "gt": ">", "ge": ">="}
 
 
+ARG_ATTRIBUTE = re.compile(r"^args\.([A-Za-z_][A-Za-z0-9_]*)(\.known)?$")
+
+
+def _expression(attr: str, bind: Callable[[Any], str]) -> str | None:
+    """A rules attribute as a Python expression over the request `r` (None: unknown)."""
+    m = ARG_ATTRIBUTE.match(attr)
+    if m is None:
+        return EXPRESSIONS.get(attr)
+    name = bind(m.group(1))
+    if m.group(2):
+        return f"(None if {name} not in r.args else {name} not in r.args_unknown)"
+    return f"r.args.get({name})"
+
+
 def _condition(attr: str, cond: Any, where: str, bind: Callable[[Any], str]) -> list[str]:
     """Python source of one `attribute: condition` entry (values bound through `bind`)."""
-    expr = EXPRESSIONS.get(attr)
+    expr = _expression(attr, bind)
     if expr is None:
         import difflib
 
         close = difflib.get_close_matches(attr, list(ATTRIBUTES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(ATTRIBUTES)}"
+        hint = (f" (did you mean {close[0]!r}?)" if close
+                else f"; known: {', '.join(ATTRIBUTES)}, args.<name>, args.<name>.known")
         raise PolicyError(f"{where}: unknown attribute {attr!r}{hint}")
     if not isinstance(cond, dict):
         return [f"({expr} == {bind(cond)})"]

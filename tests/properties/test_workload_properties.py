@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from simharness.controls.base import World, make
 from simharness.engine import COMPLETED, FAILED, IN_FLIGHT, A, T, simulate
 from simharness.misuse_catalogue import MISUSE_KINDS
-from simharness.workload import Delegation, build_workload
+from simharness.actions import Delegation
+from simharness.workload import build_workload
 from tests.conftest import make_spec
 
 CONTROLS = [("none", "none", {}), ("static_iam", "static_iam", {}), ("jit", "jit_per_task", {}),

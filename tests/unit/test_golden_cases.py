@@ -21,7 +21,8 @@ NOW = 100.0
 BASE = {"attested": True, "entitled": True, "in_scope": True, "task.active": True,
         "resource.approved": True, "resource.external": False, "bytes_out": 0, "chain.depth": 0,
         "chain.origin_permits": True, "token.present": False, "token.holder_matches": True,
-        "identity": "support-0", "tool": "crm_api", "action": "read", "prior": 0}
+        "identity": "support-0", "tool": "crm_api", "action": "read", "prior": 0,
+        "args": {}, "args_unknown": []}
 
 
 def make_request(attrs: dict, time: float = NOW) -> Request:
@@ -43,7 +44,8 @@ def make_request(attrs: dict, time: float = NOW) -> Request:
         data_sensitivity=None, task_id=7, task_type="answer_ticket", task_active=a["task.active"],
         in_scope=a["in_scope"], entitled=a["entitled"], chain_depth=a["chain.depth"],
         chain_origin="support-0", origin_permits=a["chain.origin_permits"],
-        token_mode="exchange" if cred else "none", credential=cred, risk=0.1)
+        token_mode="exchange" if cred else "none", credential=cred, risk=0.1,
+        args=a["args"], args_unknown=frozenset(a["args_unknown"]))
 
 
 def decide(engine: str, attrs: dict):

@@ -7,16 +7,16 @@ import pytest
 from simharness.controls.base import World, make
 from simharness.engine import simulate
 from simharness.misuse_catalogue import CATALOGUE, MISUSE_KINDS
-from simharness.workload import (
+from simharness.actions import (
     IMPERSONATE,
     PASSTHROUGH,
     REPLAY,
     STOLEN,
     Action,
     Delegation,
-    build_workload,
 )
-from tests.conftest import make_spec
+from simharness.workload import build_workload
+from tests.conftest import make_spec, rich_spec
 
 
 def injected(task):
@@ -35,7 +35,7 @@ def injected(task):
 
 
 def misused(kind: str):
-    spec = make_spec(misuse={"rate": 1.0, "kinds": {kind: 1}})
+    spec = rich_spec(misuse={"rate": 1.0, "kinds": {kind: 1}})
     wl = build_workload(spec, 0)
     tasks = [t for t in wl.tasks if t.kind == kind]
     assert tasks, f"no task took {kind}"
@@ -60,7 +60,7 @@ def test_misuse_rate_change_keeps_arrivals():
 
 
 def test_every_kind_has_standards_ids():
-    assert set(CATALOGUE) == set(MISUSE_KINDS) and len(MISUSE_KINDS) == 13
+    assert set(CATALOGUE) == set(MISUSE_KINDS) and len(MISUSE_KINDS) == 15
     for k in CATALOGUE.values():
         assert k.asi or k.nhi or k.atlas
 
