@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """CI gate on the decision path: run the benchmarks and compare each one's ratio to the
-same-run reference against the committed baseline; exit 1 beyond the allowed regression.
+same-run reference against the committed baseline; exit 1 beyond the allowed regression,
+2 on a bad baseline or limit.
 
     python .ci/bench_gate.py [--baseline benchmarks/baseline.json] [--max-regression 25%]
                              [--rounds 50] [--json OUT] [--update]
@@ -58,10 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.baseline}")
         return 0
     if not Path(args.baseline).is_file():
-        print(f"no baseline at {args.baseline}: run with --update to create one")
-        return 1
-    return bench.bench_main(json_out=args.json_out, compare_to=args.baseline,
-                            max_regression=args.max_regression, n=args.rounds)
+        print(f"no baseline at {args.baseline}: run with --update to create one", file=sys.stderr)
+        return 2
+    try:
+        return bench.bench_main(json_out=args.json_out, compare_to=args.baseline,
+                                max_regression=args.max_regression, n=args.rounds)
+    except bench.BenchInputError as e:  # bad input is exit 2, distinct from a regression (1)
+        print(f"bench gate: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -452,21 +452,42 @@ def gate(data: dict[str, Any], cases: Sequence[BenchCase], baseline: dict[str, A
 
 # --------------------------------------------------------------------------- comparison
 
+class BenchInputError(ValueError):
+    """A bad baseline or limit: the user's input, not a regression (exit 2)."""
+
+
+def coverage(current: dict[str, Any], baseline: dict[str, Any]
+             ) -> tuple[list[str], list[str], list[str]]:
+    """Benchmark names (reference excluded): in both, only in `current`, only in `baseline`."""
+    cur = [r["name"] for r in current.get("results", []) if r["name"] != REFERENCE]
+    base = [r["name"] for r in baseline.get("results", []) if r["name"] != REFERENCE]
+    return ([n for n in cur if n in base], [n for n in cur if n not in base],
+            [n for n in base if n not in cur])
+
+
 def compare(current: dict[str, Any], baseline: dict[str, Any], max_regression: float = 0.25
             ) -> list[str]:
     """Regressions of `current` against `baseline`, compared by ratio to the reference.
 
     A benchmark regresses when its ratio grew by more than `max_regression` (0.25 = 25 %).
-    Benchmarks missing from either side are skipped.
+    Benchmarks missing from one side are not compared; if no benchmark is on both sides
+    there is nothing to gate and BenchInputError says what is missing where.
     """
+    common, only_current, only_base = coverage(current, baseline)
+    if not common:
+        raise BenchInputError(
+            "the baseline shares no benchmark with this run, so nothing was compared; "
+            f"only in this run: {', '.join(only_current) or '(none)'}; "
+            f"only in the baseline: {', '.join(only_base) or '(none)'}")
     base = {r["name"]: r for r in baseline.get("results", [])}
     out = []
     for r in current.get("results", []):
         b = base.get(r["name"])
-        if b is None or r["name"] == REFERENCE or not b.get("ratio"):
+        if b is None or r["name"] == REFERENCE:
             continue
         change = r["ratio"] / b["ratio"] - 1.0
-        if change > max_regression:
+        # `not change <= limit`: a NaN ratio is a regression, never a pass.
+        if not change <= max_regression:
             out.append(f"{r['name']}: ratio {r['ratio']:.2f} vs baseline {b['ratio']:.2f} "
                        f"(+{change:.0%}, limit +{max_regression:.0%}; "
                        f"{r['median_us']:.2f} us vs {b['median_us']:.2f} us)")
@@ -474,14 +495,23 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], max_regression: f
 
 
 def parse_regression(text: str | float) -> float:
-    """'25%' or '0.25' or 0.25 -> 0.25."""
-    if isinstance(text, int | float):
-        return float(text)
-    s = text.strip()
-    value = float(s[:-1]) / 100.0 if s.endswith("%") else float(s)
-    if value < 0:
-        raise ValueError(f"max regression must be >= 0, got {text!r}")
-    return value
+    """'25%' or '0.25' or 0.25 -> 0.25; a bare number above 1 is refused (is '25' 25 % or
+    25x?), as are negative and non-finite limits. Raises BenchInputError."""
+    if isinstance(text, bool):
+        raise BenchInputError(f"--max-regression {text!r}: give a percentage like 25%")
+    s = text.strip() if isinstance(text, str) else str(text)
+    percent = s.endswith("%")
+    try:
+        value = float(s[:-1] if percent else s)
+    except ValueError:
+        raise BenchInputError(f"--max-regression {text!r}: give a percentage like 25%") from None
+    if not math.isfinite(value) or value < 0:
+        raise BenchInputError(f"--max-regression {text!r}: must be a finite limit >= 0, "
+                              "like 25%")
+    if not percent and value > 1:
+        raise BenchInputError(f"--max-regression {text!r}: a bare number is a fraction "
+                              f"(0.25 = 25 %); write {s}% for {s} percent")
+    return value / 100.0 if percent else value
 
 
 def write_json(data: dict[str, Any], path: str | Path) -> Path:
@@ -491,7 +521,35 @@ def write_json(data: dict[str, Any], path: str | Path) -> Path:
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
+    """A bench result file."""
     return json.loads(Path(path).read_text())
+
+
+def read_baseline(path: str | Path) -> dict[str, Any]:
+    """A baseline to compare against, checked: one line of BenchInputError if it is not a
+    bench result (missing, a folder, not JSON, or without named results with a ratio)."""
+    p = Path(path)
+    where = f"--compare {str(p)!r}"
+    if not p.is_file():
+        raise BenchInputError(f"{where}: " + ("is a folder, not a bench JSON file" if p.is_dir()
+                                               else "no such file"))
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise BenchInputError(f"{where}: not a bench JSON file ({type(e).__name__})") from None
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list) or not results:
+        raise BenchInputError(f"{where}: expected a JSON object with a `results` list, as "
+                              "written by `simharness bench --json`")
+    for i, r in enumerate(results):
+        ratio = r.get("ratio") if isinstance(r, dict) else None
+        if (not isinstance(r, dict) or not isinstance(r.get("name"), str)
+                or not isinstance(ratio, int | float) or isinstance(ratio, bool)
+                or not math.isfinite(ratio) or ratio <= 0
+                or not isinstance(r.get("median_us"), int | float)):
+            raise BenchInputError(f"{where}: results.{i} needs a name, a finite ratio > 0 "
+                                  "and median_us")
+    return data
 
 
 def format_results(data: dict[str, Any]) -> str:
@@ -506,21 +564,29 @@ def format_results(data: dict[str, Any]) -> str:
 
 def bench_main(controls: list[str] | None = None, policy: str | None = None,
                json_out: str | Path | None = None, compare_to: str | Path | None = None,
-               max_regression: str | float = "25%", n: int = 50, out=sys.stdout) -> int:
+               max_regression: str | float = "25%", n: int = 50, out=None) -> int:
     """What `simharness bench` does: run, print, optionally save and gate; the exit code."""
+    out = out if out is not None else sys.stdout  # looked up now: callers may redirect it
+    # Input first: a bad baseline or limit must fail before minutes of measuring.
+    limit = parse_regression(max_regression)
+    baseline = read_baseline(compare_to) if compare_to is not None else None
     data, cases = _bench(controls, policy, n)
     problems = []
-    if compare_to is not None:
-        problems = gate(data, cases, read_json(compare_to), parse_regression(max_regression), n)
+    if baseline is not None:
+        problems = gate(data, cases, baseline, limit, n)
     print(format_results(data), file=out)
     if json_out is not None:
         write_json(data, json_out)
-    if compare_to is None:
+    if baseline is None:
         return 0
+    common, only_current, only_base = coverage(data, baseline)
     for p in problems:
         print(f"REGRESSION {p}", file=out)
+    if only_current or only_base:
+        print(f"not compared (on one side only): {', '.join(only_current + only_base)}",
+              file=out)
     if not problems:
-        print(f"no regression beyond {parse_regression(max_regression):.0%} against "
+        print(f"no regression beyond {limit:.0%} in {len(common)} benchmarks against "
               f"{compare_to}", file=out)
     return 1 if problems else 0
 

@@ -222,11 +222,16 @@ def bench(
     max_regression: Annotated[str, typer.Option(help="allowed slow-down, e.g. 25%")] = "25%",
     n: Annotated[int, typer.Option(min=1, help="timing rounds")] = 50,
 ) -> None:
-    """Micro-benchmark decide() of each control; exit 1 on regression against --compare."""
-    from simharness.bench import bench_main
+    """Micro-benchmark decide() of each control; exit 1 on regression against --compare, 2 on a
+    bad baseline or limit."""
+    from simharness.bench import BenchInputError, bench_main
 
-    raise typer.Exit(bench_main(controls=_controls(controls), policy=policy, json_out=json_out,
-                                compare_to=compare, max_regression=max_regression, n=n))
+    try:
+        code = bench_main(controls=_controls(controls), policy=policy, json_out=json_out,
+                          compare_to=compare, max_regression=max_regression, n=n)
+    except BenchInputError as e:
+        _fail(f"bench: {e}")
+    raise typer.Exit(code)
 
 
 @app.command()
