@@ -220,17 +220,33 @@ class ResultsDir:
         return self.runs_dir / f"{key}.json"
 
     def has(self, key: str) -> bool:
-        """True if the run with this key has finished and been saved."""
-        return self._run_path(key).is_file()
+        """True if the run with this key has finished and its saved file is intact. A damaged
+        file (torn, empty, edited) is moved aside as `<key>.json.corrupt` with a warning, so
+        that only that run is computed again."""
+        path = self._run_path(key)
+        if not path.is_file():
+            return False
+        problem = _run_problem(path, key)
+        if problem is None:
+            return True
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        sys.stderr.write(f"warning: {path}: {problem}; moved aside to {aside.name}, "
+                         "the run is computed again\n")
+        return False
 
     def save_run(self, result: Mapping[str, Any]) -> Path:
-        """Store one RunResult as `runs/<key>.json` (sorted keys, floats by repr)."""
+        """Store one RunResult as `runs/<key>.json` (sorted keys, floats by repr) with a
+        checksum of its content, so that resume can tell an intact file from a damaged one."""
         for required in ("key", "row"):
             if required not in result:
                 raise ValueError(f"run result lacks {required!r}")
         path = self._run_path(result["key"])
+        # Checksummed as it reads back (JSON turns tuples into lists, numbers keys into text).
         # NaN/inf are kept (Python's JSON dialect) so a metric with no data round-trips as NaN.
-        atomic_write_text(path, canonical_json(dict(result)) + "\n")
+        data = json.loads(canonical_json({k: v for k, v in result.items() if k != "checksum"}))
+        data["checksum"] = _checksum(data)
+        atomic_write_text(path, canonical_json(data) + "\n")
         return path
 
     def load_run(self, key: str) -> dict[str, Any]:
@@ -291,6 +307,29 @@ class ResultsDir:
             return json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise FileNotFoundError(f"no manifest.json in {self.path}") from None
+
+
+def _checksum(data: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(
+        {k: v for k, v in data.items() if k != "checksum"}).encode("utf-8")).hexdigest()
+
+
+def _run_problem(path: Path, key: str) -> str | None:
+    """Why a saved run file cannot be trusted, or None if it is intact."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return f"unreadable ({type(e).__name__})"
+    if not isinstance(data, dict):
+        return "not a run record"
+    missing = [k for k in ("key", "row", "checksum") if k not in data]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if data["key"] != key:
+        return "its key does not match its file name"
+    if not isinstance(data["row"], dict) or data["checksum"] != _checksum(data):
+        return "its content does not match its checksum"
+    return None
 
 
 def _summary_table(rows: list[Mapping[str, Any]], sweep_cols: list[str]) -> pd.DataFrame:
@@ -393,5 +432,12 @@ def load_results(path: str | os.PathLike[str]) -> Results:
     res = Results(**{name: _read_csv(folder / f"{name}.csv") for name in TABLES})
     manifest = folder / "manifest.json"
     if manifest.is_file():
-        res.manifest = json.loads(manifest.read_text(encoding="utf-8"))
+        # The manifest is provenance: a damaged one loses that, not the tables.
+        try:
+            res.manifest = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            sys.stderr.write(f"warning: {manifest}: unreadable ({type(e).__name__}); "
+                             "reporting without provenance\n")
+        if not isinstance(res.manifest, dict):
+            res.manifest = {}
     return res
