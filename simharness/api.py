@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from simharness import sweeps as sweeping
-from simharness.loader import dump_scenario, load_scenario, scenario_sha256
+from simharness.estimate import DEFAULT_MAX_ACTIONS, work_problem
+from simharness.loader import Problem, ScenarioError, dump_scenario, load_scenario, scenario_sha256
 from simharness.results import Results, load_results
 from simharness.spec import ScenarioSpec
 
@@ -34,14 +35,16 @@ def sweep(scenario: str | Path | ScenarioSpec, grid: dict[str, list[Any]] | None
           controls: list[str] | None = None, overrides: list[str] | None = None,
           out: str | Path | None = None, workers: int = 1, quiet: bool = True,
           force: bool = False, executor: str = "process", scheduler: str | None = None,
-          audit: bool = False) -> Results:
+          audit: bool = False, max_actions: float = DEFAULT_MAX_ACTIONS) -> Results:
     """Run every grid point x control x replication; returns the results DataFrames.
 
     `grid` maps dotted paths to values (their cartesian product is swept, in the order given);
     without one the scenario's `sweep:` block is used; `{}` runs the scenario as is. Every point
     is loaded and checked before anything runs. `executor` is "process" (a pool of `workers`
     processes) or "dask" (`scheduler` address, or a LocalCluster of `workers` processes);
-    `audit` also writes the action log to `actions.parquet` (extra `parquet`).
+    `audit` also writes the action log to `actions.parquet` (extra `parquet`). A point whose
+    runs would each simulate more than `max_actions` actions (estimated) is refused with a
+    ScenarioError before anything runs.
     """
     if executor not in sweeping.EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose {' or '.join(sweeping.EXECUTORS)}")
@@ -66,6 +69,11 @@ def sweep(scenario: str | Path | ScenarioSpec, grid: dict[str, list[Any]] | None
             continue
         sets = [*overrides, *(f"{k}={_yaml_value(v)}" for k, v in point.items())]
         points.append((point, _spec(scenario, sets, controls)))
+    where = base.name if isinstance(scenario, ScenarioSpec) else str(scenario)
+    too_much = [Problem(where, None, None, ", ".join(f"{k}={v}" for k, v in point.items()), why)
+                for point, spec in points if (why := work_problem(spec, max_actions))]
+    if too_much:
+        raise ScenarioError(too_much)
     tasks = sweeping.plan(points, controls)
     out_dir = Path(out) if out is not None else sweeping.default_out(base)
     manifest = {
@@ -76,6 +84,7 @@ def sweep(scenario: str | Path | ScenarioSpec, grid: dict[str, list[Any]] | None
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "grid": grid,
         "controls": controls or [c.name for c in base.controls],
+        "controls_resolved": _resolved_controls(base),
     }
     return sweeping.run_tasks(tasks, out_dir, list(grid), manifest, workers=workers, quiet=quiet,
                               force=force, executor=executor, scheduler=scheduler, audit=audit)
@@ -84,10 +93,23 @@ def sweep(scenario: str | Path | ScenarioSpec, grid: dict[str, list[Any]] | None
 def run(scenario: str | Path | ScenarioSpec, *, controls: list[str] | None = None,
         overrides: list[str] | None = None, out: str | Path | None = None, workers: int = 1,
         quiet: bool = True, force: bool = False, executor: str = "process",
-        scheduler: str | None = None, audit: bool = False) -> Results:
+        scheduler: str | None = None, audit: bool = False,
+        max_actions: float = DEFAULT_MAX_ACTIONS) -> Results:
     """Run a scenario (every control x replication) into a results folder."""
     return sweep(scenario, {}, controls=controls, overrides=overrides, out=out, workers=workers,
-                 quiet=quiet, force=force, executor=executor, scheduler=scheduler, audit=audit)
+                 quiet=quiet, force=force, executor=executor, scheduler=scheduler, audit=audit,
+                 max_actions=max_actions)
+
+
+def _resolved_controls(spec: ScenarioSpec) -> dict[str, Any]:
+    """Every control's model and params with the model's defaults filled in (the resolved
+    scenario has only what the files said)."""
+    from simharness.controls.base import get_model
+
+    return {c.name: {"model": c.model,
+                     "params": get_model(c.model).Params.model_validate(c.params).model_dump(
+                         mode="json", by_alias=True)}
+            for c in spec.controls}
 
 
 def _yaml_value(v: Any) -> str:

@@ -51,14 +51,19 @@ ExecutorOpt = Annotated[str, typer.Option(help="process (local pool) or dask")]
 SchedulerOpt = Annotated[str | None, typer.Option(
     help="Dask scheduler address (default: a LocalCluster)")]
 AuditOpt = Annotated[bool, typer.Option("--audit", help="also write the action log to actions.parquet")]
+MaxActionsOpt = Annotated[float | None, typer.Option(
+    "--max-actions", min=1, help="cap on the estimated actions of one run (default 2,000,000)")]
 
 
 def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
               overrides: list[str], out: Path | None, workers: int, quiet: bool, force: bool,
-              executor: str, scheduler: str | None, audit: bool) -> None:
+              executor: str, scheduler: str | None, audit: bool,
+              max_actions: float | None) -> None:
     """What `run` (grid None) and `sweep` share: check options, run, print the headline table."""
     from simharness import api, loader, sweeps
     from simharness.audit import MissingExtraError
+    from simharness.estimate import DEFAULT_MAX_ACTIONS
+    from simharness.results import OutputFolderError
     from simharness.stats import headline_table
 
     if executor not in sweeps.EXECUTORS:
@@ -76,11 +81,16 @@ def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
         res = api.sweep(scenario, {} if grid is None else (grid or None), controls=selected,
                         overrides=overrides, out=out, workers=workers or sweeps.default_workers(),
                         quiet=quiet, force=force, executor=executor, scheduler=scheduler,
-                        audit=audit)
+                        audit=audit, max_actions=max_actions or DEFAULT_MAX_ACTIONS)
     except ScenarioError as e:
         _fail(e)
-    except MissingExtraError as e:
+    except (MissingExtraError, OutputFolderError) as e:
         _fail(f"error: {e}")
+    except KeyboardInterrupt:
+        # Caught here: click would turn it into "Aborted!" before main() could say this.
+        typer.echo("\ninterrupted: finished runs are saved; run the same command again to "
+                   "resume", err=True)
+        raise typer.Exit(130) from None
     if not quiet:
         typer.echo(headline_table(res.aggregate))
     typer.echo(f"results: {out}")
@@ -101,10 +111,11 @@ def run(
     executor: ExecutorOpt = "process",
     scheduler: SchedulerOpt = None,
     audit: AuditOpt = False,
+    max_actions: MaxActionsOpt = None,
 ) -> None:
     """Run a scenario: every control x replication, into a results folder."""
     _simulate(scenario, None, controls, _overrides(set_, replications, seed, horizon), out,
-              workers, quiet, force, executor, scheduler, audit)
+              workers, quiet, force, executor, scheduler, audit, max_actions)
 
 
 @app.command("sweep")
@@ -123,26 +134,44 @@ def sweep_cmd(
     executor: ExecutorOpt = "process",
     scheduler: SchedulerOpt = None,
     audit: AuditOpt = False,
+    max_actions: MaxActionsOpt = None,
 ) -> None:
     """Run a parameter grid (cartesian product) x controls x replications."""
-    import yaml
-
     parsed: dict[str, list] = {}
     for g in grid or []:
         path, eq, values = g.partition("=")
         if not eq or not path or not values:
             _fail(f"--grid {g!r}: expected dotted.path=v1,v2,...")
-        parsed[path.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+        parsed[path.strip()] = _grid_values(g, len(path) + 1)
     _simulate(scenario, parsed, controls, _overrides(set_, replications, seed, horizon), out,
-              workers, quiet, force, executor, scheduler, audit)
+              workers, quiet, force, executor, scheduler, audit, max_actions)
+
+
+def _grid_values(option: str, start: int) -> list:
+    """The comma-separated YAML values of a --grid option; bad YAML exits 2 with its column."""
+    import yaml
+
+    values = []
+    for value in option[start:].split(","):
+        try:
+            values.append(yaml.safe_load(value))
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            col = start + 1 + (mark.column if mark is not None else 0)
+            problem = getattr(e, "problem", None) or "invalid YAML"
+            _fail(f"--grid {option!r}: column {col}: value {value!r}: {problem} (quote a "
+                  "value with YAML syntax in it)")
+        start += len(value) + 1
+    return values
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="scenario files")]) -> None:
+def validate(files: Annotated[list[Path], typer.Argument(help="scenario files")],
+             max_actions: MaxActionsOpt = None) -> None:
     """Check scenario files; print every problem as file:line:col: path: message."""
     from simharness.loader import validate_files
 
-    problems = validate_files([str(f) for f in files])
+    problems = validate_files([str(f) for f in files], max_actions)
     if problems:
         _fail("\n".join(map(str, problems)))
     for f in files:

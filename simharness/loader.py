@@ -912,8 +912,12 @@ def load_scenario(source: str | Path, overrides: Iterable[str] | None = (),
     return spec
 
 
-def validate_files(paths: Iterable[str | Path]) -> list[Problem]:
-    """Every problem of the given scenario or control profile files (empty: all valid)."""
+def validate_files(paths: Iterable[str | Path], max_actions: float | None = None
+                   ) -> list[Problem]:
+    """Every problem of the given scenario, control profile or policy files (empty: all
+    valid). A scenario is also checked against the work cap of a run (`max_actions`)."""
+    from simharness.estimate import DEFAULT_MAX_ACTIONS, work_problem
+
     problems: list[Problem] = []
     for source in paths:
         try:
@@ -922,7 +926,10 @@ def validate_files(paths: Iterable[str | Path]) -> list[Problem]:
             if "model" in data and "schema_version" not in data:
                 _load_profile(path)
             else:
-                load_scenario(path)
+                spec = load_scenario(path)
+                why = work_problem(spec, max_actions or DEFAULT_MAX_ACTIONS)
+                if why:
+                    problems.append(Problem(str(path), None, None, "", why))
         except ScenarioError as e:
             problems.extend(e.problems)
     return problems

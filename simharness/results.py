@@ -33,10 +33,12 @@ from simharness.metric_catalogue import METRIC_NAMES
 
 __all__ = [
     "ID_COLUMNS",
+    "OutputFolderError",
     "Results",
     "ResultsDir",
     "atomic_write_bytes",
     "atomic_write_text",
+    "claim_folder",
     "code_version",
     "load_results",
     "manifest_base",
@@ -130,12 +132,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _file_mode())  # mkstemp makes 0600; results are shared like any file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+@lru_cache(maxsize=1)
+def _file_mode() -> int:
+    """0666 under the process umask: the mode `open()` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -161,6 +172,94 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# --------------------------------------------------------------------------- output folder
+
+class OutputFolderError(Exception):
+    """The results folder cannot be used (bad input: the CLI exits 2)."""
+
+
+LOCK_NAME = ".simharness.lock"
+#: files `plot` and `report` derive from the tables: stale once the tables change
+VIEWS: tuple[str, ...] = ("report.html", "report.md")
+
+
+@contextlib.contextmanager
+def claim_folder(path: str | os.PathLike[str], scenario: str | None) -> Iterator[ResultsDir]:
+    """Check and lock a results folder before anything is simulated into it.
+
+    Creates the folder and writes a probe (a file or an unwritable folder fails now, not after
+    the simulation); refuses a non-empty folder that is not a results folder (it would
+    overwrite the user's files) and one whose manifest names another scenario (tables of two
+    experiments would mix); holds an exclusive lock so that a second run into the same folder
+    fails at once instead of redoing the same work. Raises OutputFolderError.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"--out {folder}: is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputFolderError(f"--out {folder}: cannot write there ({e.strerror or e}); "
+                                "choose another folder") from None
+    visible = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
+    if visible and not (folder / "manifest.json").exists() and not (folder / "runs").is_dir():
+        raise OutputFolderError(f"--out {folder}: the folder holds other files "
+                                f"({', '.join(sorted(visible)[:3])}) and is not a results "
+                                "folder; choose an empty or new folder")
+    with _lock(folder / LOCK_NAME):
+        other = _manifest_scenario(folder / "manifest.json")
+        if scenario is not None and other is not None and other != scenario:
+            raise OutputFolderError(f"--out {folder}: holds results of scenario {other!r}, "
+                                    f"not {scenario!r}; choose another folder")
+        yield ResultsDir(folder)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    # flock: released by the OS when the process dies, so a killed run never leaves it held.
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks in the standard library; run unlocked
+        yield
+        return
+    with open(path, "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputFolderError(f"--out {path.parent}: another simharness run is writing "
+                                    "into this folder; wait for it or choose another") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _manifest_scenario(path: Path) -> str | None:
+    """The scenario a results folder's manifest names (None: no readable manifest)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    name = data.get("scenario") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _remove_views(folder: Path) -> None:
+    """Drop the report and figures: they were drawn from tables that just changed."""
+    for name in VIEWS:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+    plots = folder / "plots"
+    if plots.is_dir():
+        for png in plots.glob("*.png"):
+            png.unlink()
+        with contextlib.suppress(OSError):
+            plots.rmdir()
 
 
 # --------------------------------------------------------------------------- CSV
@@ -284,8 +383,14 @@ class ResultsDir:
                      sweep_cols: Sequence[str] = ()) -> Results:
         """Build the tables and write `<table>.csv` for each, atomically."""
         res = self.build_tables(keys_in_order, sweep_cols)
+        changed = False
         for name in TABLES:
-            atomic_write_text(self.path / f"{name}.csv", to_csv_text(getattr(res, name)))
+            path, text = self.path / f"{name}.csv", to_csv_text(getattr(res, name))
+            old = path.read_bytes() if path.is_file() else None
+            changed |= old != text.encode("utf-8")
+            atomic_write_text(path, text)
+        if changed:
+            _remove_views(self.path)
         with contextlib.suppress(FileNotFoundError):
             res.manifest = self.read_manifest()
         return res

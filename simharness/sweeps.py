@@ -11,7 +11,9 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -224,10 +226,41 @@ def _map(fn: Callable[[RunTask], dict], todo: list[RunTask], workers: int, execu
         for t in todo:
             yield fn(t)
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    try:
         futures = [pool.submit(fn, t) for t in todo]
         for f in as_completed(futures):
             yield f.result()
+    except BaseException:
+        # Ctrl-C, a failed run, or the caller stopped: waiting for the queued runs (what
+        # `with pool` does) would hang the interrupt; finished runs are saved already.
+        _stop(pool)
+        raise
+    pool.shutdown()
+
+
+def _worker_init(parent: int) -> None:
+    """In each pool worker: leave SIGINT to the parent (it cancels the pool), and exit when
+    the parent is gone (killed with SIGKILL, it cannot stop its workers itself)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="simharness-parent-watch", daemon=True).start()
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued runs and end the running ones now."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public API for it
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
 
 
 def fill_task_inflation(out: results.ResultsDir, tasks: list[RunTask]) -> dict[str, dict]:
@@ -255,8 +288,16 @@ def fill_task_inflation(out: results.ResultsDir, tasks: list[RunTask]) -> dict[s
 def run_tasks(tasks: list[RunTask], out_dir: str | Path, sweep_cols: list[str], manifest: dict,
               workers: int = 1, quiet: bool = True, force: bool = False, executor: str = "process",
               scheduler: str | None = None, audit: bool = False) -> results.Results:
-    """Execute, then write manifest and tables. The tables depend only on the saved runs."""
-    out = results.ResultsDir(Path(out_dir))
+    """Claim the folder, execute, then write manifest and tables. The tables depend only on
+    the saved runs."""
+    with results.claim_folder(out_dir, manifest.get("scenario")) as out:
+        return _run_into(out, tasks, sweep_cols, manifest, workers, quiet, force, executor,
+                         scheduler, audit)
+
+
+def _run_into(out: results.ResultsDir, tasks: list[RunTask], sweep_cols: list[str],
+              manifest: dict, workers: int, quiet: bool, force: bool, executor: str,
+              scheduler: str | None, audit: bool) -> results.Results:
     t0 = time.monotonic()
     computed = execute(tasks, out, workers, quiet, force, executor, scheduler, audit=audit)
     runs = fill_task_inflation(out, tasks)

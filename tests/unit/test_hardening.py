@@ -69,3 +69,229 @@ def test_report_survives_a_garbage_manifest(tmp_path, mini_file):
     assert (out / "report.md").is_file()
     (out / "manifest.json").write_text("[1, 2]")
     assert simharness.load_results(out).manifest == {}
+
+
+# --------------------------------------------------------------------------- item 3: bounded work
+
+def _write(tmp_path: Path, name: str = "s.yaml", **changes) -> Path:
+    path = tmp_path / name
+    path.write_text(dump_scenario(make_spec(**changes)))
+    return path
+
+
+@pytest.mark.parametrize("horizon", ["1000000h", "1e300h"])
+def test_a_huge_horizon_is_refused_before_running(tmp_path, mini_file, horizon):
+    r = _cli("run", mini_file, "--horizon", horizon, "--out", tmp_path / "out")
+    assert r.exit_code == 2, r.output
+    assert "actions" in r.output and "--max-actions" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_misuse_bursts_count_in_the_estimate(tmp_path):
+    misuse = {"rate": 0.5, "kinds": {"credential_theft": 1},
+              "params": {"theft_uses": 10**12}}
+    path = _write(tmp_path, horizon="20m", misuse=misuse)
+    r = _cli("run", path, "--out", tmp_path / "out")
+    assert r.exit_code == 2 and "--max-actions" in r.output, r.output
+    r = _cli("validate", path)
+    assert r.exit_code == 2 and "--max-actions" in r.output, r.output
+
+
+def test_delegation_fan_out_counts_in_the_estimate(tmp_path):
+    from simharness.estimate import actions_per_run
+
+    tasks = {f"t{i}": {"steps": [{"delegate": "billing", "task": f"t{i + 1}"}] * 40}
+             for i in range(4)}
+    tasks["t4"] = {"steps": [{"tool": "sql", "action": "read", "resource": "ledger"}]}
+    agents = [{"name": "billing", "count": 1, "role": {"sql": ["read"]}, "task_rate": "1/h",
+               "tasks": {"t0": 1}}]
+    spec = make_spec(horizon="1h", tasks=tasks, agents=agents)
+    assert actions_per_run(spec) == pytest.approx(40**4)
+    r = _cli("run", _write(tmp_path, horizon="1h", tasks=tasks, agents=agents),
+             "--out", tmp_path / "out")
+    assert r.exit_code == 2 and "2,560,000" in r.output, r.output
+
+
+def test_max_actions_raises_and_lowers_the_cap(tmp_path, mini_file):
+    r = _cli("run", mini_file, "--max-actions", "10", "--out", tmp_path / "a", "-q")
+    assert r.exit_code == 2 and "cap of 10" in r.output, r.output
+    r = _cli("run", mini_file, "--horizon", "10000h", "--max-actions", "1e7", "--out",
+             tmp_path / "b", "--controls", "none", "--replications", "1", "-q")
+    assert r.exit_code == 0, r.output
+
+
+def test_estimate_matches_a_run():
+    from simharness.estimate import actions_per_run
+    from simharness.sweeps import plan, run_one
+
+    spec = make_spec(horizon="10h", replications=1)
+    row = run_one(plan([({}, spec)], ["none"])[0])["row"]
+    assert actions_per_run(spec) == pytest.approx(row["actions"], rel=0.25)
+
+
+# --------------------------------------------------------------------------- item 4: output folder
+
+def test_out_that_is_a_file_or_below_a_file_exits_2_before_simulating(tmp_path, mini_file):
+    target = tmp_path / "a_file"
+    target.write_text("mine")
+    for out in (target, target / "sub"):
+        r = _cli("run", mini_file, "--out", out)
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert str(out) in r.output
+    assert target.read_text() == "mine"
+
+
+def test_a_folder_of_other_files_is_refused(tmp_path, mini_file):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "summary.csv").write_text("my own data\n")
+    r = _cli("run", mini_file, "--out", out)
+    assert r.exit_code == 2 and "not a results folder" in r.output, r.output
+    assert (out / "summary.csv").read_text() == "my own data\n"
+
+
+def test_result_files_follow_the_umask(tmp_path, mini_file):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        from simharness import results
+
+        results._file_mode.cache_clear()
+        simharness.run(mini_file, out=tmp_path / "out")
+    finally:
+        os.umask(old)
+        results._file_mode.cache_clear()
+    for path in [*(tmp_path / "out").glob("*.csv"), tmp_path / "out" / "manifest.json",
+                 *(tmp_path / "out" / "runs").glob("*.json")]:
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_a_second_run_into_a_locked_folder_exits_2(tmp_path, mini_file):
+    from simharness.results import claim_folder
+
+    out = tmp_path / "out"
+    with claim_folder(out, "mini"):
+        r = _cli("run", mini_file, "--out", out)
+    assert r.exit_code == 2 and "another simharness run" in r.output, r.output
+    assert not (out / "runs").exists()
+    assert _cli("run", mini_file, "--out", out, "-q").exit_code == 0  # released
+
+
+def test_a_folder_of_another_scenario_is_refused(tmp_path, mini_file):
+    out = tmp_path / "out"
+    simharness.run(mini_file, out=out)
+    other = tmp_path / "other.yaml"
+    other.write_text(dump_scenario(make_spec(name="other", horizon="20m")))
+    r = _cli("run", other, "--out", out)
+    assert r.exit_code == 2 and "'mini'" in r.output and "'other'" in r.output, r.output
+
+
+def test_stale_report_and_plots_are_removed_when_the_tables_change(tmp_path, mini_file):
+    out = tmp_path / "out"
+    simharness.run(mini_file, out=out)
+    views = [out / "report.html", out / "report.md", out / "plots" / "tradeoff.png"]
+
+    def draw() -> None:
+        (out / "plots").mkdir(exist_ok=True)
+        for v in views:
+            v.write_text("view")
+
+    draw()
+    simharness.run(mini_file, out=out)  # same tables: the views still describe them
+    assert all(v.exists() for v in views)
+    simharness.run(mini_file, out=out, overrides=["replications=2"])
+    assert not any(v.exists() for v in views) and not (out / "plots").exists()
+
+
+def test_manifest_records_every_controls_resolved_params(tmp_path, mini_file):
+    out = tmp_path / "out"
+    simharness.run(mini_file, out=out, controls=["per_action_policy"])
+    resolved = json.loads((out / "manifest.json").read_text())["controls_resolved"]
+    pdp = resolved["per_action_policy"]["params"]["pdp"]
+    assert pdp["servers"] == 4 and pdp["fail_mode"] == "closed" and pdp["timeout"] == 0.2
+
+
+# --------------------------------------------------------------------------- item 5: processes
+
+def _workers_of(pid: int) -> list[int]:
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _start_pooled_run(tmp_path: Path):
+    import subprocess
+    import sys
+    import time
+
+    path = _write(tmp_path, "big.yaml", horizon="2000h", replications=4)
+    proc = subprocess.Popen([sys.executable, "-m", "simharness.cli", "run", str(path),
+                             "--out", str(tmp_path / "out"), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(_workers_of(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = _workers_of(proc.pid)
+    assert len(workers) >= 2, "the pool did not start"
+    time.sleep(1.0)  # the workers are inside their first runs
+    return proc, workers
+
+
+def _wait_gone(pids: list[int], seconds: float) -> list[int]:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [p for p in pids if _alive(p)]
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+
+@needs_proc
+def test_ctrl_c_twice_stops_a_pooled_run_and_says_how_to_resume(tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    proc, workers = _start_pooled_run(tmp_path)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole group
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the interrupted run hangs")
+    finally:
+        left = _wait_gone(workers, 10)
+        for p in left:
+            os.kill(p, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    assert not left
+
+
+@needs_proc
+def test_workers_exit_when_the_parent_is_killed(tmp_path):
+    import os
+    import signal
+
+    proc, workers = _start_pooled_run(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    left = _wait_gone(workers, 10)
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, "workers outlived their killed parent"
