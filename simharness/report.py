@@ -407,7 +407,9 @@ def render_html(folder: Path, res: Results) -> str:
 # --------------------------------------------------------------------------- Markdown
 
 def _md_cell(text: Any) -> str:
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    # Markdown passes raw HTML through: a scenario's `<script>` must stay text, as in the HTML.
+    text = html.escape(str(text), quote=False)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(t: Table, code_cols: Sequence[int] = ()) -> str:
@@ -427,7 +429,7 @@ def render_markdown(folder: Path, res: Results) -> str:
     name = str(res.manifest.get("scenario") or "results")
     headline = headline_rows(res)
     _, where = _misuse_point(res)
-    out = [f"# simharness report: {name}", "", "## Scenario", "",
+    out = [f"# simharness report: {_md_cell(name)}", "", "## Scenario", "",
            _md_table(Table(["item", "value"], [list(kv) for kv in _scenario_items(res)])), "",
            _md_table(_controls_table(res), code_cols=(0,)), "",
            "## Headline metrics", "",

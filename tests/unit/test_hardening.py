@@ -295,3 +295,16 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
     for p in left:
         os.kill(p, signal.SIGKILL)
     assert not left, "workers outlived their killed parent"
+
+
+# --------------------------------------------------------------------------- item 7: escaping
+
+def test_report_md_escapes_html_from_the_scenario(tmp_path):
+    from simharness.report import render_markdown
+
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    out = tmp_path / "out"
+    simharness.run(make_spec(horizon="20m", replications=1, description=evil), out=out)
+    md = render_markdown(out, simharness.load_results(out))
+    assert "<script>" not in md and "<img" not in md
+    assert "&lt;script&gt;" in md
