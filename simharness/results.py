@@ -19,7 +19,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -275,7 +275,42 @@ def to_csv_text(df: pd.DataFrame) -> str:
     fixed "%.10g": the CSVs are the archive of record and paired differences or re-aggregation
     must not drift from rounding. NaN is an empty cell; lines end in "\\n" on every platform.
     """
-    return df.to_csv(index=False, lineterminator="\n", float_format=_float_text, na_rep="")
+    return _defuse(df).to_csv(index=False, lineterminator="\n", float_format=_float_text,
+                              na_rep="")
+
+
+#: what a spreadsheet reads as the start of a formula (OWASP CSV injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defuse(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (a sweep value `=cmd|...`) get a
+    leading `'`; numbers and every other cell are left alone, so the bytes stay the same."""
+    def cell(v: Any) -> Any:
+        return "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+
+    return _map_text(df, cell)
+
+
+def _map_text(df: pd.DataFrame, cell: Callable[[Any], Any]) -> pd.DataFrame:
+    """`df` with `cell` applied to its text columns (itself when nothing changes)."""
+    out = df
+    for i, c in enumerate(df.columns):
+        if df[c].dtype == object or pd.api.types.is_string_dtype(df[c].dtype):
+            mapped = df[c].map(cell)
+            if not mapped.equals(df[c]):
+                out = out.copy() if out is df else out
+                out.isetitem(i, mapped)
+    return out
+
+
+def _undefuse(df: pd.DataFrame) -> pd.DataFrame:
+    """The values `_defuse` protected, as they were."""
+    def cell(v: Any) -> Any:
+        return v[1:] if isinstance(v, str) and v[:1] == "'" and v[1:].startswith(
+            _FORMULA_START) else v
+
+    return _map_text(df, cell)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -283,7 +318,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
     try:
         # Only empty cells are missing: a control may legitimately be called "NA" or "null".
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        return _undefuse(pd.read_csv(path, keep_default_na=False, na_values=[""]))
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
 

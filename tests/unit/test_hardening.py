@@ -308,3 +308,30 @@ def test_report_md_escapes_html_from_the_scenario(tmp_path):
     md = render_markdown(out, simharness.load_results(out))
     assert "<script>" not in md and "<img" not in md
     assert "&lt;script&gt;" in md
+
+
+# --------------------------------------------------------------------------- item 9: the second attack
+
+def test_sweep_values_that_start_a_formula_are_escaped_in_every_csv(tmp_path):
+    values = ["=HYPERLINK(\"http://x\")", "+1+1", "-2", "@SUM(A1)", "plain"]
+    out = tmp_path / "out"
+    simharness.sweep(make_spec(horizon="1h", replications=1, misuse={"rate": 0.5}),
+                     {"description": values, "agents.0.count": [1]}, controls=["static_iam"],
+                     out=out)
+    for name in TABLES:
+        text = (out / name).read_text()
+        for v in values[:4]:
+            assert f",{v}," not in text and f"'{v}" in text.replace('""', '"'), (name, v)
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert all(line.split(",")[-1] != "'1" for line in summary)  # numbers stay numbers
+    loaded = simharness.load_results(out).summary
+    assert list(loaded["description"]) == values and loaded["agents.0.count"].dtype.kind == "i"
+
+
+@pytest.mark.parametrize("grid", ["description=@x", "misuse.rate=[1", "description=a: b: c",
+                                  "description=`x"])
+def test_bad_yaml_in_grid_exits_2_with_the_column(tmp_path, mini_file, grid):
+    r = _cli("sweep", mini_file, "--grid", grid, "--out", tmp_path / "out")
+    assert r.exit_code == 2, r.output
+    assert "column" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
