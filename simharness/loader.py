@@ -10,7 +10,9 @@ import contextlib
 import copy
 import hashlib
 import json
+import os
 import re
+import stat
 import types
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -743,12 +745,37 @@ def _profile_dirs(scenario: Path) -> list[Path]:
     return list(dirs.values())
 
 
-def _read_samples(path: Path, report: _Report, at: KeyPath) -> list[float] | None:
-    """Durations from a CSV file, one per line (first column); a first non-number is a header."""
+#: largest empirical samples file read (a million samples is about 10 MB of text)
+MAX_SAMPLES_BYTES = 16 * 1024 * 1024
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; ValueError otherwise. Opened
+    non-blocking and checked on the open descriptor: a FIFO or device never blocks a load."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"larger than {limit // (1024 * 1024)} MB")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(limit + 1)
+    finally:
+        os.close(fd)
+
+
+def _read_samples(path: Path, report: _Report, at: KeyPath) -> list[float] | None:
+    """Durations from a CSV file, one per line (first column); a first non-number is a header.
+    Messages never quote the file's lines: it may hold anything (it may not be ours)."""
+    try:
+        raw = _read_regular(path, MAX_SAMPLES_BYTES)
+        text = raw.decode("utf-8-sig")
+        if len(raw) > MAX_SAMPLES_BYTES:
+            raise ValueError(f"larger than {MAX_SAMPLES_BYTES // (1024 * 1024)} MB")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        reason = (e.strerror if isinstance(e, OSError) and e.strerror
+                  else "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else str(e))
         report.add(at, f"cannot read samples file {str(path)!r}: {reason}")
         return None
     values: list[float] = []
@@ -759,11 +786,13 @@ def _read_samples(path: Path, report: _Report, at: KeyPath) -> list[float] | Non
             continue
         try:
             values.append(parse_duration(cell))
-        except ValueError as e:
+        except ValueError:
             if not values and not header:
                 header = True
                 continue
-            report.problems.append(Problem(str(path), lineno, None, _dotted(at), str(e)))
+            report.problems.append(Problem(str(path), lineno, None, _dotted(at),
+                                           "not a duration >= 0 (a number of seconds or "
+                                           "a value like '250ms')"))
             ok = False
     if ok and not values:
         report.add(at, f"no samples in {str(path)!r}")

@@ -335,3 +335,40 @@ def test_bad_yaml_in_grid_exits_2_with_the_column(tmp_path, mini_file, grid):
     assert r.exit_code == 2, r.output
     assert "column" in r.output and "Traceback" not in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def _with_samples(tmp_path: Path, samples: str) -> Path:
+    return _write(tmp_path, "samples.yaml", horizon="20m",
+                  timing={"step": {"dist": "empirical", "samples": samples}})
+
+
+def test_samples_file_lines_are_never_echoed(tmp_path):
+    (tmp_path / "leak.csv").write_text("seconds\n0.5\nAWS_SECRET=hunter2-abc\n")
+    r = _cli("validate", _with_samples(tmp_path, "leak.csv"))
+    assert r.exit_code == 2 and "leak.csv:3" in r.output, r.output
+    assert "hunter2" not in r.output and "AWS_SECRET" not in r.output
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "huge"])
+def test_samples_must_be_a_small_regular_file(tmp_path, kind):
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "s.csv"
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        os.mkfifo(target)
+    elif kind == "folder":
+        target.mkdir()
+    else:
+        with open(target, "wb") as f:
+            f.truncate(64 * 1024 * 1024)  # sparse: costs no disk
+    path = _with_samples(tmp_path, "s.csv")
+    # A subprocess with a timeout: the FIFO used to block `validate` for ever.
+    r = subprocess.run([sys.executable, "-m", "simharness.cli", "validate", str(path)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r.stderr
+    assert ("not a regular file" if kind != "huge" else "larger than") in r.stderr
+    assert "Traceback" not in r.stderr
