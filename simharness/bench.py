@@ -238,11 +238,14 @@ def decide_cases(controls: Sequence[str] | None = None, policy: str | None = Non
         shipped = policy is None and scenario == "baseline"
         known = known_cases(entry.model, world) if shipped and entry.name == entry.model else ()
         expected = check_decide(control, recorded, known)
+        # The known cases join the timed set, so both branches are timed even when the run
+        # itself hardly denies anything (static_iam on the baseline).
+        requests = [r for r, _ in recorded] + [r for _, r, _ in known]
+        expected += [control.decide(r) for _, r, _ in known]
         if shipped and entry.model != "none":
             allows = sum(d.allow for d in expected)
             if not 0 < allows < len(expected):
                 raise AssertionError(f"{entry.name}: requests are not a mix of allow and deny")
-        requests = [r for r, _ in recorded]
         cases.append(_decide_case(control, requests))
         checked[entry.name] = (control, requests, expected)
     return cases, checked

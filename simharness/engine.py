@@ -22,16 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from simharness import rng as seedtree
-from simharness.controls.base import (
-    Control,
-    Credential,
-    Decision,
-    Ledger,
-    Local,
-    Request,
-    Station,
-    TaskContext,
-)
 from simharness.actions import (
     IMPERSONATE,
     NO_ARGS,
@@ -44,6 +34,16 @@ from simharness.actions import (
     AgentInfo,
     Delegation,
     Task,
+)
+from simharness.controls.base import (
+    Control,
+    Credential,
+    Decision,
+    Ledger,
+    Local,
+    Request,
+    Station,
+    TaskContext,
 )
 from simharness.rng import BlockSampler, keyed_uniform
 from simharness.workload import Workload
@@ -62,6 +62,10 @@ TASK_FIELDS = ("task", "agent", "type", "depth", "arrival", "start", "end", "sta
 T = {name: i for i, name in enumerate(TASK_FIELDS)}
 
 COMPLETED, FAILED, IN_FLIGHT = "completed", "failed", "in_flight"
+# What `_act` needs besides the action: task, agent, identity, credential, task context, chain
+# origin identity and role, the delegator's credential, the sensitivity of the data read so far.
+ActContext = tuple[Task, AgentInfo, str, "Credential | None", TaskContext, str, frozenset,
+                   "Credential | None", "str | None"]
 REVOCATION_REASONS = frozenset({"identity-quarantined", "credential-revoked", "token-revoked"})
 
 
@@ -287,8 +291,8 @@ class Engine:
                     identity, agent.archetype, revocable, ledger, env.now)
                 env.start(self._outside_task(task.attacker, task, agent, identity, leaked,
                                                record, stolen=True))
-            act = (task, agent, identity, cred, ctx, origin_identity, origin_role, parent_cred,
-                   data)
+            act: ActContext = (task, agent, identity, cred, ctx, origin_identity, origin_role,
+                               parent_cred, data)
             allowed, pending = self._act(step, *act)
             if not allowed and step.misuse_id < 0:
                 if on_deny.retry or on_deny.replan:
@@ -311,7 +315,7 @@ class Engine:
                                            stolen=False))
         return ok
 
-    def _recover(self, a: Action, i: int, pending: float, on_deny, act: tuple):
+    def _recover(self, a: Action, i: int, pending: float, on_deny, act: ActContext):
         """After a denial of legitimate step i: retry it, then perhaps try an alternative
         (behaviour.on_deny). Returns (allowed, time it then takes, the action that ran). The
         replan choice is keyed on (task, step), so it is the same under every control."""

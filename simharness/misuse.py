@@ -88,7 +88,7 @@ def injector(kind: str) -> Callable[[Injector], Injector]:
     return wrap
 
 
-def inject(b: WorkloadBuilder, task: Task, kind: str, mid: int, u_point: float, u_pick: float) -> bool:
+def inject(b: Builder, task: Task, kind: str, mid: int, u_point: float, u_pick: float) -> bool:
     """Inject `kind` into `task`; False (task unchanged) when the task offers no place for it."""
     ok = INJECTORS[kind](Injection(b, task, mid, kind, u_point, u_pick))
     if ok:

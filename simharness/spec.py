@@ -98,7 +98,8 @@ class DeclaredScope(Frozen):
     """What controls are told of a task when it begins (never its realised plan).
 
     plan: the plan's permissions; role: the whole role; predicted: each planned permission kept
-    with probability `recall`, each other role permission added with probability `extra`."""
+    with probability `recall`, each other role permission added with probability `extra`
+    (recall and extra are read only when source is predicted)."""
 
     source: Literal["plan", "predicted", "role"] = "plan"
     recall: float = Field(default=1.0, ge=0, le=1)
@@ -147,7 +148,10 @@ def _arg_form(value: Any) -> Any:
 def _arg_kind(value: Any) -> str:
     if isinstance(value, dict):
         return next((k for k in ("known", "choice", "value") if k in value), "dist")
-    return {KnownArg: "known", ChoiceArg: "choice", ConstantArg: "value"}.get(type(value), "dist")
+    for cls, tag in ((KnownArg, "known"), (ChoiceArg, "choice"), (ConstantArg, "value")):
+        if isinstance(value, cls):
+            return tag
+    return "dist"
 
 
 ArgSpec = Annotated[
@@ -435,11 +439,6 @@ def _check_behaviour(spec: ScenarioSpec, actions: dict[str, float]) -> list[Prob
                 if act not in actions:
                     problems.append(((*path, "deviation", "explore", act),
                                      _unknown("action", act, actions)))
-    ds = spec.declared_scope
-    if ds is not None and ds.source != "predicted":
-        for f in sorted(ds.model_fields_set & {"recall", "extra"}):
-            problems.append((("declared_scope", f),
-                             f"{f} applies to source: predicted only (source is {ds.source!r})"))
     for tname, task in spec.tasks.items():
         for j, step in enumerate(task.steps):
             for name in getattr(step, "args", {}):

@@ -149,6 +149,16 @@ def sample_requests(n: int, resources: Sequence[Resource], seed: int = 0,
             holder = ident if u[1] < 0.7 else "someone-else"
             cred = Credential(i, holder, frozenset([perm]), 1.0, t, task_id=int(u[2] < 0.5) - 1)
         entitled = bool(perm in roles.get(ident, ())) if roles is not None else bool(u[3] < 0.85)
+        # A third of the calls carry arguments; half of those name a recipient, which the task
+        # did not declare one time in three (the shipped recipient rule goes both ways).
+        args: dict[str, Any] = {}
+        unknown: set[str] = set()
+        if u[10] < 1 / 3:
+            args["amount"] = float(rng.choice([10.0, 80.5, 900.0]))
+            if u[11] < 0.5:
+                args["recipient"] = f"recipient:t{i}"
+                if rng.random() < 1 / 3:
+                    unknown.add("recipient")
         reqs.append(Request(
             time=t, identity=ident, identity_mode="per_agent", attested=bool(u[4] < 0.85),
             source="agent", agent=ident, archetype=ident, platform="first_party", tool=perm[0],
@@ -158,7 +168,7 @@ def sample_requests(n: int, resources: Sequence[Resource], seed: int = 0,
             in_scope=bool(u[6] < 0.85), entitled=entitled, chain_depth=int(rng.choice([0, 0, 1, 2])),
             chain_origin=ident, origin_permits=bool(u[7] < 0.8),
             token_mode=("none", "exchange", "passthrough")[int(u[8] * 3)], credential=cred,
-            risk=float(u[9])))
+            risk=float(u[9]), args=args, args_unknown=frozenset(unknown)))
     return reqs
 
 

@@ -20,8 +20,8 @@ A condition is `attribute: literal` (equality) or `attribute: {op: value}` with 
 eq, ne, in, not_in, lt, le, gt, ge.
 
 Arguments of the call are `args.<name>` (the value) and `args.<name>.known` (whether the task
-declared that value when it began). On an action without that argument both read as absent
-(None), so `args.recipient.known: false` applies only to calls that name a recipient.
+declared that value when it began). A condition on an argument the call does not carry never
+holds, so `args.recipient.known: false` applies only to calls that name a recipient.
 """
 
 from __future__ import annotations
@@ -256,20 +256,22 @@ _OP_SYNTAX = {"eq": "==", "ne": "!=", "in": "in", "not_in": "not in", "lt": "<",
 ARG_ATTRIBUTE = re.compile(r"^args\.([A-Za-z_][A-Za-z0-9_]*)(\.known)?$")
 
 
-def _expression(attr: str, bind: Callable[[Any], str]) -> str | None:
-    """A rules attribute as a Python expression over the request `r` (None: unknown)."""
+def _expression(attr: str, bind: Callable[[Any], str]) -> tuple[str | None, str | None]:
+    """A rules attribute as a Python expression over the request `r` (None: unknown), and for
+    an argument the guard that it is present (a condition on an absent argument never holds)."""
     m = ARG_ATTRIBUTE.match(attr)
     if m is None:
-        return EXPRESSIONS.get(attr)
+        return EXPRESSIONS.get(attr), None
     name = bind(m.group(1))
+    guard = f"{name} in r.args"
     if m.group(2):
-        return f"(None if {name} not in r.args else {name} not in r.args_unknown)"
-    return f"r.args.get({name})"
+        return f"({name} not in r.args_unknown)", guard
+    return f"r.args[{name}]", guard
 
 
 def _condition(attr: str, cond: Any, where: str, bind: Callable[[Any], str]) -> list[str]:
     """Python source of one `attribute: condition` entry (values bound through `bind`)."""
-    expr = _expression(attr, bind)
+    expr, guard = _expression(attr, bind)
     if expr is None:
         import difflib
 
@@ -278,17 +280,18 @@ def _condition(attr: str, cond: Any, where: str, bind: Callable[[Any], str]) -> 
                 else f"; known: {', '.join(ATTRIBUTES)}, args.<name>, args.<name>.known")
         raise PolicyError(f"{where}: unknown attribute {attr!r}{hint}")
     if not isinstance(cond, dict):
-        return [f"({expr} == {bind(cond)})"]
-    parts = []
-    for op, value in cond.items():
-        if op not in _OP_SYNTAX:
-            raise PolicyError(f"{where}.{attr}: unknown operator {op!r}; known: {', '.join(_OP_SYNTAX)}")
-        if op in ("in", "not_in"):
-            if not isinstance(value, list):
-                raise PolicyError(f"{where}.{attr}.{op}: expected a list")
-            value = frozenset(value)
-        parts.append(f"({expr} {_OP_SYNTAX[op]} {bind(value)})")
-    return parts
+        parts = [f"({expr} == {bind(cond)})"]
+    else:
+        parts = []
+        for op, value in cond.items():
+            if op not in _OP_SYNTAX:
+                raise PolicyError(f"{where}.{attr}: unknown operator {op!r}; known: {', '.join(_OP_SYNTAX)}")
+            if op in ("in", "not_in"):
+                if not isinstance(value, list):
+                    raise PolicyError(f"{where}.{attr}.{op}: expected a list")
+                value = frozenset(value)
+            parts.append(f"({expr} {_OP_SYNTAX[op]} {bind(value)})")
+    return [f"({guard} and {p})" for p in parts] if guard else parts
 
 
 def _compile_when(when: dict[str, Any], where: str, prefix: str

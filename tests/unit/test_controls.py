@@ -75,9 +75,13 @@ def test_jit_stops_unneeded_capability(baseline):
     assert caught(mis, "static_iam", "unneeded_capability") == 0.0
 
 
+# The control knows each task's plan: what is checked here is revocation and expiry, not scope.
+PLAN_KNOWN = ("declared_scope.source=plan",)
+
+
 def test_jit_revocation_decides_token_replay(tmp_path):
     base = ["replications=2", "horizon=3h", "misuse.rate=0.3", "misuse.kinds={token_replay: 1}",
-            "misuse.params.replay_delay=2m"]
+            "misuse.params.replay_delay=2m", *PLAN_KNOWN]
     on = simharness.run("baseline", controls=["jit_per_task"], overrides=base, out=tmp_path / "on")
     off = simharness.run("baseline", controls=["jit_per_task"], out=tmp_path / "off",
                          overrides=[*base, "controls.jit_per_task.revoke_on_complete=false"])

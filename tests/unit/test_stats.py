@@ -185,21 +185,21 @@ def test_aggregate_deterministic():
 def _misuse_rows() -> pd.DataFrame:
     return pd.DataFrame([
         {"control": "jit", "replication": 1, "kind": "exfiltration", "injected": 2,
-         "prevented": 1, "detected": 0, "missed": 1, "damage": 3.0, "pdp_ms": 5.0},
+         "prevented": 1, "detected": 0, "missed": 1, "unreached": 0, "damage": 3.0, "pdp_ms": 5.0},
         {"control": "jit", "replication": 0, "kind": "token_replay", "injected": 0,
-         "prevented": 0, "detected": 0, "missed": 0, "damage": 0.0, "pdp_ms": 5.0},
+         "prevented": 0, "detected": 0, "missed": 0, "unreached": 2, "damage": 0.0, "pdp_ms": 5.0},
         {"control": "jit", "replication": 0, "kind": "out_of_scope_resource", "injected": 4,
-         "prevented": 3, "detected": 1, "missed": 0, "damage": 0.0, "pdp_ms": 5.0},
+         "prevented": 3, "detected": 1, "missed": 0, "unreached": 0, "damage": 0.0, "pdp_ms": 5.0},
         {"control": "none", "replication": 0, "kind": "mystery", "injected": 1,
-         "prevented": 0, "detected": 0, "missed": 1, "damage": 1.5, "pdp_ms": 5.0},
+         "prevented": 0, "detected": 0, "missed": 1, "unreached": 0, "damage": 1.5, "pdp_ms": 5.0},
     ])
 
 
 def test_misuse_table():
     out = stats.misuse_table(_misuse_rows())
     assert list(out.columns) == ["control", "replication", "pdp_ms", "kind", "standards",
-                                 "injected", "prevented", "detected", "missed", "caught_rate",
-                                 "damage"]
+                                 "injected", "prevented", "detected", "missed", "unreached",
+                                 "caught_rate", "damage"]
     assert list(zip(out.control, out.replication, out.kind, strict=True)) == [
         ("jit", 0, "out_of_scope_resource"), ("jit", 0, "token_replay"),
         ("jit", 1, "exfiltration"), ("none", 0, "mystery")]

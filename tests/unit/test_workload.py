@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from simharness.controls.base import World, make
-from simharness.engine import simulate
-from simharness.misuse_catalogue import CATALOGUE, MISUSE_KINDS
 from simharness.actions import (
     IMPERSONATE,
     PASSTHROUGH,
@@ -15,6 +12,9 @@ from simharness.actions import (
     Action,
     Delegation,
 )
+from simharness.controls.base import World, make
+from simharness.engine import simulate
+from simharness.misuse_catalogue import CATALOGUE, MISUSE_KINDS
 from simharness.workload import build_workload
 from tests.conftest import make_spec, rich_spec
 
