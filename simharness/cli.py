@@ -166,9 +166,10 @@ def _grid_values(option: str, start: int) -> list:
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="scenario files")],
+def validate(files: Annotated[list[Path], typer.Argument(
+                 help="scenario, control profile or policy (rules YAML, .cedar, .rego) files")],
              max_actions: MaxActionsOpt = None) -> None:
-    """Check scenario files; print every problem as file:line:col: path: message."""
+    """Check files as a run would; print every problem as file:line:col: path: message."""
     from simharness.loader import validate_files
 
     problems = validate_files([str(f) for f in files], max_actions)

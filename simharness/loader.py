@@ -951,9 +951,14 @@ def validate_files(paths: Iterable[str | Path], max_actions: float | None = None
     for source in paths:
         try:
             path = find_scenario(source)
+            if path.suffix in (".cedar", ".rego"):
+                problems += _policy_problems(path, path.suffix[1:])
+                continue
             data, _ = load_yaml(path)
-            if "model" in data and "schema_version" not in data:
-                _load_profile(path)
+            if "rules" in data and not {"model", "schema_version"} & data.keys():
+                problems += _policy_problems(path, "rules")
+            elif "model" in data and "schema_version" not in data:
+                problems += _profile_problems(path)
             else:
                 spec = load_scenario(path)
                 why = work_problem(spec, max_actions or DEFAULT_MAX_ACTIONS)
@@ -962,6 +967,44 @@ def validate_files(paths: Iterable[str | Path], max_actions: float | None = None
         except ScenarioError as e:
             problems.extend(e.problems)
     return problems
+
+
+def _reference_spec() -> ScenarioSpec:
+    """The scenario a control profile or policy is checked against when validated alone."""
+    return load_scenario(data_dir("scenarios") / "baseline.yaml", controls=["none"])
+
+
+def _profile_problems(path: Path) -> list[Problem]:
+    """A control profile checked as a run checks it: its file, then its model's params."""
+    from simharness.controls.base import params_problems
+
+    data, marks = _load_profile(path)
+    report = _Report(str(path), marks)
+    for sub, message in params_problems(data["model"], data.get("params") or {},
+                                        _reference_spec()):
+        report.add(sub, message)
+    return report.problems
+
+
+def _policy_problems(path: Path, engine: str) -> list[Problem]:
+    """A policy file compiled as a run compiles it; rules files also get their value types
+    checked, each problem at its line."""
+    from simharness.policy.engines import load_policy
+    from simharness.policy.rules import rules_problems
+
+    if engine == "rules":
+        data, marks = load_yaml(path)
+        report = _Report(str(path), marks)
+        for at, message in rules_problems(data):
+            report.add(at, message)
+        if report.problems:
+            return report.problems
+    try:
+        load_policy(engine, path, _reference_spec().resources)
+    except (ValueError, OSError) as e:  # PolicyError, a missing extra, an unreadable file
+        text = str(e).removeprefix(f"{path}: ")
+        return [Problem(str(path), None, None, "", text)]
+    return []
 
 
 def scenario_sha256(spec: ScenarioSpec) -> str:

@@ -26,6 +26,7 @@ holds, so `args.recipient.known: false` applies only to calls that name a recipi
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections import deque
@@ -33,8 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from simharness.controls.base import Decision, Request
 from simharness.units import parse_duration
@@ -330,8 +329,146 @@ def _static_filter(when: dict[str, Any], attr: str) -> frozenset[str] | None:
     return None
 
 
-def compile_rules(data: dict[str, Any], source: str = "<rules>") -> Policy:
-    """Compile a parsed rules document into a Policy."""
+# --------------------------------------------------------------------------- checking
+# What compile_rules would otherwise turn into a rule that silently never fires (a string where
+# a boolean is compared), an evaluation error on every request (`gt: "1MB"`), or a traceback
+# (`in: [[a, b]]`, `gt: .inf`, `rules: 5`): every problem, located by its path in the file.
+
+_BOOLEAN = frozenset({"attested", "resource.external", "resource.approved", "task.active",
+                      "in_scope", "entitled", "chain.origin_permits", "token.present",
+                      "token.holder_matches", "token.task_scoped"})
+_NUMERIC = frozenset({"bytes_out", "chain.depth", "risk", "time", "task.id"})
+_ORDERING = ("lt", "le", "gt", "ge")
+
+
+def _kind(attr: str) -> str:
+    if attr in _BOOLEAN or (attr.startswith("args.") and attr.endswith(".known")):
+        return "boolean"
+    if attr in _NUMERIC:
+        return "number"
+    return "any" if attr.startswith("args.") else "text"
+
+
+def _value_problem(kind: str, value: Any) -> str | None:
+    """Why `value` can never equal an attribute of this kind (None: it can)."""
+    if value is None:
+        return None  # absent attributes (args, a missing token) read as null
+    if isinstance(value, list | dict | set):
+        return f"expected a single value, got {'a list' if isinstance(value, list) else 'a mapping'}"
+    if kind == "boolean" and not isinstance(value, bool):
+        return f"expected true or false, got {value!r}" + (
+            " (a quoted string)" if isinstance(value, str) else "")
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return f"expected a number, got {value!r}"
+    if kind == "number" and value != value:
+        return "expected a number, got NaN"
+    if kind == "text" and not isinstance(value, str):
+        return f"expected text, got {value!r} (quote it)"
+    return None
+
+
+def rules_problems(data: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """Every problem of a parsed rules document as (path in the file, message)."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    if not isinstance(data, dict):
+        return [((), "expected a mapping with `rules:`")]
+    for key in sorted(set(data) - {"policy_version", "description", "default", "rules"}, key=str):
+        out.append(((key,), "unknown key; known: policy_version, description, default, rules"))
+    if data.get("default", "deny") not in ("deny", "allow"):
+        out.append((("default",), "must be deny or allow"))
+    rules = data.get("rules")
+    if rules is None:
+        return out
+    if not isinstance(rules, list):
+        return [*out, (("rules",), "expected a list of rules (id, effect, when)")]
+    for i, rule in enumerate(rules):
+        at: tuple[Any, ...] = ("rules", i)
+        if not isinstance(rule, dict):
+            out.append((at, "expected a mapping with id, effect, when"))
+            continue
+        for key in sorted(set(rule) - {"id", "effect", "when", "description"}, key=str):
+            out.append(((*at, key), "unknown key; known: id, effect, when, description"))
+        if not isinstance(rule.get("id", ""), str | int):
+            out.append(((*at, "id"), "expected a name"))
+        if rule.get("effect") not in ("allow", "deny"):
+            out.append(((*at, "effect"), f"must be allow or deny, got {rule.get('effect')!r}"))
+        when = rule.get("when") or {}
+        if not isinstance(when, dict):
+            out.append(((*at, "when"), "expected a mapping of attribute: condition"))
+            continue
+        for attr, cond in when.items():
+            out += _condition_problems((*at, "when", attr), str(attr), cond)
+    return out
+
+
+def _condition_problems(at: tuple[Any, ...], attr: str, cond: Any
+                        ) -> list[tuple[tuple[Any, ...], str]]:
+    if attr == "rate":
+        return _rate_problems(at, cond)
+    if attr not in ATTRIBUTES and not ARG_ATTRIBUTE.match(attr):
+        return []  # compile_rules names it with a "did you mean"
+    kind = _kind(attr)
+    if not isinstance(cond, dict):
+        why = _value_problem(kind, cond)
+        return [(at, why)] if why else []
+    out = []
+    for op, value in cond.items():
+        where = (*at, op)
+        if op not in _OP_SYNTAX:
+            continue  # compile_rules names it
+        if op in ("in", "not_in"):
+            if not isinstance(value, list):
+                out.append((where, "expected a list of values"))
+                continue
+            out += [((*where, j), why) for j, v in enumerate(value)
+                    if (why := _value_problem(kind, v))]
+        elif op in _ORDERING:
+            if kind in ("boolean", "text") or isinstance(value, bool) or not isinstance(
+                    value, int | float) or not math.isfinite(value):
+                out.append((where, f"{op} compares numbers: expected a finite number, got "
+                                   f"{value!r}" + (f" ({attr} is {kind})" if kind != "any"
+                                                   else "")))
+        elif why := _value_problem(kind, value):
+            out.append((where, why))
+    return out
+
+
+def _rate_problems(at: tuple[Any, ...], cond: Any) -> list[tuple[tuple[Any, ...], str]]:
+    if not isinstance(cond, dict) or set(cond) - {"key", "window", "gt"} or "gt" not in cond:
+        return [(at, "expected {key: attribute, window: duration, gt: count}")]
+    out = []
+    gt = cond["gt"]
+    if isinstance(gt, bool) or not isinstance(gt, int) or gt < 0:
+        out.append(((*at, "gt"), f"expected a whole number of requests >= 0, got {gt!r}"))
+    if cond.get("key", "identity") not in ATTRIBUTES:
+        out.append(((*at, "key"), f"unknown attribute {cond.get('key')!r}"))
+    try:
+        window = parse_duration(cond.get("window", "60s"))
+        if not 0 < window < math.inf:
+            out.append(((*at, "window"), "expected a finite duration > 0"))
+    except ValueError as e:
+        out.append(((*at, "window"), str(e)))
+    return out
+
+
+def _located(problems: list[tuple[tuple[Any, ...], str]], source: str,
+             marks: dict[tuple[Any, ...], tuple[int, int]] | None) -> str:
+    """One `file:line:col: path: message` line per problem (the nearest known position)."""
+    lines = []
+    for path, message in problems:
+        known = next((path[:n] for n in range(len(path), -1, -1) if path[:n] in (marks or {})),
+                     None)
+        where = source if known is None or marks is None else "{}:{}:{}".format(
+            source, *marks[known])
+        lines.append(f"{where}: {'.'.join(map(str, path)) or '(top)'}: {message}")
+    return "\n".join(lines)
+
+
+def compile_rules(data: dict[str, Any], source: str = "<rules>",
+                  marks: dict[tuple[Any, ...], tuple[int, int]] | None = None) -> Policy:
+    """Compile a parsed rules document into a Policy (`marks`: positions for messages)."""
+    if problems := rules_problems(data):
+        raise PolicyError(_located(problems, source, marks))
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: expected a mapping with `rules:`")
     unknown = set(data) - {"policy_version", "description", "default", "rules"}
@@ -390,9 +527,11 @@ def _rate_window(cond: Any, where: str) -> RateWindow:
 
 def load_rules(path: str | Path) -> Policy:
     """Read and compile a rules YAML file."""
+    from simharness.loader import ScenarioError, load_yaml  # positions; duplicate keys
+
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise PolicyError(f"{p}: {e}") from None
-    return compile_rules(data, str(p))
+        data, marks = load_yaml(p)
+    except ScenarioError as e:
+        raise PolicyError(str(e)) from None
+    return compile_rules(data, str(p), marks)
