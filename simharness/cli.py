@@ -55,6 +55,12 @@ MaxActionsOpt = Annotated[float | None, typer.Option(
     "--max-actions", min=1, help="cap on the estimated actions of one run (default 2,000,000)")]
 
 
+PLAN_FOLLOWING_NOTICE = (
+    "notice: {name} sets neither `behaviour` nor `declared_scope`: agents follow their plans "
+    "and controls know them, so per-task and per-action controls cannot misjudge legitimate "
+    "work here (see README, Behaviour and declared scope)")
+
+
 def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
               overrides: list[str], out: Path | None, workers: int, quiet: bool, force: bool,
               executor: str, scheduler: str | None, audit: bool,
@@ -76,6 +82,8 @@ def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
         if grid is not None and not grid and not spec.sweep:
             _fail(f"{scenario}: nothing to sweep: give --grid dotted.path=v1,v2 or a `sweep:` block")
         out = out or sweeps.default_out(spec)
+        if spec.follows_plans:
+            typer.echo(PLAN_FOLLOWING_NOTICE.format(name=spec.name), err=True)
         # run: no grid; sweep: --grid, else the scenario's `sweep:` block (api.sweep's None).
         # api.sweep loads and checks every grid point before running anything.
         res = api.sweep(scenario, {} if grid is None else (grid or None), controls=selected,

@@ -1,4 +1,4 @@
-"""The misuse catalogue as data: what each kind injects and its standards ids (REFERENCE.md)."""
+"""The misuse catalogue as data: what each kind injects and its standards ids (docs/sources.md)."""
 
 from __future__ import annotations
 

@@ -68,11 +68,16 @@ class Deviation(Frozen):
     """Legitimate departures from the plan, per planned step (sampled with the workload, so
     identical for every control of a replication)."""
 
-    extra: float = Field(default=0.0, ge=0, le=1)  # P(an extra, unplanned action before the step)
-    substitute: float = Field(default=0.0, ge=0, le=1)  # P(another permitted tool or resource)
-    # Where extras come from: the archetype's role permissions off the plan, weighted by action.
-    # `role` means {read: 8, write: 1, send: 1}: look-ups, mostly.
-    explore: Literal["role"] | dict[str, Annotated[float, Field(ge=0)]] = "role"
+    extra: float = Field(default=0.0, ge=0, le=1, description=(
+        "per planned step, the probability of an extra legitimate action before it, drawn from "
+        "`explore`; a denial of it is a false denial"))
+    substitute: float = Field(default=0.0, ge=0, le=1, description=(
+        "per planned step, the probability that the agent does it with another permission of "
+        "its role for the same action (another tool or resource)"))
+    explore: Literal["role"] | dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default="role", description=(
+            "where extras come from: the archetype's role permissions off the plan, weighted by "
+            "action ({action: weight}); `role` means {read: 8, write: 1, send: 1}"))
 
     def explore_weights(self) -> dict[str, float]:
         return dict(EXPLORE_ROLE) if self.explore == "role" else dict(self.explore)
@@ -84,12 +89,18 @@ EXPLORE_ROLE = {"read": 8.0, "write": 1.0, "send": 1.0}
 class OnDeny(Frozen):
     """What an agent does after a denial of legitimate work, before `on_deny` (abort | skip)."""
 
-    retry: int = Field(default=0, ge=0, le=10)  # ask again this many times
-    backoff: Duration = 2.0  # before each retry or replan
-    replan: float = Field(default=0.0, ge=0, le=1)  # P(trying an alternative permission)
+    retry: int = Field(default=0, ge=0, le=10, description="ask again this many times")
+    backoff: Duration = Field(default=2.0, description="wait before each retry or replan "
+                              "(duration: a number of seconds or e.g. '2s')")
+    replan: float = Field(default=0.0, ge=0, le=1, description=(
+        "after the retries, the probability of trying an alternative: another role permission "
+        "for the same action, one the task declared if there is any"))
 
 
 class Behaviour(Frozen):
+    """How agents leave their plans and react to denials (the scenario's default; an agent
+    archetype may override parts)."""
+
     deviation: Deviation = Deviation()
     on_deny: OnDeny = OnDeny()
 
@@ -101,9 +112,13 @@ class DeclaredScope(Frozen):
     with probability `recall`, each other role permission added with probability `extra`
     (recall and extra are read only when source is predicted)."""
 
-    source: Literal["plan", "predicted", "role"] = "plan"
-    recall: float = Field(default=1.0, ge=0, le=1)
-    extra: float = Field(default=0.0, ge=0, le=1)
+    source: Literal["plan", "predicted", "role"] = Field(default="plan", description=(
+        "plan: the plan's permissions; predicted: a noisy prediction (recall, extra); role: "
+        "the archetype's whole role"))
+    recall: float = Field(default=1.0, ge=0, le=1, description=(
+        "predicted: probability that each planned permission is declared"))
+    extra: float = Field(default=0.0, ge=0, le=1, description=(
+        "predicted: probability that each other permission of the role is declared too"))
 
 
 class Agent(Frozen):
@@ -114,16 +129,17 @@ class Agent(Frozen):
     platform: Literal["first_party", "third_party"] = "first_party"
     task_rate: Rate
     tasks: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
-    # Overrides parts of the scenario's `behaviour` for this archetype (what is not given is
-    # inherited).
-    behaviour: Behaviour | None = None
+    behaviour: Behaviour | None = Field(default=None, description=(
+        "overrides parts of the scenario's `behaviour` for this archetype; what is not given "
+        "is inherited"))
 
 
 class KnownArg(Frozen):
     """A value the task declares when it begins (`known`), or, with probability 1 - known,
     one the agent finds during the task (a tool output): controls see it as unknown."""
 
-    known: float = Field(default=1.0, ge=0, le=1)
+    known: float = Field(default=1.0, ge=0, le=1, description=(
+        "probability that the value is one the task declared when it began"))
 
 
 class ChoiceArg(Frozen):
@@ -167,9 +183,10 @@ class ToolStep(Frozen):
     action: str
     resource: str
     bytes_out: int = Field(default=0, ge=0)
-    # Argument values by name: `known`, {known: p}, a constant, {choice: {v: w}} or a
-    # distribution (numbers, e.g. an amount). Requests expose args.<name> and args.<name>.known.
-    args: dict[str, ArgSpec] = Field(default_factory=dict)
+    args: dict[str, ArgSpec] = Field(default_factory=dict, description=(
+        "argument values by name: `known` (declared by the task), {known: p}, a constant, "
+        "{choice: {value: weight}} or a distribution (numbers, e.g. an amount); policies read "
+        "args.<name> and args.<name>.known"))
 
 
 class DelegateStep(Frozen):
@@ -260,9 +277,11 @@ class ScenarioSpec(Frozen):
     seed: int = Field(default=20261129, ge=0)
     # After a denied legitimate action (and any retry or replan): fail the task, or skip the step.
     on_deny: Literal["abort", "skip"] = "abort"
-    # None: not given (agents follow their plans; controls know the plan), see `follows_plans`.
-    behaviour: Behaviour | None = None
-    declared_scope: DeclaredScope | None = None
+    behaviour: Behaviour | None = Field(default=None, description=(
+        "how agents leave their plans (deviation) and react to denials (on_deny); not given: "
+        "they follow their plans exactly"))
+    declared_scope: DeclaredScope | None = Field(default=None, description=(
+        "what controls know of a task when it begins; not given: its plan"))
     max_delegation_depth: int = Field(default=4, ge=1, le=32)
     weights: Weights = Weights()
     resources: list[Resource] = Field(min_length=1)

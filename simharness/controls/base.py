@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from simharness.actions import NO_ARGS, NO_NAMES, Perm
 from simharness.spec import Resource, ScenarioSpec
 from simharness.units import Duration
-from simharness.actions import NO_ARGS, NO_NAMES, Perm
 from simharness.workload import permission_weights, role_perms
 
 ENTRY_POINT_GROUP = "simharness.controls"

@@ -2,7 +2,7 @@
 known or predicted of its plan when it began), checked locally.
 
 Defaults: `ttl: 15m` is the AWS STS minimum session (900 s; default 3600 s); SPIRE JWT-SVIDs
-default to 5 min (REFERENCE.md, credential lifetimes).
+default to 5 min (docs/sources.md, credential lifetimes).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from simharness.actions import Perm
 from simharness.controls.base import (
     Control,
     ControlParams,
@@ -25,7 +26,6 @@ from simharness.controls.base import (
     register,
 )
 from simharness.units import Distribution, Duration
-from simharness.actions import Perm
 
 
 class TokenServiceParams(BaseModel):

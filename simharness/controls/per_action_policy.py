@@ -2,7 +2,7 @@
 
 Defaults: PDP service time lognormal p50 1 ms (OPA guidance: "on the order of 1 ms" for
 microservice API authorization) with a p99 of 5 ms; timeout 200 ms and fail-closed (Envoy
-ext_authz: default timeout 200 ms, `failure_mode_allow: false`) (REFERENCE.md).
+ext_authz: default timeout 200 ms, `failure_mode_allow: false`) (docs/sources.md).
 
 `engine: rules | cedar | rego` picks the policy engine; `policy:` its file (default: the shipped
 agent policy for that engine; naming another engine's shipped file also means this engine's,

@@ -15,7 +15,7 @@ from simharness.units import Distribution
 
 class SSEParams(ControlParams):
     rtt: Distribution = 0.001  # type: ignore[assignment]
-    # TLS-inspecting proxy: a few ms per request (illustrative, no public figure in REFERENCE.md)
+    # TLS-inspecting proxy: a few ms per request (illustrative, no public figure, docs/sources.md)
     inspect: Distribution = Field(  # type: ignore[assignment]
         default_factory=lambda: {"dist": "lognormal", "p50": "2ms", "p99": "10ms"})
     servers: float = Field(default=float("inf"), gt=0)

@@ -495,3 +495,31 @@ def test_plan_uncertainty_scenario_asks_its_question():
     assert text.startswith("# Question: how much plan knowledge (recall)")
     spec = load_scenario("plan_uncertainty")
     assert set(spec.sweep or {}) == {"declared_scope.recall", "behaviour.deviation.extra"}
+
+
+def test_run_prints_a_notice_only_for_plan_following_scenarios(tmp_path):
+    from typer.testing import CliRunner
+
+    from simharness.cli import app
+
+    args = ["--replications", "1", "--controls", "none", "--horizon", "30m", "-q"]
+    plain = CliRunner().invoke(app, ["run", str(DATA / "baseline_plan_following.yaml"),
+                                     "--out", str(tmp_path / "a"), *args])
+    shipped = CliRunner().invoke(app, ["run", "baseline", "--out", str(tmp_path / "b"), *args])
+    assert plain.exit_code == shipped.exit_code == 0, (plain.output, shipped.output)
+    assert "cannot misjudge legitimate work" in plain.output
+    assert "notice:" not in shipped.output
+
+
+def test_schema_describes_behaviour_declared_scope_and_arguments():
+    schema = ScenarioSpec.model_json_schema()
+    defs = schema["$defs"]
+    assert "never its realised plan" in defs["DeclaredScope"]["description"]
+    for name, fields in (("Deviation", ("extra", "substitute", "explore")),
+                         ("OnDeny", ("retry", "backoff", "replan")),
+                         ("DeclaredScope", ("source", "recall", "extra")),
+                         ("KnownArg", ("known",))):
+        for f in fields:
+            assert defs[name]["properties"][f].get("description"), (name, f)
+    assert "args.<name>.known" in defs["ToolStep"]["properties"]["args"]["description"]
+    assert schema["properties"]["behaviour"]["description"]
