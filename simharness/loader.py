@@ -10,6 +10,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -928,7 +929,7 @@ def load_scenario(source: str | Path, overrides: Iterable[str] | None = (),
 
     spec: ScenarioSpec | None = report.validate(ScenarioSpec, data)
     if spec is not None:
-        references = check_references(spec)
+        references = check_references(spec) + _infinite_weights(spec)
         for at, message in references:
             report.add(at, message)
         if not references:  # the control models need a consistent scenario to check against
@@ -939,6 +940,16 @@ def load_scenario(source: str | Path, overrides: Iterable[str] | None = (),
         # Chosen after validation so that problems keep the positions of the file.
         spec = spec.model_copy(update={"controls": [spec.control(n) for n in selected]})
     return spec
+
+
+def _infinite_weights(spec: ScenarioSpec) -> list[tuple[tuple[Any, ...], str]]:
+    """Weights must be finite: an inf weight makes exposure NaN and a task mix empty."""
+    maps: list[tuple[tuple[Any, ...], Mapping[str, float]]] = [
+        (("weights", "sensitivity"), spec.weights.sensitivity),
+        (("weights", "action"), spec.weights.action), (("misuse", "kinds"), spec.misuse.kinds),
+        *((("agents", i, "tasks"), a.tasks) for i, a in enumerate(spec.agents))]
+    return [((*at, k), f"expected a finite weight, got {w!r}")
+            for at, weights in maps for k, w in weights.items() if not math.isfinite(w)]
 
 
 def validate_files(paths: Iterable[str | Path], max_actions: float | None = None

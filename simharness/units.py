@@ -71,8 +71,41 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def parse_finite_duration(value: object) -> float:
+    """A duration that is not infinite (a distribution parameter: inf samples break sums)."""
+    seconds = parse_duration(value)
+    if math.isinf(seconds):
+        raise ValueError(f"expected a finite duration, got {value!r}")
+    return seconds
+
+
+def parse_positive_duration(value: object) -> float:
+    """A duration > 0 (inf allowed: never), e.g. a timeout, where 0 would fail everything."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"expected a duration > 0, got {value!r}")
+    return seconds
+
+
+def parse_servers(value: object) -> float:
+    """A server count: a whole number >= 1, or inf (no queue)."""
+    if isinstance(value, str) and value.strip() in ("inf", "infinity"):
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a whole number of servers >= 1 or inf, got {value!r}")
+    if value == math.inf:
+        return math.inf
+    if not (value >= 1 and float(value).is_integer()):
+        raise ValueError(f"expected a whole number of servers >= 1 or inf, got {value!r}")
+    return float(value)
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+FiniteDuration = Annotated[float, BeforeValidator(parse_finite_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_positive_duration)]
 Rate = Annotated[float, BeforeValidator(parse_rate)]
+#: servers of a queueing station (a PDP, a proxy, a token service)
+Servers = Annotated[float, BeforeValidator(parse_servers)]
 
 
 class _Dist(BaseModel):
@@ -89,7 +122,7 @@ class _Dist(BaseModel):
 
 class Constant(_Dist):
     dist: Literal["constant"] = "constant"
-    value: Duration
+    value: FiniteDuration
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.full(n, self.value)
@@ -100,7 +133,7 @@ class Constant(_Dist):
 
 class Exponential(_Dist):
     dist: Literal["exponential"]
-    mean_: Duration = Field(alias="mean")
+    mean_: FiniteDuration = Field(alias="mean")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -115,8 +148,8 @@ class Lognormal(_Dist):
     """Lognormal given by its median and 99th percentile (how latency is usually reported)."""
 
     dist: Literal["lognormal"]
-    p50: Duration
-    p99: Duration
+    p50: FiniteDuration
+    p99: FiniteDuration
 
     @model_validator(mode="after")
     def _order(self) -> Lognormal:
@@ -139,8 +172,8 @@ class Lognormal(_Dist):
 
 class Uniform(_Dist):
     dist: Literal["uniform"]
-    low: Duration
-    high: Duration
+    low: FiniteDuration
+    high: FiniteDuration
 
     @model_validator(mode="after")
     def _order(self) -> Uniform:
@@ -159,7 +192,7 @@ class Empirical(_Dist):
     """Resampling of observed values; `samples` is a list or a CSV path (resolved by the loader)."""
 
     dist: Literal["empirical"]
-    samples: list[Duration] | str
+    samples: list[FiniteDuration] | str
 
     @model_validator(mode="after")
     def _non_empty(self) -> Empirical:
@@ -184,8 +217,8 @@ class Beta(_Dist):
     """Beta(a, b) on [0, 1]: risk scores."""
 
     dist: Literal["beta"]
-    a: float = Field(gt=0)
-    b: float = Field(gt=0)
+    a: float = Field(gt=0, allow_inf_nan=False)
+    b: float = Field(gt=0, allow_inf_nan=False)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.beta(self.a, self.b, n)

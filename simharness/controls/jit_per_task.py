@@ -25,12 +25,12 @@ from simharness.controls.base import (
     TaskContext,
     register,
 )
-from simharness.units import Distribution, Duration
+from simharness.units import Distribution, Duration, Servers
 
 
 class TokenServiceParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-    servers: float = Field(default=4, gt=0)
+    servers: Servers = 4
     rtt: Distribution = 0.002  # type: ignore[assignment]
     service_time: Distribution = Field(  # type: ignore[assignment]
         default_factory=lambda: {"dist": "lognormal", "p50": "5ms", "p99": "40ms"})

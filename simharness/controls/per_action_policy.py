@@ -36,7 +36,7 @@ from simharness.controls.base import (
     register,
 )
 from simharness.policy.engines import DEFAULT_POLICIES, load_policy, time_decisions, world_requests
-from simharness.units import Distribution, Duration, Empirical
+from simharness.units import Distribution, Duration, Empirical, PositiveDuration, Servers
 
 DEFAULT_POLICY = DEFAULT_POLICIES["rules"]
 CALIBRATION_REQUESTS = 300
@@ -50,13 +50,13 @@ class CacheParams(BaseModel):
 
 class PDPParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-    servers: float = Field(default=4, gt=0)  # .inf: no queue
+    servers: Servers = 4  # .inf: no queue
     rtt: Distribution = 0.001  # type: ignore[assignment]
     # "measured": the engine's own evaluation time on this machine (see the module docstring)
     service_time: Literal["measured"] | Distribution = Field(  # type: ignore[call-overload]
         default_factory=lambda: {"dist": "lognormal", "p50": "1ms", "p99": "5ms"},
         union_mode="left_to_right")
-    timeout: Duration = 0.2
+    timeout: PositiveDuration = 0.2
     fail_mode: Literal["open", "closed"] = "closed"
     cache: CacheParams = CacheParams()
 

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from simharness.controls.base import Control, ControlParams, Decision, Request, Station, register
 from simharness.controls.static_iam import role_check
-from simharness.units import Distribution
+from simharness.units import Distribution, Servers
 
 
 class SSEParams(ControlParams):
@@ -18,7 +18,7 @@ class SSEParams(ControlParams):
     # TLS-inspecting proxy: a few ms per request (illustrative, no public figure, docs/sources.md)
     inspect: Distribution = Field(  # type: ignore[assignment]
         default_factory=lambda: {"dist": "lognormal", "p50": "2ms", "p99": "10ms"})
-    servers: float = Field(default=float("inf"), gt=0)
+    servers: Servers = float("inf")
     dlp_max_bytes: int = Field(default=1_000_000, ge=0)  # to external destinations
     block_unapproved: bool = True
 

@@ -431,3 +431,44 @@ def test_shipped_policies_and_profiles_validate():
     files = [*root.glob("*.yaml"), root / "policies" / "agent_rules.yaml"]
     r = _cli("validate", *files)
     assert r.exit_code == 0, r.output
+
+
+# --------------------------------------------------------------------------- item 6: parameter holes
+
+@pytest.mark.parametrize("servers", [2.5, 0.5, 0, -1, "nan", True, "two"])
+@pytest.mark.parametrize("where", ["per_action_policy.pdp.servers", "sse_only.servers",
+                                   "jit_per_task.token_service.servers"])
+def test_servers_must_be_a_whole_number_or_inf(tmp_path, mini_file, where, servers):
+    control = where.split(".", 1)[0]
+    r = _cli("run", mini_file, "--controls", control, "--set", f"controls.{where}={servers}",
+             "--out", tmp_path / "out")
+    assert r.exit_code == 2 and "servers" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("servers, value", [(3, 3.0), (2.0, 2.0), (".inf", float("inf")),
+                                            ("inf", float("inf"))])
+def test_good_servers(servers, value):
+    from simharness.units import parse_servers
+
+    assert parse_servers(servers if servers != ".inf" else float("inf")) == value
+
+
+def test_pdp_timeout_of_zero_is_an_error(tmp_path, mini_file):
+    r = _cli("run", mini_file, "--controls", "per_action_policy", "--set",
+             "controls.per_action_policy.pdp.timeout=0", "--out", tmp_path / "out")
+    assert r.exit_code == 2 and "timeout" in r.output and "> 0" in r.output, r.output
+
+
+@pytest.mark.parametrize("override", [
+    "timing.think={dist: exponential, mean: .inf}", "timing.step=inf",
+    "timing.step={dist: lognormal, p50: 1s, p99: .inf}",
+    "timing.step={dist: uniform, low: 0, high: inf}", "timing.step={dist: empirical, samples: [1, .inf]}",
+    "signals.risk.benign={dist: beta, a: .inf, b: 1}", "signals.risk.misuse={dist: beta, a: 1, b: .nan}",
+    "weights.sensitivity.restricted=.inf", "weights.action.read=.nan", "agents.0.tasks.refund=.inf",
+    "misuse.kinds.exfiltration=.inf",
+])
+def test_inf_and_nan_parameters_are_refused(tmp_path, mini_file, override):
+    r = _cli("run", mini_file, "--set", override, "--out", tmp_path / "out")
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "out").exists()
