@@ -235,10 +235,12 @@ def _start_pooled_run(tmp_path: Path):
     import time
 
     path = _write(tmp_path, "big.yaml", horizon="2000h", replications=4)
+    # Output to a file, not a pipe: orphaned workers would hold a pipe open for ever.
+    log = open(tmp_path / "stderr.txt", "w")  # noqa: SIM115 - closed when the process ends
     proc = subprocess.Popen([sys.executable, "-m", "simharness.cli", "run", str(path),
                              "--out", str(tmp_path / "out"), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    log.close()
     deadline = time.monotonic() + 60
     while len(_workers_of(proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -270,7 +272,7 @@ def test_ctrl_c_twice_stops_a_pooled_run_and_says_how_to_resume(tmp_path):
     try:
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole group
         os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("the interrupted run hangs")
@@ -278,6 +280,7 @@ def test_ctrl_c_twice_stops_a_pooled_run_and_says_how_to_resume(tmp_path):
         left = _wait_gone(workers, 10)
         for p in left:
             os.kill(p, signal.SIGKILL)
+    err = (tmp_path / "stderr.txt").read_text()
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err and "Traceback" not in err
     assert not left
@@ -290,7 +293,7 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
 
     proc, workers = _start_pooled_run(tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    proc.wait()
     left = _wait_gone(workers, 10)
     for p in left:
         os.kill(p, signal.SIGKILL)
