@@ -35,6 +35,7 @@ from simharness.actions import (
     Delegation,
     Task,
 )
+from simharness.authority import AuthorityProbe, AuthorityResult, Context
 from simharness.controls.base import (
     Control,
     Credential,
@@ -161,13 +162,14 @@ class RunLog:
     policy_evaluations: int
     horizon: float
     warmup: float
+    authority: AuthorityResult | None = None  # None: run without probing
 
 
 class Engine:
     """Runs one workload against one control."""
 
     def __init__(self, workload: Workload, control: Control, root_seed: int | None = None,
-                 keep_plans: bool = True):
+                 keep_plans: bool = True, probe: bool = True):
         spec = workload.spec
         self.w = workload
         self.control = control
@@ -211,6 +213,9 @@ class Engine:
         self._sens_w = spec.weights.sensitivity
         self._act_w = spec.weights.action
         self._sensitivity = workload.sensitivity
+        # Authority (exposure, blast radius) is measured by probing the control's decide().
+        self.probe = (AuthorityProbe(control, control.world, workload.agents, spec.warmup,
+                                     spec.horizon) if probe else None)
 
     def _station(self, st: Station, sampler) -> StationState:
         state = StationState(st, sampler(st.rtt), sampler(st.service), self.warmup, self.horizon)
@@ -223,17 +228,21 @@ class Engine:
         by_agent: dict[int, list[Task]] = {}
         for t in self.w.tasks:
             by_agent.setdefault(t.agent, []).append(t)
+        if self.probe is not None:
+            self.ledger.on_change = self.probe.changed
         # Standing credentials exist from the start, whether or not the agent works today.
         for agent in self.w.agents:
             if agent.standing_identity is not None:
                 self.control.credential_for(agent.standing_identity, agent.archetype,
                                             agent.platform == "first_party", self.ledger, 0.0)
+        if self.probe is not None:
+            self.probe.start(0.0)
         for idx, tasks in by_agent.items():
             self.env.start(self._agent(self.w.agents[idx], tasks))
         self.env.run(self.horizon)
         return RunLog(self.w, self.control, self.actions, self.tasks, self.ledger,
                       self.flagged, self.stations, self.policy_evaluations, self.horizon,
-                      self.warmup)
+                      self.warmup, self.probe.finish() if self.probe is not None else None)
 
     def _agent(self, agent: AgentInfo, tasks: list[Task]):
         env = self.env
@@ -259,7 +268,15 @@ class Engine:
         record = [task.id, task.agent, task.type, task.depth, task.arrival, start, math.nan,
                   IN_FLIGHT, task.misuse_id, identity]
         self.tasks.append(record)  # type: ignore[arg-type]
+        probe, held = self.probe, None
+        if probe is not None:
+            probe.hold()
         cred = control.on_task_start(ctx, ledger, env.now)
+        if probe is not None:
+            mode = "none" if task.depth == 0 else (
+                "passthrough" if cred is not None and cred is parent_cred else "exchange")
+            held = Context(identity, ctx, cred, origin_identity, origin_role, mode)
+            probe.enter(agent.index, held, env.now)
         if cred is not None and cred is not parent_cred and self.token_station is not None:
             yield self.token_station.visit(env.now)[0]
         ok = True
@@ -283,6 +300,9 @@ class Engine:
                     and cred.revoked is None and cred is not parent_cred):
                 new = control.renew(ctx, cred, ledger, env.now)
                 if new is not None:
+                    if held is not None:
+                        held.cred = new
+                        probe.changed(identity, env.now)  # type: ignore[union-attr]
                     if self.token_station is not None:
                         yield self.token_station.visit(env.now)[0]
                     cred = new
@@ -305,7 +325,11 @@ class Engine:
                 data = self._more_sensitive(data, step.perm[2])
         if pending > 0:
             yield pending
+        if held is not None:
+            probe.hold()  # type: ignore[union-attr]
         control.on_task_end(ctx, cred, ledger, env.now)
+        if held is not None:
+            probe.leave(agent.index, held, env.now)  # type: ignore[union-attr]
         record[T["end"]] = env.now
         record[T["status"]] = COMPLETED if ok else FAILED
         if not self.keep_plans:
@@ -483,6 +507,8 @@ class Engine:
             req.chain_origin, req.token_mode,
         ))
         if allowed:
+            if self.probe is not None and req.source == "agent":
+                self.probe.in_use(agent.index, a.perm, req.time, duration)
             control.on_allow(req, self.ledger, req.time)
             if self.detector is not None and visible and a.risk > self.detector[0]:
                 env.start(self._flag(idx, req.identity, self.detector[1] + latency + duration))
@@ -516,9 +542,12 @@ class Engine:
         yield delay
         self.flagged.add(idx)
         self.control.on_deviation(identity, self.ledger, self.env.now)
+        if self.probe is not None:  # a quarantine without credentials changes authority too
+            self.probe.changed(identity, self.env.now)
 
 
 def simulate(workload: Workload, control: Control, root_seed: int | None = None,
-             keep_plans: bool = True) -> RunLog:
-    """Run one control on one workload (keep_plans=False: see Engine)."""
-    return Engine(workload, control, root_seed, keep_plans).run()
+             keep_plans: bool = True, probe: bool = True) -> RunLog:
+    """Run one control on one workload (keep_plans=False: see Engine; probe=False: no
+    authority measurement, so no exposure or blast radius)."""
+    return Engine(workload, control, root_seed, keep_plans, probe).run()

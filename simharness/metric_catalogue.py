@@ -10,13 +10,20 @@ class MetricInfo:
     name: str
     unit: str
     description: str
-    # "count" and "value": Student t CI over replications. "rate": numerator / denominator
-    # columns of the summary, pooled over replications with a Wilson interval.
+    # Every metric's interval is Student t over per-replication values. "rate": the value of a
+    # replication is its numerator / denominator columns of the summary.
     kind: str = "value"
     numerator: str | None = None
     denominator: str | None = None
     higher_is_better: bool | None = None
     headline: bool = False
+    # The metric's domain: intervals are clipped to it (None: unbounded on that side).
+    lower: float | None = 0.0
+    upper: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "rate" and self.upper is None:
+            object.__setattr__(self, "upper", 1.0)
 
 
 M = MetricInfo
@@ -46,14 +53,19 @@ METRICS: tuple[MetricInfo, ...] = (
     M("damage", "weighted permissions", "sum of w(p) over executed goal actions", "value",
       higher_is_better=False, headline=True),
     M("exposure", "weighted permission-seconds",
-      "integral of live credential weight minus the weight in use", "value",
-      higher_is_better=False, headline=True),
+      "integral over agents of authority minus the weight in use; authority: the summed weight "
+      "of the permissions the control's own decide() allows the agent in its current contexts "
+      "(probed at every change point)", "value", higher_is_better=False, headline=True),
+    M("credential_exposure", "weighted permission-seconds",
+      "integral of live credentials' W(G) minus the weight of steps executing under them "
+      "(what was issued, not what the control allows)", "value", higher_is_better=False),
     M("standing_exposure", "weighted permission-seconds",
-      "the part of exposure accrued while the holder had no task", "value", higher_is_better=False),
+      "the part of exposure accrued while the agent had no task", "value", higher_is_better=False),
     M("exposure_per_agent_hour", "weighted permissions",
       "exposure / (agents x measured hours)", "value", higher_is_better=False),
     M("blast_radius", "weighted permission-seconds",
-      "expected W(G) x remaining lifetime of a credential stolen at a random live moment", "value",
+      "expected authority of a thief holding an agent's identity and credential, times the time "
+      "until that credential ends, for a theft at a random moment", "value",
       higher_is_better=False),
     M("false_deny_rate", "share", "denied legitimate actions / legitimate actions", "rate",
       "legit_denied", "legit_actions", False, True),
@@ -70,8 +82,9 @@ METRICS: tuple[MetricInfo, ...] = (
     M("task_time_mean_s", "s", "mean task time, start to end", "value", higher_is_better=False),
     M("task_inflation", "share",
       "mean task time / mean task time under `none` on the same workload - 1", "value",
-      higher_is_better=False, headline=True),
-    M("pdp_utilization", "share", "busy fraction of the policy decision point servers", "value"),
+      higher_is_better=False, headline=True, lower=None),
+    M("pdp_utilization", "share", "busy fraction of the policy decision point servers", "value",
+      upper=1.0),
     M("tokens_issued", "tokens", "credentials issued by the token service", "count"),
     M("policy_evaluations", "evaluations", "policy evaluations performed (cache hits excluded)",
       "count"),

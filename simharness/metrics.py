@@ -1,13 +1,12 @@
-"""Metrics of one run (DESIGN.md section 3): exposure integral, misuse outcomes, latency, audit.
+"""Metrics of one run (DESIGN.md section 3): exposure integrals, misuse outcomes, latency, audit.
 
-Everything is measured after the warm-up and up to the horizon. Exposure is computed from the
-ledger's credential intervals and the executed actions with one sort of event times (O(n log n)
-for the run, O(1) accounting per event).
+Everything is measured after the warm-up and up to the horizon. `exposure` and `blast_radius`
+come from the authority the probe measured by asking the control (authority.py);
+`credential_exposure` from the ledger's credential intervals and the executed actions.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from array import array
 from collections import defaultdict
@@ -15,14 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from simharness.engine import COMPLETED, FAILED, IN_FLIGHT, REVOCATION_REASONS, A, RunLog, T
+from simharness.engine import COMPLETED, FAILED, REVOCATION_REASONS, A, RunLog, T
 from simharness.misuse_catalogue import MISUSE_KINDS
 
-TIMELINE_POINTS = 97
 LATENCY_QUANTILES = np.linspace(0.0, 1.0, 201)
 
 
-def _exposure_intervals(log: RunLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _credential_terms(log: RunLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(start, end, weight) of every term of `sum live W(G) - w(step executing under it)`:
     +W(G) over each credential's live span, -w(p) over each step executing under it, all
     clipped to [warm-up, horizon]. Kept in C doubles: a million-action run would otherwise
@@ -57,78 +55,31 @@ def _exposure_intervals(log: RunLog) -> tuple[np.ndarray, np.ndarray, np.ndarray
             np.frombuffer(weights, dtype=float))
 
 
-def exposure_curve(log: RunLog, points: int = TIMELINE_POINTS) -> tuple[np.ndarray, np.ndarray, float]:
-    """(grid times, cumulative exposure at each, total exposure).
-
-    Each term contributes w * clip(t - start, 0, end - start) by time t, so the total needs no
-    sort and the curve costs one pass over the terms per grid point, in bounded memory."""
-    starts, ends, weights = _exposure_intervals(log)
-    lengths = ends - starts
-    total = float(weights @ lengths)
-    grid = np.linspace(log.warmup, log.horizon, points)
-    curve = np.array([float(weights @ np.clip(t - starts, 0.0, lengths)) for t in grid[:-1]]
-                     + [total]) if points > 1 else np.array([total])
-    return grid, curve, max(total, 0.0)
+def credential_exposure(log: RunLog) -> float:
+    """Integral of live credentials' W(G) minus the weight of steps executing under them."""
+    starts, ends, weights = _credential_terms(log)
+    return max(float(weights @ (ends - starts)), 0.0)
 
 
-def _busy_by_holder(log: RunLog) -> dict[str, list[tuple[float, float]]]:
-    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for rec in log.tasks:  # a task still running at the horizon is busy until then
-        end = log.horizon if rec[T["status"]] == IN_FLIGHT else rec[T["end"]]
-        spans[rec[T["identity"]]].append((rec[T["start"]], end))
-    for holder, iv in spans.items():  # merge overlapping spans in place
-        iv.sort()
-        out: list[tuple[float, float]] = []
-        for s, e in iv:
-            if out and s <= out[-1][1]:
-                if e > out[-1][1]:
-                    out[-1] = (out[-1][0], e)
-            else:
-                out.append((s, e))
-        spans[holder] = out
-    return spans
-
-
-def _overlap(spans: list[tuple[float, float]], starts: list[float], a: float, b: float) -> float:
-    """Total length of the merged spans inside [a, b]."""
-    total = 0.0
-    i = max(bisect.bisect_right(starts, a) - 1, 0)
-    while i < len(spans) and spans[i][0] < b:
-        s, e = spans[i]
-        total += max(0.0, min(e, b) - max(s, a))
-        i += 1
-    return total
-
-
-def standing_exposure(log: RunLog) -> float:
-    """Exposure accrued while the credential's holder had no task running."""
-    busy = _busy_by_holder(log)
-    starts = {h: [s for s, _ in iv] for h, iv in busy.items()}
-    lo, hi = log.warmup, log.horizon
-    total = 0.0
-    for c in log.ledger.credentials:
-        a, b = max(c.issued, lo), min(c.end, hi)
-        if b <= a or c.weight <= 0:
-            continue
-        iv = busy.get(c.holder, [])
-        idle = (b - a) - _overlap(iv, starts.get(c.holder, []), a, b)
-        total += c.weight * idle
-    return total
+def exposure_curve(log: RunLog) -> tuple[np.ndarray, np.ndarray, float]:
+    """(grid times, cumulative exposure at each, total exposure): authority minus weight in use,
+    on the probe's fixed grid over [warm-up, horizon] (authority.TIMELINE_POINTS points)."""
+    a = log.authority
+    if a is None:
+        raise ValueError("this run was simulated without probing authority (probe=False)")
+    grid, curve = a.exposure.curve()
+    return grid, curve, max(a.exposure.total, 0.0)
 
 
 def blast_radius(log: RunLog) -> float:
-    """E[W(G) x remaining life] of a credential stolen at a uniformly random live moment.
-
-    Lives are censored at the horizon (a never-expiring credential counts to the horizon)."""
-    lo, hi = log.warmup, log.horizon
-    num = den = 0.0
-    for c in log.ledger.credentials:
-        a, b = max(c.issued, lo), min(c.end, hi)
-        if b > a:
-            length = b - a
-            num += c.weight * length * length / 2
-            den += length
-    return num / den if den > 0 else 0.0
+    """E[thief authority x remaining life] for a theft at a uniformly random moment when a thief
+    would get anything: the authority decide() grants to someone outside presenting the agent's
+    identity and credential, times the time until that credential ends (the horizon for an
+    identity without one). Probed like authority (authority.py)."""
+    a = log.authority
+    if a is None:
+        raise ValueError("this run was simulated without probing authority (probe=False)")
+    return a.blast_num / a.blast_den if a.blast_den > 0 else 0.0
 
 
 def misuse_outcomes(log: RunLog) -> list[dict]:
@@ -205,7 +156,7 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
     tot = {k: sum(o[k] for o in outcomes)
            for k in ("injected", "prevented", "detected", "missed", "unreached")}
     if exposure is None:
-        exposure = exposure_curve(log, 2)[2]
+        exposure = exposure_curve(log)[2]
     agent_hours = len(log.workload.agents) * (hi - lo) / 3600.0
     pdp = log.stations.get("pdp")
     if pdp is not None and pdp.free is not None:
@@ -234,7 +185,8 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
         "misuse_caught_rate": _ratio(tot["prevented"] + tot["detected"], tot["injected"]),
         "damage": float(sum(o["damage"] for o in outcomes)),
         "exposure": exposure,
-        "standing_exposure": standing_exposure(log),
+        "credential_exposure": credential_exposure(log),
+        "standing_exposure": log.authority.standing if log.authority is not None else math.nan,
         "exposure_per_agent_hour": exposure / agent_hours if agent_hours else math.nan,
         "blast_radius": blast_radius(log),
         "false_deny_rate": _ratio(c["legit_denied"], c["legit"]),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,7 @@ from simharness.misuse_catalogue import CATALOGUE, MISUSE_KINDS, standards_ids
 __all__ = [
     "t_quantile",
     "t_ci",
-    "wilson",
+    "clip",
     "aggregate",
     "misuse_table",
     "headline_table",
@@ -141,57 +140,24 @@ def t_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float, fl
     return (mean, mean - half, mean + half)
 
 
-def _rule_of_three_constant(level: float) -> float:
-    # One-sided exact binomial bound with 0 events: 1 - alpha**(1/n) ~ -ln(alpha)/n. At 95 % that
-    # is the textbook "rule of three" (ln 20 = 2.996 ~ 3), which we report literally.
-    return 3.0 if level == 0.95 else -math.log(1.0 - level)
-
-
-def wilson(successes: float, n: float, level: float = 0.95) -> tuple[float, float, float]:
-    """(p, low, high): Wilson score interval for a binomial share.
-
-    At the boundaries (0 or n successes) only one side of the interval carries information, so
-    the open side is the one-sided "rule of three" bound (3/n at 95 %, i.e. the exact
-    Clopper-Pearson one-sided bound 1 - 0.05**(1/n) ~ 3/n). It is the conventional figure for
-    "0 of n misuse instances got through", is comparable across reports, and avoids the two-sided
-    Wilson bound z^2/(n + z^2) spending half of alpha on a tail that cannot be observed.
-    """
-    _check_level(level)
-    if n < 0 or successes < 0 or successes > n:
-        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
-    if n == 0:
-        return (_NAN, _NAN, _NAN)
-    p = successes / n
-    k = _rule_of_three_constant(level)
-    if successes == 0:
-        return (0.0, 0.0, min(1.0, k / n))
-    if successes == n:
-        return (1.0, max(0.0, 1.0 - k / n), 1.0)
-    z = NormalDist().inv_cdf(0.5 + level / 2.0)
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2.0 * n)) / denom
-    half = z * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / denom
-    return (p, max(0.0, centre - half), min(1.0, centre + half))
-
-
 # --------------------------------------------------------------------------- aggregate
 
 def _numeric(s: pd.Series) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _pooled(m: MetricInfo, columns: pd.Index) -> bool:
+def _rate_columns(m: MetricInfo, columns: pd.Index) -> bool:
     return m.kind == "rate" and m.numerator in columns and m.denominator in columns
 
 
 def _present_metrics(summary: pd.DataFrame) -> list[MetricInfo]:
-    return [m for m in METRICS if m.name in summary.columns or _pooled(m, summary.columns)]
+    return [m for m in METRICS if m.name in summary.columns or _rate_columns(m, summary.columns)]
 
 
 def _per_replication(sub: pd.DataFrame, m: MetricInfo) -> np.ndarray:
-    """One value per row of `sub`: the metric, or num/den for a pooled rate (NaN if den is 0)."""
-    if _pooled(m, sub.columns):
+    """One value per row of `sub`: the metric, or num/den of its row for a rate (NaN if den
+    is 0)."""
+    if _rate_columns(m, sub.columns):
         num, den = _numeric(sub[m.numerator]), _numeric(sub[m.denominator])
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
@@ -199,12 +165,23 @@ def _per_replication(sub: pd.DataFrame, m: MetricInfo) -> np.ndarray:
 
 
 def _interval(sub: pd.DataFrame, m: MetricInfo, level: float) -> tuple[float, float, float]:
-    if _pooled(m, sub.columns):
-        num, den = _numeric(sub[m.numerator]), _numeric(sub[m.denominator])
-        ok = ~(np.isnan(num) | np.isnan(den))
-        # Rates pool events over replications (every action counts once), not a mean of shares.
-        return wilson(float(num[ok].sum()), float(den[ok].sum()), level)
-    return t_ci(_numeric(sub[m.name]), level)
+    """Student t over the per-replication values, rates included: replications are the
+    independent units (actions within one are not), so pooling actions would understate the
+    spread. The interval is clipped to the metric's domain."""
+    return clip(t_ci(_per_replication(sub, m), level), m.lower, m.upper)
+
+
+def clip(ci: tuple[float, float, float], lower: float | None, upper: float | None
+         ) -> tuple[float, float, float]:
+    """An interval (mean, low, high) cut to [lower, upper] (None: unbounded)."""
+    mean, low, high = ci
+    if lower is not None:
+        low, high = (max(low, lower) if not math.isnan(low) else low,
+                     max(high, lower) if not math.isnan(high) else high)
+    if upper is not None:
+        low, high = (min(low, upper) if not math.isnan(low) else low,
+                     min(high, upper) if not math.isnan(high) else high)
+    return mean, low, high
 
 
 def _key(values: Sequence[object]) -> tuple[object, ...]:
@@ -366,8 +343,23 @@ def _group_columns(agg: pd.DataFrame) -> list[str]:
     return out
 
 
+MIN_RELIABLE_REPLICATIONS = 5
+
+
+def few_replications_note(agg: pd.DataFrame) -> str | None:
+    """A warning line when some interval rests on fewer than 5 replications, else None."""
+    if "replications" not in agg.columns or agg.empty:
+        return None
+    n = int(pd.to_numeric(agg["replications"]).min())
+    if n >= MIN_RELIABLE_REPLICATIONS:
+        return None
+    return (f"note: intervals rest on {n} replication{'s' if n != 1 else ''} per control; with "
+            f"fewer than {MIN_RELIABLE_REPLICATIONS} they are unreliable (raise --replications)")
+
+
 def headline_table(agg: pd.DataFrame, metrics: Sequence[str] | None = None) -> str:
-    """Fixed-width text table of the headline metrics as `mean [low, high]`, one row per group."""
+    """Fixed-width text table of the headline metrics as `mean [low, high]`, one row per group,
+    with a note when intervals rest on fewer than 5 replications."""
     wanted = list(metrics) if metrics is not None else list(HEADLINE)
     if metrics is None and "exposure" not in wanted:
         wanted.append("exposure")
@@ -395,4 +387,7 @@ def headline_table(agg: pd.DataFrame, metrics: Sequence[str] | None = None) -> s
 
     out = [line(header), "  ".join("-" * w for w in widths)]
     out += [line(row) for row in body]
+    note = few_replications_note(agg)
+    if note is not None:
+        out.append(note)
     return "\n".join(out) + "\n"

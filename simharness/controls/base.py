@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -53,23 +53,34 @@ class Credential:
 class Ledger:
     """Every credential issued in a run, in issue order (the engine reads it for metrics)."""
 
-    __slots__ = ("credentials", "_weight", "tokens_issued", "revocations_refused")
+    __slots__ = ("credentials", "_weight", "tokens_issued", "revocations_refused", "on_change")
 
     def __init__(self, weight: dict[Perm, float]):
         self.credentials: list[Credential] = []
         self._weight = weight
         self.tokens_issued = 0
         self.revocations_refused = 0
+        # Called with (holder, time) after an issue or a revocation (the authority probe).
+        self.on_change: Callable[[str, float], None] | None = None
 
     def issue(self, holder: str, perms: frozenset[Perm], now: float, ttl: float = math.inf,
-              **kw: Any) -> Credential:
+              notify: bool = True, **kw: Any) -> Credential:
+        """A new credential. notify=False: the caller calls `notify` once it has stored it
+        (where the holder can be seen to hold it)."""
         w = self._weight
         cred = Credential(len(self.credentials), holder, perms, sum(w.get(p, 0.0) for p in perms),
                           now, now + ttl, **kw)
         self.credentials.append(cred)
         if cred.kind != "role":
             self.tokens_issued += 1
+        if notify:
+            self.notify(holder, now)
         return cred
+
+    def notify(self, holder: str, now: float) -> None:
+        """Tell the listener (the authority probe) that the holder's credentials changed."""
+        if self.on_change is not None:
+            self.on_change(holder, now)
 
     def revoke(self, cred: Credential, now: float) -> bool:
         """Revoke unless already ended or out of reach (third-party platform)."""
@@ -79,6 +90,7 @@ class Ledger:
             self.revocations_refused += 1
             return False
         cred.revoked = now
+        self.notify(cred.holder, now)
         return True
 
 
@@ -204,6 +216,9 @@ class Control:
     tool_audit: ClassVar[bool] = False
     #: the model keeps a standing credential per identity
     standing: ClassVar[bool] = False
+    #: decide() finds state by credential object (not only by what it grants): the authority
+    #: probe must then not treat two credentials with the same grant as the same
+    credential_identity_matters: ClassVar[bool] = False
 
     def __init__(self, name: str, params: dict[str, Any], world: World):
         self.name = name
@@ -227,9 +242,15 @@ class Control:
             return None
         cred = self._standing.get(identity)
         if cred is None or (cred.end <= now and self.quarantined.get(identity, 0.0) <= now):
-            cred = ledger.issue(identity, self.standing_grant(archetype), now, revocable=revocable)
+            cred = ledger.issue(identity, self.standing_grant(archetype), now, revocable=revocable,
+                                notify=False)
             self._standing[identity] = cred
+            ledger.notify(identity, now)
         return cred
+
+    def standing_credential(self, identity: str) -> Credential | None:
+        """The standing credential the identity holds now, without issuing one (read-only)."""
+        return self._standing.get(identity)
 
     def on_task_start(self, ctx: TaskContext, ledger: Ledger, now: float) -> Credential | None:
         """A credential for the task, if the model issues one (through the token service)."""

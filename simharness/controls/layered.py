@@ -44,6 +44,7 @@ class Layered(Control):
     Params = LayeredParams
     params: LayeredParams
     tool_audit = True  # checked against the members below
+    credential_identity_matters = True  # members' parts are found by the composite's id
 
     def __init__(self, name: str, params: dict, world: World):
         super().__init__(name, params, world)
@@ -79,9 +80,10 @@ class Layered(Control):
         prev = self._standing.get(identity)
         if prev is not None and self._parts.get(prev.id) == parts and prev.end > now:
             return prev
-        cred = self._composite(identity, parts, ledger, now)
+        cred = self._composite(identity, parts, ledger, now, notify=False)
         if cred is not None:
             self._standing[identity] = cred
+            ledger.notify(identity, now)
         return cred
 
     def on_task_start(self, ctx: TaskContext, ledger: Ledger, now: float) -> Credential | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simharness.actions import Delegation
 from simharness.controls.base import World, make
 from simharness.engine import COMPLETED, FAILED, IN_FLIGHT, A, T, simulate
 from simharness.misuse_catalogue import MISUSE_KINDS
-from simharness.actions import Delegation
 from simharness.workload import build_workload
 from tests.conftest import make_spec
 

@@ -62,23 +62,29 @@ def run_csvs(path: Path, out: Path) -> dict[str, pd.DataFrame]:
 
 def test_plan_following_baseline_reproduces_the_previous_code(tmp_path):
     """The baseline without behaviour, declared scope or args gives the bytes the code before
-    issue 13 gave (tests/data, produced by commit f1ea782), except for the new `unreached`
-    outcome: an instance whose task failed before its goal action was `prevented` then."""
+    issue 13 gave (tests/data, produced by commit f1ea782), except for what was redefined since:
+    the new `unreached` outcome (an instance whose task failed before its goal action was
+    `prevented` then), and exposure as authority (issue 14): the old ledger-based exposure is
+    `credential_exposure` now, byte for byte; exposure, standing exposure, exposure per agent
+    hour and blast radius are the authority-based measures."""
     new = run_csvs(DATA / "baseline_plan_following.yaml", tmp_path)
+    redefined = ("exposure", "standing_exposure", "exposure_per_agent_hour", "blast_radius")
     for name, moved in (("summary", ("misuse_injected", "misuse_prevented", "misuse_caught",
-                                     "misuse_caught_rate")),
+                                     "misuse_caught_rate", *redefined)),
                         ("misuse", ("injected", "prevented", "caught_rate"))):
         old = pd.read_csv(DATA / f"baseline_plan_following.{name}.csv", dtype=str,
                           keep_default_na=False)
         cur = new[name]
         assert [c for c in cur.columns if c not in old.columns] == (
-            ["misuse_unreached"] if name == "summary" else ["unreached"])
+            ["misuse_unreached", "credential_exposure"] if name == "summary" else ["unreached"])
         same = [c for c in old.columns if c not in moved]
         assert cur[same].equals(old[same]), name
         unreached = cur["misuse_unreached" if name == "summary" else "unreached"].astype(int)
-        for col in (c for c in moved if not c.endswith("rate")):
+        for col in (c for c in moved if c not in redefined and not c.endswith("rate")):
             assert (cur[col].astype(int) + unreached == old[col].astype(int)).all(), col
         assert unreached.sum() <= 2  # the move is rare in a plan-following world
+        if name == "summary":
+            assert cur["credential_exposure"].equals(old["exposure"])
 
 
 def test_plan_following_scenario_knows_it_and_is_plan_only(mini):
@@ -339,7 +345,7 @@ def test_a_send_carries_the_sensitivity_of_what_the_task_read():
             seen.append((req.task_id, req.action, req.data_sensitivity))
             return Decision(True, ("ok",))
 
-    simulate(build_workload(spec, 0), Record("r", {}, World(spec)))
+    simulate(build_workload(spec, 0), Record("r", {}, World(spec)), probe=False)
     sends = [s for s in seen if s[1] == "send"]
     assert sends and {s[2] for s in sends} == {"confidential"}  # answer_ticket read the crm
     assert all(s[2] is None for s in seen if s[1] != "send")

@@ -48,7 +48,11 @@ def test_exposure_ordering(baseline):
     agg, _ = baseline
     e = agg["exposure_mean"]
     assert e["static_iam"] == pytest.approx(e["sse_only"], rel=0.02)
-    assert e["sse_only"] > e["jit_per_task"] > e["per_action_policy"]
+    # Standing role grants against authority that lives only while a task runs: orders of
+    # magnitude apart. Per-task tokens and per-action decisions on the same declared scopes
+    # hold about the same authority.
+    assert e["sse_only"] > 50 * max(e["jit_per_task"], e["per_action_policy"])
+    assert e["per_action_policy"] == pytest.approx(e["jit_per_task"], rel=0.25)
 
 
 def test_misuse_caught_ordering(baseline):

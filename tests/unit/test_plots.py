@@ -104,7 +104,7 @@ def test_tradeoff(res):
     assert ax1.get_ylabel().startswith("exposure\n(weighted permission-s")
     assert ax2.get_xlabel() == "false deny rate (%)"
     assert ax2.get_ylabel() == "misuse caught rate (%)"
-    # Exposure and p99 span decades in this run (per_action_policy holds no standing grant).
+    # Exposure and p99 span decades in this run (static grants against per-task authority).
     assert ax1.get_xscale() == "log" and ax1.get_yscale() == "log"
     assert ax2.get_xscale() == "linear"
     assert isinstance(ax2.yaxis.get_major_formatter(), PercentFormatter)
@@ -113,10 +113,15 @@ def test_tradeoff(res):
         assert [c.get_label() for c in ax.containers] == controls
         front = [ln for ln in ax.get_lines() if ln.get_label() == "Pareto front"]
         assert len(front) == 1 and 1 <= len(front[0].get_xdata()) <= len(controls)
-    # A control with zero exposure sits on the floor, whose tick reads "0".
-    floor = ax1.yaxis.get_major_locator()()[0]
-    assert ax1.yaxis.get_major_formatter()(floor, 0) == "0"
     assert _legend_labels(fig) == [*controls, "Pareto front"]
+    # A control with zero exposure (e.g. a deny-all policy) sits on the floor, whose tick
+    # reads "0".
+    agg = res.aggregate.copy()
+    agg.loc[agg.control == "per_action_policy",
+            ["exposure_mean", "exposure_ci_low", "exposure_ci_high"]] = 0.0
+    zero = plots.tradeoff(agg).axes[0]
+    floor = zero.yaxis.get_major_locator()()[0]
+    assert zero.yaxis.get_major_formatter()(floor, 0) == "0"
     # Each control keeps its colour.
     for c in ax1.containers:
         assert c.lines[0].get_color() == plots.control_colour(c.get_label())

@@ -50,20 +50,12 @@ def test_t_ci_edge_cases():
         stats.t_ci([1.0, 2.0], level=1.0)
 
 
-def test_wilson_known_value():
-    p, lo, hi = stats.wilson(8, 10)
-    assert p == 0.8
-    assert lo == pytest.approx(0.4901624, abs=1e-6)
-    assert hi == pytest.approx(0.9433178, abs=1e-6)
-
-
-def test_wilson_rule_of_three_and_edges():
-    assert stats.wilson(0, 30) == (0.0, 0.0, pytest.approx(0.1))
-    assert stats.wilson(30, 30) == (1.0, pytest.approx(0.9), 1.0)
-    assert stats.wilson(0, 2) == (0.0, 0.0, 1.0)  # 3/n clipped to [0, 1]
-    assert all(math.isnan(x) for x in stats.wilson(0, 0))
-    with pytest.raises(ValueError):
-        stats.wilson(5, 4)
+def test_clip_cuts_to_the_domain_and_keeps_nan():
+    assert stats.clip((0.01, -0.02, 0.04), 0.0, 1.0) == (0.01, 0.0, 0.04)
+    assert stats.clip((0.99, 0.95, 1.03), 0.0, 1.0) == (0.99, 0.95, 1.0)
+    assert stats.clip((-0.2, -0.5, 0.1), None, None) == (-0.2, -0.5, 0.1)
+    m, lo, hi = stats.clip((3.0, math.nan, math.nan), 0.0, None)
+    assert m == 3.0 and math.isnan(lo) and math.isnan(hi)
 
 
 def _synthetic(reps: int = 12, seed: int = 7) -> pd.DataFrame:
@@ -97,16 +89,37 @@ def test_aggregate_layout_and_rates():
     for m in ("exposure", "false_deny_rate", "decision_p99_ms"):
         for s in stats.STAT_SUFFIXES:
             assert f"{m}{s}" in agg.columns
-    # Pooled rate: sum(num) / sum(den), Wilson interval.
+    # A rate: one value per replication (num / den of its row), Student t over them, clipped
+    # to [0, 1]; checked against the textbook formula with t(0.975, 11) = 2.200985.
     sub = summary[(summary.pdp_ms == 5.0) & (summary.control == "jit_per_task")]
     row = agg[(agg.pdp_ms == 5.0) & (agg.control == "jit_per_task")].iloc[0]
-    expected = stats.wilson(sub.legit_denied.sum(), sub.legit_actions.sum())
-    assert (row.false_deny_rate_mean, row.false_deny_rate_ci_low,
-            row.false_deny_rate_ci_high) == expected
-    # Zero denials under none: rule of three on the pooled denominator.
+    per_rep = (sub.legit_denied / sub.legit_actions).to_numpy()
+    half = 2.200985 * per_rep.std(ddof=1) / math.sqrt(len(per_rep))
+    assert row.false_deny_rate_mean == pytest.approx(per_rep.mean(), rel=1e-12)
+    assert row.false_deny_rate_ci_low == pytest.approx(max(per_rep.mean() - half, 0), rel=1e-5)
+    assert row.false_deny_rate_ci_high == pytest.approx(per_rep.mean() + half, rel=1e-5)
+    # Zero denials in every replication under none: an exact zero, no spread.
     none = agg[(agg.pdp_ms == 5.0) & (agg.control == "none")].iloc[0]
-    assert none.false_deny_rate_ci_high == pytest.approx(3 / summary[
-        (summary.pdp_ms == 5.0) & (summary.control == "none")].legit_actions.sum())
+    assert (none.false_deny_rate_mean, none.false_deny_rate_ci_low,
+            none.false_deny_rate_ci_high) == (0.0, 0.0, 0.0)
+
+
+def test_rate_interval_is_clipped_to_zero():
+    # Denials in one replication of twelve: the t interval dips below 0 and is cut there.
+    rows = [{"control": "c", "replication": r, "legit_actions": 100,
+             "legit_denied": 5 if r == 0 else 0} for r in range(12)]
+    agg = stats.aggregate(pd.DataFrame(rows), ["control"])
+    assert agg.false_deny_rate_ci_low.iloc[0] == 0.0
+    assert agg.false_deny_rate_ci_high.iloc[0] > agg.false_deny_rate_mean.iloc[0] > 0
+
+
+def test_few_replications_are_flagged():
+    rows = [{"control": "c", "replication": r, "exposure": float(r)} for r in range(3)]
+    table = stats.headline_table(stats.aggregate(pd.DataFrame(rows), ["control"]))
+    assert "fewer than 5" in table and "3 replications" in table
+    rows = [{"control": "c", "replication": r, "exposure": float(r)} for r in range(5)]
+    assert "fewer than 5" not in stats.headline_table(
+        stats.aggregate(pd.DataFrame(rows), ["control"]))
 
 
 def test_aggregate_paired_ci_narrower_than_unpaired():
@@ -218,7 +231,8 @@ def test_headline_table():
     assert lines[0].split()[:3] == ["pdp_ms", "control", "n"]
     assert "exposure" in lines[0] and "false_deny_rate" in lines[0]
     assert "damage" not in lines[0]  # not in the summary
-    assert len(lines) == 2 + len(agg)
+    assert len(lines) == 2 + len(agg) + 1  # and the note: 4 replications are too few
+    assert lines[-1].startswith("note: intervals rest on 4 replications")
     assert "[" in lines[2] and "jit_per_task" in text
     assert text == stats.headline_table(agg)
 

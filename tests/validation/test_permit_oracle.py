@@ -28,7 +28,7 @@ def permit_shares(overrides=(), replications=2) -> tuple[float, float]:
             return real(req)
 
         control.decide = record  # type: ignore[method-assign]
-        log = simulate(build_workload(spec, rep), control)
+        log = simulate(build_workload(spec, rep), control, probe=False)  # only the run's calls
         assert len(seen) == len(log.actions)
         for ok, row in zip(seen, log.actions, strict=True):
             if row[A["misuse_id"]] < 0:

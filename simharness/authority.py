@@ -1,0 +1,401 @@
+"""Authority: what each agent could do at each moment, measured by asking the control itself.
+
+An agent's authority is the summed weight of the permissions the control's own `decide()`
+would allow if the agent asked now, in any context it currently has: between tasks its
+standing identity and credential (no task); during a task, or a delegated sub-task it serves,
+that task's identity, credential, declared scope and delegation chain. Nothing here knows a
+control model: it builds probe requests and reads decisions, so a plug-in is measured exactly
+as a built-in is (DESIGN.md section 3, `exposure`).
+
+Decisions on the probes can only change at change points, where the engine tells the probe:
+a task starts or ends, a credential is issued or revoked (the ledger's `on_change`), expires,
+or an identity is quarantined or released (the probe schedules expiry and release itself).
+Probing calls only `decide`, never `observe`, so rate windows and other decision state are not
+touched; a probe reads them as they stand. Probes are memoised on what a decision can read
+apart from the permission (identity, credential and its liveness, quarantine, task type,
+declared scope, chain; not the time or the task id), so a context seen before costs a dict
+look-up: one decide() per permission per new context.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from simharness.actions import NO_ARGS, NO_NAMES, AgentInfo, Perm
+from simharness.controls.base import Control, Credential, Request, TaskContext, World
+
+_UNPROBED = object()  # the stamp of a context not probed yet (no real stamp equals it)
+
+
+class Context:
+    """One place authority lives: an agent's standing identity, or a task it works on."""
+
+    __slots__ = ("identity", "ctx", "cred", "origin", "origin_role", "token_mode", "key",
+                 "declared", "active", "stamp", "owned", "stolen", "life", "until")
+
+    def __init__(self, identity: str, ctx: TaskContext | None, cred: Credential | None,
+                 origin: str, origin_role: frozenset[Perm], token_mode: str):
+        self.identity = identity
+        self.ctx = ctx  # None: no task (the standing identity between tasks)
+        self.cred = cred  # the task's own credential (None: the standing one, if any)
+        self.origin, self.origin_role, self.token_mode = origin, origin_role, token_mode
+        task = ctx.task if ctx is not None else None
+        # What a decision can read of this context apart from credential, quarantine and the
+        # declared scope (which a request shows only as each permission's `in_scope`).
+        self.key = (identity, None if task is None else (task.type, task.depth), origin,
+                    id(origin_role), token_mode)
+        self.declared: frozenset[Perm] = task.declared if task is not None else frozenset()
+        self.active = task is not None  # False: the task ended but its credential lives on
+        # The last probe of this context and what it depended on (reused while unchanged).
+        self.stamp: object = _UNPROBED
+        self.owned: tuple[frozenset[Perm], float] = (frozenset(), 0.0)
+        self.stolen: tuple[frozenset[Perm], float] = (frozenset(), 0.0)
+        self.life = math.inf
+        self.until = math.inf
+
+
+class _AgentState:
+    __slots__ = ("agent", "idle", "tasks", "held", "allowed", "weight", "thief", "life_end", "last",
+                 "valid_until")
+
+    def __init__(self, agent: AgentInfo, idle: Context | None):
+        self.agent = agent
+        self.idle = idle
+        self.tasks: list[Context] = []  # running tasks
+        self.held: list[Context] = []  # ended tasks whose own credential is still live
+        self.allowed: frozenset[Perm] = frozenset()
+        self.weight = 0.0  # authority: weight of `allowed`
+        self.thief = 0.0  # authority of a thief holding what the agent holds
+        self.life_end = math.inf  # when what a thief holds stops working at the latest
+        self.last = 0.0  # integrated up to here
+        self.valid_until = math.inf  # the next expiry or release among its contexts
+
+
+TIMELINE_POINTS = 97
+
+
+class Cumulative:
+    """Sum of w over [a, b) intervals, as a total and as the cumulative curve on a fixed grid,
+    in memory bounded by the grid (not by the number of intervals).
+
+    The curve at g is sum w (min(b, g) - min(a, g))+ = F_a(g) - F_b(g) with
+    F_x(g) = g sum_{x < g} w - sum_{x < g} w x: per interval two bin updates, prefix sums at
+    the end."""
+
+    __slots__ = ("lo", "step", "n", "w_at", "wx_at", "total")
+
+    def __init__(self, lo: float, hi: float, points: int = TIMELINE_POINTS):
+        self.lo, self.n = lo, points
+        self.step = (hi - lo) / (points - 1) if points > 1 else math.inf
+        self.w_at = [0.0] * (points + 1)  # bin k: grid[k-1] <= x < grid[k] (k = n: beyond)
+        self.wx_at = [0.0] * (points + 1)
+        self.total = 0.0
+
+    def add(self, a: float, b: float, w: float) -> None:
+        """w over [a, b) (already clipped to the grid's span, a < b)."""
+        self.total += w * (b - a)
+        step, lo, n = self.step, self.lo, self.n
+        k = min(int((a - lo) / step) + 1, n)
+        self.w_at[k] += w
+        self.wx_at[k] += w * a
+        k = min(int((b - lo) / step) + 1, n)
+        self.w_at[k] -= w
+        self.wx_at[k] -= w * b
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(grid, cumulative sum at each grid point); the last point is the exact total."""
+        grid = self.lo + self.step * np.arange(self.n) if self.n > 1 else np.array([self.lo])
+        w = np.cumsum(self.w_at[: self.n])
+        wx = np.cumsum(self.wx_at[: self.n])
+        out = grid * w - wx
+        out[-1] = self.total
+        return grid, out
+
+
+@dataclass
+class AuthorityResult:
+    """What a run's probing measured (metrics.py turns it into exposure and blast radius)."""
+
+    exposure: Cumulative  # authority minus weight in use, over [warm-up, horizon]
+    standing: float  # the part of the authority integral accrued with no task running
+    blast_num: float  # integral of thief authority x remaining life
+    blast_den: float  # time with a thief authority > 0
+    probes: int  # decide() calls made by probing
+
+
+class AuthorityProbe:
+    """Integrates each agent's authority over [warm-up, horizon] as the engine runs."""
+
+    def __init__(self, control: Control, world: World, agents: list[AgentInfo], warmup: float,
+                 horizon: float):
+        self.control = control
+        self.decide = control.decide
+        self.perms = sorted(world.all_perms)
+        self.weight = world.weight
+        self.resources = world.resources
+        self.lo, self.hi = warmup, horizon
+        self.exposure = Cumulative(warmup, horizon)
+        self.standing = self.blast_num = self.blast_den = 0.0
+        self.probes = 0
+        self._memo: dict[tuple, tuple[tuple[frozenset[Perm], frozenset[Perm]],
+                                      tuple[frozenset[Perm], frozenset[Perm]]]] = {}
+        self._unions: dict[tuple, tuple[frozenset[Perm], float]] = {}
+        self._scoped: dict[tuple, tuple[tuple[frozenset[Perm], float],
+                                        tuple[frozenset[Perm], float]]] = {}
+        # Credentials are told apart by what they grant, not by which object they are, unless
+        # the model finds its own state by credential (layered: its members' parts).
+        self._by_object = type(control).credential_identity_matters
+        self._standing_of = control.standing_credential
+        self._quarantined = control.quarantined  # identity -> until (the control mutates it)
+        self._by_identity: dict[str, set[int]] = {}
+        self._held: set[str] | None = None
+        self.state: list[_AgentState] = []
+        for a in agents:
+            ident = a.standing_identity
+            idle = (Context(ident, None, None, ident, a.role, "none") if ident is not None
+                    else None)
+            self.state.append(_AgentState(a, idle))
+            if ident is not None:
+                self._by_identity.setdefault(ident, set()).add(a.index)
+
+    # -- change points (called by the engine and the ledger) ---------------------------------
+    def start(self, now: float) -> None:
+        for i in range(len(self.state)):
+            self._reprobe(i, now)
+
+    def hold(self) -> None:
+        """Collect `changed` calls until the next enter or leave (the engine brackets a task's
+        start and end hooks with this: the enter or leave probes that agent anyway)."""
+        self._held = set()
+
+    def enter(self, i: int, c: Context, now: float) -> None:
+        """Agent i starts working on a task in context `c`."""
+        self._advance(i, now)
+        st = self.state[i]
+        st.tasks.append(c)
+        if st.idle is None or st.idle.identity != c.identity:
+            self._by_identity.setdefault(c.identity, set()).add(i)
+        self._reprobe(i, now)
+        self._release_held(i, now)
+
+    def leave(self, i: int, c: Context, now: float) -> None:
+        """Agent i's task in context `c` ended. A credential of its own that is still live
+        stays with the agent (task inactive) until it expires or is revoked: the agent could
+        still present it (token_replay)."""
+        self._advance(i, now)
+        st = self.state[i]
+        st.tasks.remove(c)
+        c.active, c.stamp = False, _UNPROBED
+        if c.cred is not None and c.cred.live(now):
+            st.held.append(c)
+        elif (st.idle is None or st.idle.identity != c.identity) and not any(
+                t.identity == c.identity for t in (*st.tasks, *st.held)):
+            self._by_identity[c.identity].discard(i)
+        self._reprobe(i, now)
+        self._release_held(i, now)
+
+    def changed(self, identity: str, now: float) -> None:
+        """Something about `identity` changed (a credential, a quarantine): probe again."""
+        if self._held is not None:
+            self._held.add(identity)
+            return
+        for i in sorted(self._by_identity.get(identity, ())):
+            self._advance(i, now)
+            self._reprobe(i, now)
+
+    def _release_held(self, i: int, now: float) -> None:
+        held, self._held = self._held, None
+        if held:
+            for identity in sorted(held):
+                for j in sorted(self._by_identity.get(identity, ())):
+                    if j != i:
+                        self._advance(j, now)
+                        self._reprobe(j, now)
+
+    def in_use(self, i: int, perm: Perm, start: float, duration: float) -> None:
+        """Agent i exercises `perm` for `duration` from `start`: that weight is not excess."""
+        if perm in self.state[i].allowed:
+            a = start if start > self.lo else self.lo
+            b = start + duration
+            if b > self.hi:
+                b = self.hi
+            if b > a:
+                self.exposure.add(a, b, -self.weight[perm])
+
+    def finish(self) -> AuthorityResult:
+        for i in range(len(self.state)):
+            self._advance(i, self.hi)
+        return AuthorityResult(self.exposure, self.standing, self.blast_num, self.blast_den,
+                               self.probes)
+
+    # -- integration ---------------------------------------------------------------------------
+    def _advance(self, i: int, t: float) -> None:
+        """Integrate agent i up to t, probing again at every expiry or release before t."""
+        st = self.state[i]
+        if st.valid_until > t and t <= self.hi:
+            # The common case, inline: no expiry or release on the way.
+            a = st.last if st.last > self.lo else self.lo
+            st.last = t
+            if t > a:
+                if st.weight > 0:
+                    self.exposure.add(a, t, st.weight)
+                    if not st.tasks:
+                        self.standing += st.weight * (t - a)
+                if st.thief > 0:
+                    end = st.life_end if st.life_end < self.hi else self.hi
+                    self.blast_num += st.thief * ((end - a) ** 2 - (end - t) ** 2) / 2
+                    self.blast_den += t - a
+            return
+        while st.valid_until <= t:
+            u = st.valid_until
+            self._integrate(st, u)
+            self._reprobe(i, u)
+        self._integrate(st, t)
+
+    def _integrate(self, st: _AgentState, t: float) -> None:
+        a, b = max(st.last, self.lo), min(t, self.hi)
+        st.last = max(st.last, t)
+        if b <= a:
+            return
+        if st.weight > 0:
+            self.exposure.add(a, b, st.weight)
+            if not st.tasks:
+                self.standing += st.weight * (b - a)
+        if st.thief > 0:
+            end = min(st.life_end, self.hi)
+            # integral over [a, b] of (end - s) ds, what a thief still has when it steals at s
+            self.blast_num += st.thief * ((end - a) ** 2 - (end - b) ** 2) / 2
+            self.blast_den += b - a
+
+    # -- probing -------------------------------------------------------------------------------
+    def _reprobe(self, i: int, t: float) -> None:
+        st = self.state[i]
+        idle, tasks = st.idle, st.tasks
+        if st.held:
+            st.held = [c for c in st.held if c.cred.live(t)]  # type: ignore[union-attr]
+            tasks = [*tasks, *st.held]
+        if idle is not None:
+            self._probe(st.agent, idle, t)
+        for c in tasks:
+            self._probe(st.agent, c, t)
+        n = len(tasks) + (idle is not None)
+        if n == 1:  # the common cases: idle, or a task without a standing identity
+            c = idle if idle is not None else tasks[0]
+            (st.allowed, st.weight), st.thief = c.owned, c.stolen[1]
+            st.life_end, st.valid_until = c.life, c.until
+            return
+        contexts = [idle, *tasks] if idle is not None else tasks
+        if n == 2:  # a standing identity working on one task
+            a, b = contexts
+            st.allowed, st.weight = self._union2(a.owned, b.owned)
+            st.thief = self._union2(a.stolen, b.stolen)[1]
+            st.life_end = a.life if a.life > b.life else b.life
+            st.valid_until = a.until if a.until < b.until else b.until
+            return
+        # none (a per-task identity between tasks: nothing to hold) or several
+        st.allowed, st.weight = self._union([c.owned for c in contexts])
+        st.thief = self._union([c.stolen for c in contexts])[1]
+        st.life_end = max((c.life for c in contexts), default=-math.inf)
+        st.valid_until = min((c.until for c in contexts), default=math.inf)
+
+    def _probe(self, agent: AgentInfo, c: Context, t: float) -> None:
+        """Bring context c's probe up to date at t (a few comparisons when nothing changed)."""
+        cred = c.cred if c.cred is not None else self._standing_of(c.identity)
+        release = self._quarantined.get(c.identity)
+        quarantined = release is not None and release > t
+        # The release time itself, not only whether there is one: a quarantine extended by a
+        # second flag must move the next change point.
+        until = release if quarantined else None
+        stamp = ((id(cred), cred.revoked is not None and t >= cred.revoked, t >= cred.expires,
+                  until) if cred is not None else until)
+        if stamp == c.stamp:
+            return
+        c.stamp = stamp
+        key = (c.key, c.active, agent.archetype, self._credential_key(cred, t), quarantined)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = (self._allowed(agent, c, cred, t, thief=False),
+                                     self._allowed(agent, c, cred, t, thief=True))
+        scoped = (id(hit), c.declared)
+        both = self._scoped.get(scoped)
+        if both is None:
+            both = self._scoped[scoped] = (self._in_scope(hit[0], c.declared),
+                                           self._in_scope(hit[1], c.declared))
+        c.owned, c.stolen = both
+        c.life = cred.end if cred is not None else math.inf
+        c.until = min(_next_change(cred, t), release if release is not None and quarantined
+                      else math.inf)
+
+    def _in_scope(self, sides: tuple[frozenset[Perm], frozenset[Perm]], declared: frozenset[Perm]
+                  ) -> tuple[frozenset[Perm], float]:
+        """What is allowed under a declared scope, from what is allowed in and out of scope."""
+        inside, outside = sides
+        allowed = (inside & declared) | (outside - declared)
+        return allowed, sum(self.weight.get(p, 0.0) for p in allowed)
+
+    def _union2(self, a: tuple[frozenset[Perm], float], b: tuple[frozenset[Perm], float]
+                ) -> tuple[frozenset[Perm], float]:
+        key = (id(a), id(b))  # memo results live as long as the probe
+        hit = self._unions.get(key)
+        if hit is None:
+            hit = self._unions[key] = self._union([a, b])
+        return hit
+
+    def _union(self, parts: list[tuple[frozenset[Perm], float]]) -> tuple[frozenset[Perm], float]:
+        union = frozenset().union(*(p for p, _ in parts))
+        return union, sum(self.weight.get(p, 0.0) for p in union)
+
+    def _release(self, identity: str, t: float) -> float:
+        until = self._quarantined.get(identity)
+        return until if until is not None and until > t else math.inf
+
+    def _allowed(self, agent: AgentInfo, c: Context, cred: Credential | None, t: float,
+                 thief: bool) -> tuple[frozenset[Perm], frozenset[Perm]]:
+        """The permissions decide() allows in context c at t, as the agent or as a thief
+        presenting the agent's identity and credential from outside: (if in the declared
+        scope, if not), each permission asked both ways."""
+        task = c.ctx.task if c.ctx is not None else None
+        req = Request(
+            t, c.identity, agent.identity_mode, not thief, "external" if thief else "agent",
+            agent.name, agent.archetype, agent.platform, "", "", None, ("", "", ""), 0,  # type: ignore[arg-type]
+            None, -1 if task is None else task.id, "" if task is None else task.type,
+            c.active, False, False, 0 if task is None else task.depth, c.origin, False,
+            c.token_mode, cred, 0.0, NO_ARGS, NO_NAMES)
+        sides: tuple[list[Perm], list[Perm]] = ([], [])
+        for p in self.perms:
+            # One request mutated per permission: decide() is pure and keeps nothing.
+            req.tool, req.action, req.perm = p[0], p[1], p
+            req.resource = self.resources[p[2]]
+            req.entitled = p in agent.role
+            req.origin_permits = p in c.origin_role
+            for side, in_scope in ((0, True), (1, False)):
+                req.in_scope = in_scope
+                req.credential = cred
+                try:
+                    ok = self.decide(req).allow
+                except Exception:  # a decision that cannot be made grants nothing
+                    ok = False
+                if ok:
+                    sides[side].append(p)
+        self.probes += 2 * len(self.perms)
+        return frozenset(sides[0]), frozenset(sides[1])
+
+    def _credential_key(self, cred: Credential | None, t: float) -> tuple | None:
+        """What a decision can read from a credential at t: its grant, binding and liveness."""
+        if cred is None:
+            return None
+        live = (cred.revoked is not None and t >= cred.revoked, t >= cred.expires)
+        if self._by_object:
+            return (id(cred), live)
+        return (cred.holder, cred.perms, cred.bound_to, cred.audience, cred.kind,
+                cred.task_id >= 0, live)
+
+
+def _next_change(cred: Credential | None, t: float) -> float:
+    """When the credential's decisions may next change by time alone (its expiry)."""
+    if cred is None or (cred.revoked is not None and cred.revoked <= t):
+        return math.inf
+    return cred.expires if cred.expires > t else math.inf

@@ -1,0 +1,150 @@
+"""Exposure as authority (issue 14): probing the control's own decide() must agree with closed
+forms where they exist, measure any policy the same way, and leave the run untouched."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+
+from simharness import metrics
+from simharness.authority import Cumulative
+from simharness.controls.base import World, make
+from simharness.engine import A, simulate
+from simharness.loader import load_scenario
+from simharness.spec import ScenarioSpec
+from simharness.workload import build_workload
+from tests.conftest import MINI
+
+ZERO_PDP = {"servers": math.inf, "rtt": 0, "service_time": 0, "timeout": "inf"}
+
+
+def plain_spec(**changes) -> ScenarioSpec:
+    """Two archetypes without delegation, plans followed, no misuse: exact comparisons."""
+    data = {**MINI, "horizon": "6h", "warmup": "30m"}
+    data["agents"] = [dict(MINI["agents"][0], tasks={"answer_ticket": 1}), MINI["agents"][1]]
+    data.update(changes)
+    return ScenarioSpec.model_validate(data)
+
+
+def run(spec: ScenarioSpec, model: str, params: dict | None = None, rep: int = 0, **kw):
+    log = simulate(build_workload(spec, rep), make(model, model, params or {}, World(spec)), **kw)
+    return log, metrics.compute(log)
+
+
+def policy_file(tmp_path, default: str) -> str:
+    path = tmp_path / f"{default}.yaml"
+    path.write_text(yaml.safe_dump({"policy_version": 1, "default": default, "rules": []}))
+    return str(path)
+
+
+def test_static_iam_authority_is_its_credential_exposure():
+    log, m = run(plain_spec(), "static_iam")
+    assert m["exposure"] > 0
+    assert m["exposure"] == pytest.approx(m["credential_exposure"], rel=1e-9)
+    # Closed form: every agent holds its role for the whole measured window, minus use.
+    spec = plain_spec()
+    roles = World(spec).roles
+    w = World(spec).weight
+    held = sum(sum(w[p] for p in roles[a.archetype]) for a in log.workload.agents)
+    in_use = sum(r[A["weight"]] * _inside(r, spec) for r in log.actions if r[A["allowed"]])
+    assert m["exposure"] == pytest.approx(held * (spec.horizon - spec.warmup) - in_use, rel=1e-9)
+
+
+def _inside(r, spec) -> float:
+    start = r[A["time"]] + r[A["latency"]]
+    return max(0.0, min(start + r[A["duration"]], spec.horizon) - max(start, spec.warmup))
+
+
+def test_jit_at_permission_granularity_equals_its_credential_exposure():
+    params = {"granularity": "permission", "revoke_on_complete": True, "ttl": "5m"}
+    _, m = run(plain_spec(), "jit_per_task", params)
+    assert m["exposure"] > 0
+    assert m["exposure"] == pytest.approx(m["credential_exposure"], rel=1e-9)
+
+
+def test_unrevoked_tokens_keep_authority_until_they_expire():
+    params = {"granularity": "permission", "revoke_on_complete": False, "ttl": "5m"}
+    _, kept = run(plain_spec(), "jit_per_task", params)
+    _, revoked = run(plain_spec(), "jit_per_task", {**params, "revoke_on_complete": True})
+    # A token left live after its task is still the agent's to present (token_replay): its
+    # authority counts until expiry. Overlapping tokens of one agent count once (a union),
+    # which the credential ledger counts once per token.
+    assert kept["exposure"] > 2 * revoked["exposure"]
+    assert kept["exposure"] <= kept["credential_exposure"] * (1 + 1e-9)
+
+
+def test_allow_all_policy_is_none_and_deny_all_is_zero(tmp_path):
+    spec = plain_spec()
+    _, none = run(spec, "none")
+    _, allow = run(spec, "per_action_policy", {"policy": policy_file(tmp_path, "allow"),
+                                                "pdp": ZERO_PDP})
+    _, deny = run(spec, "per_action_policy", {"policy": policy_file(tmp_path, "deny"),
+                                               "pdp": ZERO_PDP})
+    assert none["exposure"] > 0 and none["credential_exposure"] > 0
+    assert allow["exposure"] == pytest.approx(none["exposure"], rel=1e-12)
+    assert allow["blast_radius"] == pytest.approx(none["blast_radius"], rel=1e-12)
+    assert allow["credential_exposure"] == 0  # it issues nothing: the old measure said 0
+    assert deny["exposure"] == 0 and deny["blast_radius"] == 0
+
+
+def test_shipped_policy_on_the_plan_is_jit_per_permission_within_latency_terms():
+    spec = plain_spec()
+    _, jit = run(spec, "jit_per_task", {"granularity": "permission"})
+    _, pap = run(spec, "per_action_policy", {"detector": None, "revoke_on_deviation": False})
+    assert pap["exposure"] == pytest.approx(jit["exposure"], rel=0.02)
+
+
+def test_quarantine_takes_authority_away_until_release():
+    # A detector that flags every action quarantines the identity: static_iam's credential is
+    # revoked at the flag and a new one is issued only after the quarantine ends.
+    spec = plain_spec(signals={"risk": {"benign": 0.95, "misuse": 0.95}})
+    params = {"detector": {"threshold": 0.5, "delay": "1s"}, "revoke_on_deviation": True,
+              "quarantine": "1h"}
+    _, flagged = run(spec, "static_iam", params)
+    _, free = run(spec, "static_iam")
+    assert 0 < flagged["exposure"] < 0.05 * free["exposure"]
+    # The ledger cuts a step's use at the revocation, authority counts the whole step: within
+    # a few step-seconds of each other.
+    assert flagged["exposure"] == pytest.approx(flagged["credential_exposure"], rel=0.01)
+
+
+def test_probing_changes_nothing_in_the_run():
+    spec = load_scenario("baseline", overrides=["horizon=2h", "warmup=0s"])
+    for name in ("static_iam", "jit_per_task", "per_action_policy"):
+        e = spec.control(name)
+        logs = [simulate(build_workload(spec, 0), make(e.name, e.model, e.params, World(spec)),
+                         probe=p).actions for p in (True, False)]
+        assert logs[0] == logs[1], name
+
+
+def test_blast_radius_needs_what_a_thief_can_use(tmp_path):
+    spec = plain_spec()
+    _, static = run(spec, "static_iam")
+    # A role that never expires: a thief keeps W(role) until the horizon.
+    roles, w = World(spec).roles, World(spec).weight
+    widest = max(sum(w[p] for p in role) for role in roles.values())
+    assert 0 < static["blast_radius"] <= widest * (spec.horizon - spec.warmup)
+    # per_action_policy asks for attestation: a thief outside gets nothing.
+    _, pap = run(spec, "per_action_policy", {"pdp": ZERO_PDP})
+    assert pap["blast_radius"] == 0 and pap["exposure"] > 0
+
+
+def test_cumulative_curve_against_brute_force():
+    rng = __import__("numpy").random.default_rng(3)
+    acc = Cumulative(10.0, 110.0, points=11)
+    spans = []
+    for _ in range(200):
+        a = float(rng.uniform(10, 110))
+        b = min(110.0, a + float(rng.exponential(15)))
+        w = float(rng.normal())
+        if b > a:
+            acc.add(a, b, w)
+            spans.append((a, b, w))
+    grid, curve = acc.curve()
+    for g, c in zip(grid, curve, strict=True):
+        brute = sum(w * max(0.0, min(b, g) - a) for a, b, w in spans)
+        assert c == pytest.approx(brute, abs=1e-9)
+    assert acc.total == pytest.approx(sum(w * (b - a) for a, b, w in spans), abs=1e-9)
+    assert math.isclose(curve[-1], acc.total)
