@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
+from statistics import NormalDist
+
 import numpy as np
 import pandas as pd
 
@@ -19,6 +21,7 @@ from simharness.misuse_catalogue import CATALOGUE, MISUSE_KINDS, standards_ids
 __all__ = [
     "t_quantile",
     "t_ci",
+    "wilson",
     "clip",
     "aggregate",
     "misuse_table",
@@ -140,6 +143,40 @@ def t_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float, fl
     return (mean, mean - half, mean + half)
 
 
+def _rule_of_three_constant(level: float) -> float:
+    # One-sided exact binomial bound with 0 events: 1 - alpha**(1/n) ~ -ln(alpha)/n. At 95 % that
+    # is the textbook "rule of three" (ln 20 = 2.996 ~ 3), which we report literally.
+    return 3.0 if level == 0.95 else -math.log(1.0 - level)
+
+
+def wilson(successes: float, n: float, level: float = 0.95) -> tuple[float, float, float]:
+    """(p, low, high): Wilson score interval for a binomial share.
+
+    At the boundaries (0 or n successes) only one side of the interval carries information, so
+    the open side is the one-sided "rule of three" bound (3/n at 95 %, i.e. the exact
+    Clopper-Pearson one-sided bound 1 - 0.05**(1/n) ~ 3/n). It is the conventional figure for
+    "0 of n misuse instances got through", is comparable across reports, and avoids the two-sided
+    Wilson bound z^2/(n + z^2) spending half of alpha on a tail that cannot be observed.
+    """
+    _check_level(level)
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return (_NAN, _NAN, _NAN)
+    p = successes / n
+    k = _rule_of_three_constant(level)
+    if successes == 0:
+        return (0.0, 0.0, min(1.0, k / n))
+    if successes == n:
+        return (1.0, max(0.0, 1.0 - k / n), 1.0)
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2.0 * n)) / denom
+    half = z * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / denom
+    return (p, max(0.0, centre - half), min(1.0, centre + half))
+
+
 # --------------------------------------------------------------------------- aggregate
 
 def _numeric(s: pd.Series) -> np.ndarray:
@@ -166,9 +203,20 @@ def _per_replication(sub: pd.DataFrame, m: MetricInfo) -> np.ndarray:
 
 def _interval(sub: pd.DataFrame, m: MetricInfo, level: float) -> tuple[float, float, float]:
     """Student t over the per-replication values, rates included: replications are the
-    independent units (actions within one are not), so pooling actions would understate the
-    spread. The interval is clipped to the metric's domain."""
-    return clip(t_ci(_per_replication(sub, m), level), m.lower, m.upper)
+    independent units (the actions within one are not), so pooling actions as if independent
+    understates the spread. A rate's interval is widened to at least the Wilson interval of
+    its pooled counts: when every replication sits at 0 or 1 (all caught, none denied) the t
+    interval has no width, while the finite counts still leave doubt. Then clipped to the
+    metric's domain."""
+    mean, low, high = t_ci(_per_replication(sub, m), level)
+    if _rate_columns(m, sub.columns):
+        num, den = _numeric(sub[m.numerator]), _numeric(sub[m.denominator])
+        ok = ~(np.isnan(num) | np.isnan(den))
+        if den[ok].sum() > 0:
+            _, w_low, w_high = wilson(float(num[ok].sum()), float(den[ok].sum()), level)
+            low = w_low if math.isnan(low) else min(low, w_low)
+            high = w_high if math.isnan(high) else max(high, w_high)
+    return clip((mean, low, high), m.lower, m.upper)
 
 
 def clip(ci: tuple[float, float, float], lower: float | None, upper: float | None

@@ -50,6 +50,22 @@ def test_t_ci_edge_cases():
         stats.t_ci([1.0, 2.0], level=1.0)
 
 
+def test_wilson_known_value():
+    p, lo, hi = stats.wilson(8, 10)
+    assert p == 0.8
+    assert lo == pytest.approx(0.4901624, abs=1e-6)
+    assert hi == pytest.approx(0.9433178, abs=1e-6)
+
+
+def test_wilson_rule_of_three_and_edges():
+    assert stats.wilson(0, 30) == (0.0, 0.0, pytest.approx(0.1))
+    assert stats.wilson(30, 30) == (1.0, pytest.approx(0.9), 1.0)
+    assert stats.wilson(0, 2) == (0.0, 0.0, 1.0)  # 3/n clipped to [0, 1]
+    assert all(math.isnan(x) for x in stats.wilson(0, 0))
+    with pytest.raises(ValueError):
+        stats.wilson(5, 4)
+
+
 def test_clip_cuts_to_the_domain_and_keeps_nan():
     assert stats.clip((0.01, -0.02, 0.04), 0.0, 1.0) == (0.01, 0.0, 0.04)
     assert stats.clip((0.99, 0.95, 1.03), 0.0, 1.0) == (0.99, 0.95, 1.0)
@@ -89,19 +105,25 @@ def test_aggregate_layout_and_rates():
     for m in ("exposure", "false_deny_rate", "decision_p99_ms"):
         for s in stats.STAT_SUFFIXES:
             assert f"{m}{s}" in agg.columns
-    # A rate: one value per replication (num / den of its row), Student t over them, clipped
-    # to [0, 1]; checked against the textbook formula with t(0.975, 11) = 2.200985.
+    # A rate: one value per replication (num / den of its row), Student t over them (the
+    # textbook formula with t(0.975, 11) = 2.200985), at least as wide as the pooled Wilson
+    # interval, clipped to [0, 1].
     sub = summary[(summary.pdp_ms == 5.0) & (summary.control == "jit_per_task")]
     row = agg[(agg.pdp_ms == 5.0) & (agg.control == "jit_per_task")].iloc[0]
     per_rep = (sub.legit_denied / sub.legit_actions).to_numpy()
     half = 2.200985 * per_rep.std(ddof=1) / math.sqrt(len(per_rep))
+    _, w_low, w_high = stats.wilson(sub.legit_denied.sum(), sub.legit_actions.sum())
     assert row.false_deny_rate_mean == pytest.approx(per_rep.mean(), rel=1e-12)
-    assert row.false_deny_rate_ci_low == pytest.approx(max(per_rep.mean() - half, 0), rel=1e-5)
-    assert row.false_deny_rate_ci_high == pytest.approx(per_rep.mean() + half, rel=1e-5)
-    # Zero denials in every replication under none: an exact zero, no spread.
+    assert row.false_deny_rate_ci_low == pytest.approx(
+        max(min(per_rep.mean() - half, w_low), 0), rel=1e-5)
+    assert row.false_deny_rate_ci_high == pytest.approx(max(per_rep.mean() + half, w_high),
+                                                        rel=1e-5)
+    # Zero denials in every replication under none: no spread between replications, but the
+    # counts leave the rule-of-three bound 3 / n.
     none = agg[(agg.pdp_ms == 5.0) & (agg.control == "none")].iloc[0]
-    assert (none.false_deny_rate_mean, none.false_deny_rate_ci_low,
-            none.false_deny_rate_ci_high) == (0.0, 0.0, 0.0)
+    n = summary[(summary.pdp_ms == 5.0) & (summary.control == "none")].legit_actions.sum()
+    assert (none.false_deny_rate_mean, none.false_deny_rate_ci_low) == (0.0, 0.0)
+    assert none.false_deny_rate_ci_high == pytest.approx(3 / n)
 
 
 def test_rate_interval_is_clipped_to_zero():
