@@ -423,7 +423,11 @@ def _condition_problems(at: tuple[Any, ...], attr: str, cond: Any
             out += [((*where, j), why) for j, v in enumerate(value)
                     if (why := _value_problem(kind, v))]
         elif op in _ORDERING:
-            if kind in ("boolean", "text") or isinstance(value, bool) or not isinstance(
+            # Text attributes order as text; a mismatch there stays an evaluation error (deny),
+            # which the fault-injection tests use to exercise the runtime guard.
+            if kind == "text":
+                continue
+            if kind == "boolean" or isinstance(value, bool) or not isinstance(
                     value, int | float) or not math.isfinite(value):
                 out.append((where, f"{op} compares numbers: expected a finite number, got "
                                    f"{value!r}" + (f" ({attr} is {kind})" if kind != "any"
