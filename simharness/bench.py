@@ -75,7 +75,7 @@ def record_requests(spec: ScenarioSpec, control: Control, replication: int = 0
 
     control.decide = recorder  # type: ignore[method-assign]
     try:
-        simulate(build_workload(spec, replication), control)
+        simulate(build_workload(spec, replication), control, probe=False)  # the run's own calls
     finally:
         del control.decide  # back to the class's method
     return recorded
