@@ -85,6 +85,8 @@ class Kernel:
 
     def start(self, process, delay: float = 0.0) -> None:
         """Run `process` (a generator) from now + delay."""
+        if not 0.0 <= delay < math.inf:
+            _bad_delay(process, delay)
         heapq.heappush(self._heap, (self.now + delay, next(self._seq), process))
 
     def run(self, until: float) -> None:
@@ -98,8 +100,18 @@ class Kernel:
                 delay = next(process)  # type: ignore[call-overload]
             except StopIteration:
                 continue
+            # A negative delay would move time backwards and a NaN one would sort anywhere
+            # (ending the run silently): both are bugs in a process, never data.
+            if not 0.0 <= delay < math.inf:
+                _bad_delay(process, delay)
             push(heap, (t + delay, next(seq), process))
         self.now = until
+
+
+def _bad_delay(process, delay: object) -> None:
+    name = getattr(process, "__qualname__", type(process).__name__)
+    raise ValueError(f"process {name} asked to sleep {delay!r} s: a delay must be a finite "
+                     "number >= 0")
 
 
 class StationState:

@@ -148,3 +148,4 @@ def test_cumulative_curve_against_brute_force():
         assert c == pytest.approx(brute, abs=1e-9)
     assert acc.total == pytest.approx(sum(w * (b - a) for a, b, w in spans), abs=1e-9)
     assert math.isclose(curve[-1], acc.total)
+
