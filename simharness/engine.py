@@ -52,8 +52,10 @@ from simharness.workload import Workload
 # One action-log record per requested action (a tuple: cheap to append, easy to export).
 ACTION_FIELDS = (
     "time", "agent", "identity", "archetype", "platform", "task", "depth", "tool",
-    "action", "resource", "destination", "in_scope", "misuse_id", "kind", "goal", "source",
-    "requester", "allowed", "reasons", "latency", "duration", "credential", "risk", "visible", "attributed",
+    "action", "resource", "destination", "in_scope", "misuse_id", "kind", "goal",
+    "source",  # plan | deviation | retry | replan | misuse
+    "requester",  # agent | external (the request's own source, what a proxy sees)
+    "allowed", "reasons", "latency", "duration", "credential", "risk", "visible", "attributed",
     "without_decision", "weight", "chain_origin", "token_mode",
 )
 A = {name: i for i, name in enumerate(ACTION_FIELDS)}
