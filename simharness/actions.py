@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -156,3 +157,10 @@ def planned_steps(task: Task) -> list[int]:
     """Indexes of the task's tool steps that stand for a planned step (extras and injected
     actions excluded; a substituted step still stands for its planned one)."""
     return [i for i, s in enumerate(task.steps) if type(s) is Action or type(s) is SubstitutedAction]
+
+
+@lru_cache(maxsize=4096)
+def alternatives(role: frozenset[Perm], perm: Perm) -> tuple[Perm, ...]:
+    """Other permissions of a role for the same action (another tool or resource), sorted:
+    what a substituted step or a replan after a denial may use instead of `perm`."""
+    return tuple(sorted(p for p in role if p[1] == perm[1] and p != perm))

@@ -235,20 +235,6 @@ class AuthorityProbe:
     def _advance(self, i: int, t: float) -> None:
         """Integrate agent i up to t, probing again at every expiry or release before t."""
         st = self.state[i]
-        if st.valid_until > t and t <= self.hi:
-            # The common case, inline: no expiry or release on the way.
-            a = st.last if st.last > self.lo else self.lo
-            st.last = t
-            if t > a:
-                if st.weight > 0:
-                    self.exposure.add(a, t, st.weight)
-                    if not st.tasks:
-                        self.standing += st.weight * (t - a)
-                if st.thief > 0:
-                    end = st.life_end if st.life_end < self.hi else self.hi
-                    self.blast_num += st.thief * ((end - a) ** 2 - (end - t) ** 2) / 2
-                    self.blast_den += t - a
-            return
         while st.valid_until <= t:
             u = st.valid_until
             self._integrate(st, u)
@@ -277,25 +263,15 @@ class AuthorityProbe:
         if st.held:
             st.held = [c for c in st.held if c.cred.live(t)]  # type: ignore[union-attr]
             tasks = [*tasks, *st.held]
-        if idle is not None:
-            self._probe(st.agent, idle, t)
-        for c in tasks:
+        contexts = [idle, *tasks] if idle is not None else tasks
+        for c in contexts:
             self._probe(st.agent, c, t)
-        n = len(tasks) + (idle is not None)
-        if n == 1:  # the common cases: idle, or a task without a standing identity
-            c = idle if idle is not None else tasks[0]
+        if len(contexts) == 1:  # the common cases: idle, or a task without a standing identity
+            c = contexts[0]
             (st.allowed, st.weight), st.thief = c.owned, c.stolen[1]
             st.life_end, st.valid_until = c.life, c.until
             return
-        contexts = [idle, *tasks] if idle is not None else tasks
-        if n == 2:  # a standing identity working on one task
-            a, b = contexts
-            st.allowed, st.weight = self._union2(a.owned, b.owned)
-            st.thief = self._union2(a.stolen, b.stolen)[1]
-            st.life_end = a.life if a.life > b.life else b.life
-            st.valid_until = a.until if a.until < b.until else b.until
-            return
-        # none (a per-task identity between tasks: nothing to hold) or several
+        # none (a per-task identity between tasks) or several: what any of them allows
         st.allowed, st.weight = self._union([c.owned for c in contexts])
         st.thief = self._union([c.stolen for c in contexts])[1]
         st.life_end = max((c.life for c in contexts), default=-math.inf)
@@ -336,21 +312,13 @@ class AuthorityProbe:
         allowed = (inside & declared) | (outside - declared)
         return allowed, sum(self.weight.get(p, 0.0) for p in allowed)
 
-    def _union2(self, a: tuple[frozenset[Perm], float], b: tuple[frozenset[Perm], float]
-                ) -> tuple[frozenset[Perm], float]:
-        key = (id(a), id(b))  # memo results live as long as the probe
+    def _union(self, parts: list[tuple[frozenset[Perm], float]]) -> tuple[frozenset[Perm], float]:
+        key = tuple(id(p) for p, _ in parts)  # the parts live in the memo as long as the probe
         hit = self._unions.get(key)
         if hit is None:
-            hit = self._unions[key] = self._union([a, b])
+            union = frozenset().union(*(p for p, _ in parts))
+            hit = self._unions[key] = (union, sum(self.weight.get(p, 0.0) for p in union))
         return hit
-
-    def _union(self, parts: list[tuple[frozenset[Perm], float]]) -> tuple[frozenset[Perm], float]:
-        union = frozenset().union(*(p for p, _ in parts))
-        return union, sum(self.weight.get(p, 0.0) for p in union)
-
-    def _release(self, identity: str, t: float) -> float:
-        until = self._quarantined.get(identity)
-        return until if until is not None and until > t else math.inf
 
     def _allowed(self, agent: AgentInfo, c: Context, cred: Credential | None, t: float,
                  thief: bool) -> tuple[frozenset[Perm], frozenset[Perm]]:

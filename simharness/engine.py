@@ -34,6 +34,7 @@ from simharness.actions import (
     AgentInfo,
     Delegation,
     Task,
+    alternatives,
 )
 from simharness.authority import AuthorityProbe, AuthorityResult, Context
 from simharness.controls.base import (
@@ -325,18 +326,21 @@ class Engine:
                     identity, agent.archetype, revocable, ledger, env.now)
                 env.start(self._outside_task(task.attacker, task, agent, identity, leaked,
                                                record, stolen=True))
-            act: ActContext = (task, agent, identity, cred, ctx, origin_identity, origin_role,
-                               parent_cred, data)
-            allowed, pending = self._act(step, *act)
+            allowed, pending = self._act(step, task, agent, identity, cred, ctx, origin_identity,
+                                         origin_role, parent_cred, data)
             if not allowed and step.misuse_id < 0:
                 if on_deny.retry or on_deny.replan:
+                    act: ActContext = (task, agent, identity, cred, ctx, origin_identity,
+                                       origin_role, parent_cred, data)
                     allowed, pending, step = yield from self._recover(step, i, pending, on_deny,
                                                                       act)
                 if not allowed and self.abort:
                     ok = False
                     break
             if allowed and step.perm[1] == "read":
-                data = self._more_sensitive(data, step.perm[2])
+                level = self._sensitivity[step.perm[2]]
+                if data is None or self._sens_w[level] > self._sens_w[data]:
+                    data = level
         if pending > 0:
             yield pending
         if held is not None:
@@ -376,19 +380,12 @@ class Engine:
     def _alternative(a: Action, task: Task, agent: AgentInfo, u: float) -> Action | None:
         """Another permission of the agent's role for the same action, one the task declared
         if there is any (the agent tries what it was told it may use)."""
-        others = sorted(p for p in agent.role if p[1] == a.perm[1] and p != a.perm)
-        declared = [p for p in others if p in task.declared]
-        pool = declared or others
+        others = alternatives(agent.role, a.perm)
+        pool = [p for p in others if p in task.declared] or others
         if not pool:
             return None
         perm = pool[min(int(u * len(pool)), len(pool) - 1)]
         return Action(perm, 0.0, a.duration, a.risk, a.bytes_out, a.args)
-
-    def _more_sensitive(self, label: str | None, resource: str) -> str:
-        level = self._sensitivity[resource]
-        if label is None or self._sens_w[level] > self._sens_w[label]:
-            return level
-        return label
 
     def _outside_task(self, uses: Sequence[Action], task: Task, agent: AgentInfo, identity: str,
                       cred: Credential | None, record: list, stolen: bool):

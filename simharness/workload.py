@@ -31,6 +31,7 @@ from simharness.actions import (
     Perm,
     SubstitutedAction,
     Task,
+    alternatives,
 )
 from simharness.misuse import inject
 from simharness.rng import BlockSampler
@@ -142,8 +143,7 @@ class WorkloadBuilder:
         self._dev_risk = BlockSampler(spec.signals.risk.benign,
                                       seedtree.stream(root, replication, "behaviour", 3)).next
         self._scope_u = BlockSampler(UNIT, seedtree.stream(root, replication, "scope")).next
-        self._arg_rng = seedtree.stream(root, replication, "arguments")
-        self._arg_u = BlockSampler(UNIT, self._arg_rng).next
+        self._arg_u = BlockSampler(UNIT, seedtree.stream(root, replication, "arguments")).next
         self._arg_samplers: dict[tuple[str, int], BlockSampler] = {}
         self.declared_rule = spec.scope_rule()
         self.weight = permission_weights(spec)
@@ -165,7 +165,6 @@ class WorkloadBuilder:
         self._next_misuse_id = 0
         self._plans: dict[str, tuple[list, frozenset[Perm]]] = {}
         self._explore: dict[tuple[str, str], tuple[list[Perm], list[float]]] = {}
-        self._alternatives: dict[tuple[str, Perm], list[Perm]] = {}
         self._predict: dict[tuple[str, str], tuple[list[Perm], list[Perm]]] = {}
 
     def build(self) -> Workload:
@@ -267,7 +266,7 @@ class WorkloadBuilder:
                 extra = ExtraAction(pick, *timing)
         cls: type[Action] = Action
         if u_sub < deviation.substitute:
-            alts = self.alternatives(archetype, perm)
+            alts = alternatives(self.role_of[archetype], perm)
             if alts:
                 perm, cls = alts[min(int(u_alt * len(alts)), len(alts) - 1)], SubstitutedAction
         return extra, perm, cls
@@ -281,15 +280,6 @@ class WorkloadBuilder:
             weights = deviation.explore_weights()
             cands = [p for p in sorted(self.role_of[archetype] - scope) if weights.get(p[1], 0) > 0]
             hit = self._explore[key] = (cands, list(accumulate(weights[p[1]] for p in cands)))
-        return hit
-
-    def alternatives(self, archetype: str, perm: Perm) -> list[Perm]:
-        """Other role permissions for the same action (another tool or resource), sorted."""
-        key = (archetype, perm)
-        hit = self._alternatives.get(key)
-        if hit is None:
-            hit = self._alternatives[key] = sorted(
-                p for p in self.role_of[archetype] if p[1] == perm[1] and p != perm)
         return hit
 
     # -- declared scope ------------------------------------------------------------------------

@@ -30,7 +30,7 @@ DEFAULT_POLICIES = {"rules": "policies/agent_rules.yaml", "cedar": "policies/age
                     "rego": "policies/agent.rego"}
 _MODULES = {"cedar": "cedarpy", "rego": "regopy"}
 
-def _cedar_number(v: Any) -> Any:
+def _whole_number(v: Any) -> Any:
     # Cedar and Rego compare whole numbers; a float argument (an amount) is rounded.
     return round(v) if isinstance(v, float) else v
 
@@ -41,7 +41,7 @@ def _cedar_number(v: Any) -> Any:
 #: `input.args_known.recipient`.
 FIELDS: dict[str, Callable[[Request], Any]] = {
     **{k.replace(".", "_"): get for k, get in ATTRIBUTES.items()},
-    "args": lambda r: {k: _cedar_number(v) for k, v in r.args.items()},
+    "args": lambda r: {k: _whole_number(v) for k, v in r.args.items()},
     "args_known": lambda r: {k: k not in r.args_unknown for k in r.args},
 }
 RATE_FIELD = "rate_exceeded"

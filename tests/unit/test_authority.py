@@ -131,6 +131,18 @@ def test_blast_radius_needs_what_a_thief_can_use(tmp_path):
     assert pap["blast_radius"] == 0 and pap["exposure"] > 0
 
 
+def test_probes_are_memoised_per_context_not_per_task():
+    # Under a plan-following scenario every task of a type shows the control the same context,
+    # so decide() is asked once per distinct context, not once per task.
+    spec = plain_spec(horizon="48h")
+    log, _ = run(spec, "per_action_policy", {"pdp": ZERO_PDP})
+    n_perms = len(World(spec).all_perms)
+    tasks = len(list(log.workload.iter_tasks()))
+    contexts = len(log.workload.agents) * 3  # idle, one task type each, its ended task
+    assert log.authority.probes <= 2 * 2 * n_perms * contexts  # in/out of scope, thief or not
+    assert tasks * n_perms > 10 * log.authority.probes
+
+
 def test_cumulative_curve_against_brute_force():
     rng = __import__("numpy").random.default_rng(3)
     acc = Cumulative(10.0, 110.0, points=11)

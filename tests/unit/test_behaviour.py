@@ -286,8 +286,29 @@ def test_retry_backoff_and_replan_after_a_denial():
         assert replanned[A["action"]] == planned[A["action"]]
         assert (replanned[A["tool"]], replanned[A["resource"]]) != (planned[A["tool"]],
                                                                      planned[A["resource"]])
+        # Declared alternatives first: answer_ticket declares its crm read, not the ledger's.
+        assert (replanned[A["tool"]], replanned[A["action"]],
+                replanned[A["resource"]]) == ("crm_api", "read", "crm")
         checked += 1
     assert checked > 20
+
+
+def test_the_replan_choice_is_the_same_under_every_control():
+    # Half the agents replan, half give up: who does must not depend on the control's timing.
+    spec = no_think(rich_spec(), behaviour={"on_deny": {"replan": 0.5}})
+
+    class SlowDenyTool(DenyTool):
+        def path(self):
+            return [Local(Constant(value=0.05))]
+
+    def replanned(control):
+        log = simulate(build_workload(spec, 0), control)
+        return {r[A["task"]] for r in log.actions if r[A["source"]] == "replan"}
+
+    fast = replanned(DenyTool("d", {}, World(spec)))
+    slow = replanned(SlowDenyTool("s", {}, World(spec)))
+    denied = {t.id for t in build_workload(spec, 0).tasks if t.type == "answer_ticket"}
+    assert fast == slow and 0.3 < len(fast) / len(denied) < 0.7
 
 
 def test_without_retry_a_denied_legitimate_step_fails_its_task():
@@ -459,6 +480,18 @@ def test_argument_tampering_is_stopped_only_by_an_argument_rule(tmp_path):
     for name in ("static_iam", "sse_only", "jit_per_task", "no_rule"):
         assert res[name]["missed"] == res[name]["injected"] == n, name
     assert res["per_action_policy"]["prevented"] == res["per_action_policy"]["injected"] == n
+
+
+def test_argument_tampering_multiplies_an_amount_by_the_tamper_factor():
+    data = rich_spec().model_dump(mode="json", by_alias=True, exclude_unset=True)
+    data["tasks"]["reconcile"]["steps"][1]["args"] = {"amount": 100.0}
+    data["misuse"] = {"rate": 1.0, "kinds": {"argument_tampering": 1},
+                      "params": {"tamper_factor": 7}}
+    wl = build_workload(ScenarioSpec.model_validate(data), 0)
+    tampered = [s for t in wl.tasks if t.type == "reconcile" for s in t.steps
+                if s.misuse_id >= 0]
+    assert tampered and all(s.args.values["amount"] == 700.0 and s.args.unknown == {"amount"}
+                            for s in tampered)
 
 
 def test_in_plan_exfiltration_uses_a_planned_send_and_the_data_read():

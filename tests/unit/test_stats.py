@@ -135,6 +135,15 @@ def test_rate_interval_is_clipped_to_zero():
     assert agg.false_deny_rate_ci_high.iloc[0] > agg.false_deny_rate_mean.iloc[0] > 0
 
 
+def test_only_bounded_metrics_are_clipped():
+    # task_inflation may be negative (a control can finish tasks sooner); exposure may not.
+    rows = [{"control": "c", "replication": r, "task_inflation": v, "exposure": v}
+            for r, v in enumerate([-0.02, 0.01, -0.03, 0.0, -0.01])]
+    agg = stats.aggregate(pd.DataFrame(rows), ["control"]).iloc[0]
+    assert agg.task_inflation_ci_low < -0.02
+    assert agg.exposure_ci_low == 0.0
+
+
 def test_few_replications_are_flagged():
     rows = [{"control": "c", "replication": r, "exposure": float(r)} for r in range(3)]
     table = stats.headline_table(stats.aggregate(pd.DataFrame(rows), ["control"]))
