@@ -242,8 +242,12 @@ class AuthorityProbe:
         self._integrate(st, t)
 
     def _integrate(self, st: _AgentState, t: float) -> None:
-        a, b = max(st.last, self.lo), min(t, self.hi)
-        st.last = max(st.last, t)
+        # Twice per task on the hot path: conditional expressions, not min/max calls.
+        lo, hi = self.lo, self.hi
+        a = st.last if st.last > lo else lo
+        b = t if t < hi else hi
+        if t > st.last:
+            st.last = t
         if b <= a:
             return
         if st.weight > 0:
@@ -251,7 +255,7 @@ class AuthorityProbe:
             if not st.tasks:
                 self.standing += st.weight * (b - a)
         if st.thief > 0:
-            end = min(st.life_end, self.hi)
+            end = st.life_end if st.life_end < hi else hi
             # integral over [a, b] of (end - s) ds, what a thief still has when it steals at s
             self.blast_num += st.thief * ((end - a) ** 2 - (end - b) ** 2) / 2
             self.blast_den += b - a
@@ -313,7 +317,7 @@ class AuthorityProbe:
         return allowed, sum(self.weight.get(p, 0.0) for p in allowed)
 
     def _union(self, parts: list[tuple[frozenset[Perm], float]]) -> tuple[frozenset[Perm], float]:
-        key = tuple(id(p) for p, _ in parts)  # the parts live in the memo as long as the probe
+        key = tuple(map(id, parts))  # the parts live in the memo as long as the probe
         hit = self._unions.get(key)
         if hit is None:
             union = frozenset().union(*(p for p, _ in parts))
