@@ -7,7 +7,7 @@ steps, the engine replays them. Kept apart so that neither of those imports the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
@@ -53,11 +53,15 @@ class AgentInfo:
 
 @dataclass(frozen=True, slots=True)
 class Args:
-    """Argument values of one action, and which of them the task did not declare when it began
-    (found during the task, or put there by an attacker)."""
+    """What one call passes: argument values, which of them the task did not declare when it
+    began (found during the task, or put there by an attacker), the resources those undeclared
+    values were read from (`derived`), and the resources whose data the call passes on
+    (`carries`, a send's payload): the provenance a data-flow control tracks."""
 
     values: Mapping[str, Any]
     unknown: frozenset[str] = NO_NAMES
+    derived: frozenset[str] = NO_NAMES
+    carries: frozenset[str] = NO_NAMES
 
 
 class Action:
@@ -134,6 +138,8 @@ class Task:
     replay: tuple[Action, ...] = ()  # after the task ends, think = offset (token_replay)
     # What controls are told when the task starts (declared_scope); never the realised plan.
     declared: frozenset[Perm] = frozenset()
+    # Argument values the task declared when it began, by name (what a task policy may allow).
+    declared_args: Mapping[str, frozenset] = field(default_factory=lambda: NO_ARGS)
 
 
 @dataclass(slots=True)

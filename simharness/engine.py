@@ -47,7 +47,9 @@ from simharness.controls.base import (
     Station,
     TaskContext,
 )
+from simharness.reviewers import APPROVED, TIMEOUT, ReviewDesk
 from simharness.rng import BlockSampler, keyed_uniform
+from simharness.units import Uniform
 from simharness.workload import Workload
 
 # One action-log record per requested action (a tuple: cheap to append, easy to export).
@@ -58,6 +60,7 @@ ACTION_FIELDS = (
     "requester",  # agent | external (the request's own source, what a proxy sees)
     "allowed", "reasons", "latency", "duration", "credential", "risk", "visible", "attributed",
     "without_decision", "weight", "chain_origin", "token_mode",
+    "review",  # "" | approved | rejected | timeout (an escalated request's human verdict)
 )
 A = {name: i for i, name in enumerate(ACTION_FIELDS)}
 
@@ -69,7 +72,7 @@ COMPLETED, FAILED, IN_FLIGHT = "completed", "failed", "in_flight"
 # What `_act` needs besides the action: task, agent, identity, credential, task context, chain
 # origin identity and role, the delegator's credential, the sensitivity of the data read so far.
 ActContext = tuple[Task, AgentInfo, str, "Credential | None", TaskContext, str, frozenset,
-                   "Credential | None", "str | None"]
+                   "Credential | None", "str | None", frozenset]
 REVOCATION_REASONS = frozenset({"identity-quarantined", "credential-revoked", "token-revoked"})
 
 
@@ -178,6 +181,7 @@ class RunLog:
     horizon: float
     warmup: float
     authority: AuthorityResult | None = None  # None: run without probing
+    review: ReviewDesk | None = None  # the human reviewers, for models that escalate
 
 
 class Engine:
@@ -222,6 +226,10 @@ class Engine:
         self._reasons: dict[tuple[str, ...], str] = {}
         ts = control.token_service()
         self.token_station = self._station(ts, sampler) if ts is not None else None
+        pool = control.reviewers()
+        self.review = (ReviewDesk(pool, sampler(pool.service),
+                                  sampler(Uniform(dist="uniform", low=0.0, high=1.0)),
+                                  self.warmup, self.horizon) if pool is not None else None)
         self.resources = {r.name: r for r in spec.resources}
         det = control.params.detector
         self.detector = (det.threshold, det.delay) if det is not None else None
@@ -257,7 +265,8 @@ class Engine:
         self.env.run(self.horizon)
         return RunLog(self.w, self.control, self.actions, self.tasks, self.ledger,
                       self.flagged, self.stations, self.policy_evaluations, self.horizon,
-                      self.warmup, self.probe.finish() if self.probe is not None else None)
+                      self.warmup, self.probe.finish() if self.probe is not None else None,
+                      self.review)
 
     def _agent(self, agent: AgentInfo, tasks: list[Task]):
         env = self.env
@@ -297,6 +306,7 @@ class Engine:
         ok = True
         on_deny = self.on_deny[agent.archetype]
         data: str | None = None  # sensitivity of the most sensitive data the task has read
+        reads: frozenset[str] = NO_NAMES  # the resources it has read
         # One SimPy event per action: after a decision the task sleeps through the action's
         # latency and execution *and* the next step's think time, waking exactly at the next
         # request, where every decision input (revocations, expiry) is read.
@@ -327,20 +337,23 @@ class Engine:
                 env.start(self._outside_task(task.attacker, task, agent, identity, leaked,
                                                record, stolen=True))
             allowed, pending = self._act(step, task, agent, identity, cred, ctx, origin_identity,
-                                         origin_role, parent_cred, data)
+                                         origin_role, parent_cred, data, reads)
             if not allowed and step.misuse_id < 0:
                 if on_deny.retry or on_deny.replan:
                     act: ActContext = (task, agent, identity, cred, ctx, origin_identity,
-                                       origin_role, parent_cred, data)
+                                       origin_role, parent_cred, data, reads)
                     allowed, pending, step = yield from self._recover(step, i, pending, on_deny,
                                                                       act)
                 if not allowed and self.abort:
                     ok = False
                     break
             if allowed and step.perm[1] == "read":
-                level = self._sensitivity[step.perm[2]]
+                res = step.perm[2]
+                level = self._sensitivity[res]
                 if data is None or self._sens_w[level] > self._sens_w[data]:
                     data = level
+                if res not in reads:
+                    reads = reads | {res}
         if pending > 0:
             yield pending
         if held is not None:
@@ -410,10 +423,11 @@ class Engine:
 
     def _act(self, a: Action, task: Task, agent: AgentInfo, identity: str,
              cred: Credential | None, ctx: TaskContext, origin: str, origin_role,
-             parent_cred: Credential | None, data: str | None, source: str | None = None):
+             parent_cred: Credential | None, data: str | None, reads: frozenset[str],
+             source: str | None = None):
         """Request and decide one action of a task: (allowed, time it then takes). `data`: the
-        sensitivity of what the task has read, carried by a send; `source` overrides the
-        action's own (a retry)."""
+        sensitivity of what the task has read, carried by a send; `reads`: the resources it
+        has read; `source` overrides the action's own (a retry)."""
         control, ledger, now = self.control, self.ledger, self.env.now
         attested = True
         token_mode = "none" if task.depth == 0 else (
@@ -444,6 +458,7 @@ class Engine:
                             origin, origin_role, token_mode, as_agent)
         if req.data_sensitivity is None and req.action == "send":
             req.data_sensitivity = data
+        req.read_sources = reads
         return self._decide(a, req, task, agent, source)
 
     def _request(self, a: Action, task: Task, agent: AgentInfo, identity: str, attested: bool,
@@ -458,7 +473,8 @@ class Engine:
             a.data_sensitivity, task.id, task.type, active, a.perm in task.declared,
             a.entitled and a.perm in who.role, task.depth, origin, a.perm in origin_role,
             token_mode, cred, a.risk, NO_ARGS if args is None else args.values,
-            NO_NAMES if args is None else args.unknown)
+            NO_NAMES if args is None else args.unknown, NO_NAMES,
+            NO_NAMES if args is None else args.derived, NO_NAMES if args is None else args.carries)
 
     def _decide(self, a: Action, req: Request, task: Task, agent: AgentInfo,
                 source: str | None = None) -> tuple[bool, float]:
@@ -500,6 +516,11 @@ class Engine:
                 decision = self._crash(e)
             for cst in self.caching:
                 cst.cache[self._cache_key(cst, req)] = (decision, req.time + cst.spec.cache_ttl)
+        verdict = ""
+        if decision.escalate:
+            decision, verdict, wait = self._escalate(req, decision, a.misuse_id >= 0)
+            latency += wait
+            req.time += wait
         if self._observes:
             control.observe(req, decision)
         latency_total = req.time - t_req
@@ -515,7 +536,7 @@ class Engine:
             self._reason_text(decision.reasons), latency_total, duration,
             req.credential.id if req.credential is not None else -1, a.risk, visible,
             allowed and visible and control.attributes(req), without and allowed, w,
-            req.chain_origin, req.token_mode,
+            req.chain_origin, req.token_mode, verdict,
         ))
         if allowed:
             if self.probe is not None and req.source == "agent":
@@ -524,6 +545,17 @@ class Engine:
             if self.detector is not None and visible and a.risk > self.detector[0]:
                 env.start(self._flag(idx, req.identity, self.detector[1] + latency + duration))
         return allowed, latency + duration
+
+    def _escalate(self, req: Request, decision: Decision, misuse: bool
+                  ) -> tuple[Decision, str, float]:
+        """Queue an escalated request for a human verdict: (final decision, verdict, wait). The
+        reviewer judges the request for what it is (misuse or not), with the pool's accuracy."""
+        if self.review is None:  # a plug-in escalated without reviewers: nobody can approve
+            return Decision(False, (*decision.reasons, "no-reviewer"), decision.errors), "", 0.0
+        wait, verdict = self.review.review(req.time, misuse)
+        allow = verdict == APPROVED or (verdict == TIMEOUT and self.review.pool.on_timeout == "allow")
+        return (Decision(allow, (*decision.reasons, f"review-{verdict}"), decision.errors),
+                verdict, wait)
 
     def _reason_text(self, reasons: tuple[str, ...]) -> str:
         # One shared string per distinct reason set: a run has a handful, and a million

@@ -97,6 +97,23 @@ METRICS: tuple[MetricInfo, ...] = (
     M("invisible_actions", "actions", "executed actions the control could not see", "count"),
     M("invisible_action_rate", "share", "executed actions the control could not see", "rate",
       "invisible_actions", "executed_actions", False),
+    # Human review (models that escalate; NaN for the others).
+    M("approvals_requested", "requests", "requests escalated to a human reviewer", "count"),
+    M("approvals_requested_per_hour", "requests/h", "escalated requests per measured hour",
+      "value", higher_is_better=False),
+    M("approval_wait_p50_s", "s", "median time from escalation to verdict (or to the timeout)",
+      "value", higher_is_better=False),
+    M("approval_wait_p95_s", "s", "95th percentile time from escalation to verdict",
+      "value", higher_is_better=False),
+    M("review_timeouts", "requests", "escalated requests nobody judged before the timeout",
+      "count"),
+    M("misuse_escalated", "actions", "injected actions put in front of a reviewer", "count"),
+    M("misuse_approved_actions", "actions", "injected actions a reviewer approved", "count"),
+    M("misuse_approved", "share",
+      "injected actions a reviewer approved / injected actions escalated (rubber-stamping)",
+      "rate", "misuse_approved_actions", "misuse_escalated", False),
+    M("reviewer_utilization", "share", "busy reviewer time / staffed reviewer time", "value",
+      upper=1.0),
 )
 
 METRIC_INFO: dict[str, MetricInfo] = {m.name: m for m in METRICS}

@@ -209,6 +209,30 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
         "audit_attribution_rate": _ratio(c["attributed"], c["executed"]),
         "invisible_actions": c["invisible"],
         "invisible_action_rate": _ratio(c["invisible"], c["executed"]),
+        **_review(log),
+    }
+
+
+def _review(log: RunLog) -> dict[str, float]:
+    """Human-review metrics from the reviewer desk (NaN when the control never escalates)."""
+    desk = log.review
+    if desk is None:
+        return dict.fromkeys(("approvals_requested", "approvals_requested_per_hour",
+                              "approval_wait_p50_s", "approval_wait_p95_s", "review_timeouts",
+                              "misuse_escalated", "misuse_approved_actions", "misuse_approved",
+                              "reviewer_utilization"), math.nan)
+    waits = np.asarray(desk.waits, dtype=float)
+    q = np.percentile(waits, [50, 95]) if len(waits) else [math.nan] * 2
+    return {
+        "approvals_requested": desk.requested,
+        "approvals_requested_per_hour": desk.requested / ((log.horizon - log.warmup) / 3600.0),
+        "approval_wait_p50_s": float(q[0]),
+        "approval_wait_p95_s": float(q[1]),
+        "review_timeouts": desk.timeouts,
+        "misuse_escalated": desk.misuse_escalated,
+        "misuse_approved_actions": desk.misuse_approved,
+        "misuse_approved": _ratio(desk.misuse_approved, desk.misuse_escalated),
+        "reviewer_utilization": desk.utilization(),
     }
 
 

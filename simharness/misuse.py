@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from simharness.actions import (
     IMPERSONATE,
+    NO_ARGS,
     PASSTHROUGH,
     REPLAY,
     STOLEN,
@@ -319,11 +320,23 @@ def _resource_overload(m: Injection) -> bool:
     return True
 
 
-def _tamper(args: Args, name: str, factor: float) -> Args:
-    """The step's arguments with `name` set to an attacker's value (unknown to the task)."""
+def _tamper(args: Args, name: str, factor: float, vector: str | None) -> Args:
+    """The step's arguments with `name` set to an attacker's value (unknown to the task), read
+    from `vector`: the tool output that carried the injection."""
     value = args.values[name]
     bad = value * factor if isinstance(value, float) else ATTACKER_VALUE
-    return Args({**args.values, name: bad}, args.unknown | {name})
+    derived = args.derived | {vector} if vector is not None else args.derived
+    return Args({**args.values, name: bad}, args.unknown | {name}, derived, args.carries)
+
+
+def _vector(m: Injection, i: int) -> str | None:
+    """The injection's way in, read before step i: an attacker can write only to untrusted
+    resources, so the task's last untrusted read, else its last read (a source trusted but
+    compromised), else None (nothing read before: the instruction came with the task)."""
+    untrusted = {r.name for r in m.b.spec.resources if r.untrusted}
+    reads = [s.perm[2] for s in m.task.steps[:i]
+             if not isinstance(s, Delegation) and s.perm[1] == "read"]
+    return next((r for r in reversed(reads) if r in untrusted), reads[-1] if reads else None)
 
 
 def _replace_step(m: Injection, i: int, **labels: Any) -> None:
@@ -345,7 +358,8 @@ def _argument_tampering(m: Injection) -> bool:
     old = task.steps[i]
     name = m.pick(sorted(old.args.values))
     _replace_step(m, i, bytes_out=old.bytes_out,
-                  args=_tamper(old.args, name, m.b.spec.misuse.params.tamper_factor))
+                  args=_tamper(old.args, name, m.b.spec.misuse.params.tamper_factor,
+                               _vector(m, i)))
     return True
 
 
@@ -365,11 +379,13 @@ def _in_plan_exfiltration(m: Injection) -> bool:
     old = task.steps[i]
     reads = [task.steps[j].perm[2] for j in planned if j < i and task.steps[j].perm[1] == "read"]
     data = max(reads, key=lambda r: (m.sens(r), r))
-    args = old.args
-    if args is not None:  # addressed to the attacker where the call names a recipient
-        target = next((n for n in ("recipient", "destination", "to") if n in args.values), None)
-        if target is not None:
-            args = _tamper(args, target, 1.0)
+    # The payload is what was read: the call carries the most sensitive resource of the task.
+    args = Args(NO_ARGS, carries=frozenset([data])) if old.args is None else Args(
+        old.args.values, old.args.unknown, old.args.derived, old.args.carries | {data})
+    # Addressed to the attacker where the call names a recipient.
+    target = next((n for n in ("recipient", "destination", "to") if n in args.values), None)
+    if target is not None:
+        args = _tamper(args, target, 1.0, _vector(m, i))
     _replace_step(m, i, bytes_out=old.bytes_out, args=args,
                   data_sensitivity=b.sensitivity[data])
     return True

@@ -56,6 +56,9 @@ class Resource(Frozen):
     approved: bool = True
     # service_account: legacy SaaS reachable only through one shared broad credential.
     auth: Literal["scoped", "service_account"] = "scoped"
+    untrusted: bool = Field(default=False, description=(
+        "an outsider can write what agents read here (an inbox, tickets, web pages): values "
+        "read from it are untrusted for data-flow controls"))
 
 
 class Tool(Frozen):
@@ -140,6 +143,9 @@ class KnownArg(Frozen):
 
     known: float = Field(default=1.0, ge=0, le=1, description=(
         "probability that the value is one the task declared when it began"))
+    found_in: str | None = Field(default=None, description=(
+        "the resource whose read supplies the value when it is found during the task (not "
+        "given: the plan's last read before the step)"))
 
 
 class ChoiceArg(Frozen):
@@ -187,6 +193,9 @@ class ToolStep(Frozen):
         "argument values by name: `known` (declared by the task), {known: p}, a constant, "
         "{choice: {value: weight}} or a distribution (numbers, e.g. an amount); policies read "
         "args.<name> and args.<name>.known"))
+    carries: list[str] = Field(default_factory=list, description=(
+        "resources whose data the call passes on (a send's payload): what a data-flow control "
+        "at value granularity sees it carry"))
 
 
 class DelegateStep(Frozen):
@@ -426,6 +435,13 @@ def check_references(spec: ScenarioSpec) -> list[Problem]:
             if step.resource not in tool.resources:
                 add(((*path, "resource"),
                      _unknown(f"resource of tool {tool.name!r}", step.resource, tool.resources)))
+            for k, rn in enumerate(step.carries):
+                if rn not in resources:
+                    add(((*path, "carries", k), _unknown("resource", rn, resources)))
+            for name, arg in step.args.items():
+                found = getattr(arg, "found_in", None)
+                if found is not None and found not in resources:
+                    add(((*path, "args", name, "found_in"), _unknown("resource", found, resources)))
     if not problems:
         problems += _check_delegation_depth(spec)
     for kind in spec.misuse.kinds:

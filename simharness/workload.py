@@ -20,6 +20,7 @@ import numpy as np
 
 from simharness import rng as seedtree
 from simharness.actions import (
+    NO_ARGS,
     NO_NAMES,
     Action,
     AgentInfo,
@@ -96,7 +97,10 @@ def _action_label(a: Action) -> str:
         label += (f"|{a.source}|{a.misuse_id}|{a.kind}|{a.goal}|{a.present}|{a.as_agent}|"
                   f"{a.entitled}|{a.data_sensitivity}")
     if a.args is not None:
-        label += f"|{sorted(a.args.values.items())}|{sorted(a.args.unknown)}"
+        args = a.args
+        label += f"|{sorted(args.values.items())}|{sorted(args.unknown)}"
+        if args.derived or args.carries:
+            label += f"|{sorted(args.derived)}|{sorted(args.carries)}"
     return label
 
 
@@ -210,13 +214,23 @@ class WorkloadBuilder:
         return times[: np.searchsorted(times, horizon)].tolist()
 
     def _plan(self, ttype: str) -> tuple[list, frozenset[Perm]]:
-        """A task type's steps as (perm, bytes_out, args spec) or DelegateStep, and its scope
-        (cached)."""
+        """A task type's steps as (perm, bytes_out, args spec, carries, {arg: resource it is
+        found in}) or DelegateStep, and its scope (cached). An undeclared value is found in the
+        plan's last read before the step unless the step names the resource (`found_in`)."""
         plan = self._plans.get(ttype)
         if plan is None:
-            steps = [s if isinstance(s, DelegateStep)
-                     else ((s.tool, s.action, s.resource), s.bytes_out, s.args)
-                     for s in self.spec.tasks[ttype].steps]
+            steps: list = []
+            last_read: str | None = None
+            for s in self.spec.tasks[ttype].steps:
+                if isinstance(s, DelegateStep):
+                    steps.append(s)
+                    continue
+                found = {name: getattr(a, "found_in", None) or last_read
+                         for name, a in s.args.items() if isinstance(a, KnownArg)}
+                steps.append(((s.tool, s.action, s.resource), s.bytes_out, s.args,
+                              frozenset(s.carries), found))
+                if s.action == "read":
+                    last_read = s.resource
             scope = frozenset(s[0] for s in steps if not isinstance(s, DelegateStep))
             plan = self._plans[ttype] = (steps, scope)
         return plan
@@ -230,6 +244,7 @@ class WorkloadBuilder:
         deviates = deviation.extra > 0 or deviation.substitute > 0
         think, step_time, risk = self._think.next, self._step.next, self._risk_benign.next
         steps: list = []
+        declared_args: dict[str, set] = {}  # what the task's request states, by argument name
         for step in plan:
             if isinstance(step, DelegateStep):
                 pool = self.by_archetype[step.delegate]
@@ -237,17 +252,23 @@ class WorkloadBuilder:
                 sub = self._task(step.task, who, arrival, depth + 1)
                 steps.append(Delegation(think(), sub))
                 continue
-            perm, bytes_out, arg_specs = step
+            perm, bytes_out, arg_specs, carries, found = step
             cls = Action
             if deviates:
                 extra, perm, cls = self._deviate(archetype, ttype, scope, perm, deviation)
                 if extra is not None:
                     steps.append(extra)
-            args = self._args(arg_specs, tid) if arg_specs else None
+            args = self._args(arg_specs, tid, found, carries) if arg_specs or carries else None
+            if args is not None and args.values:
+                for name, value in args.values.items():
+                    if name not in args.unknown:
+                        declared_args.setdefault(name, set()).add(value)
             # Positional, in the order of `action()`: think, duration, risk.
             steps.append(cls(perm, think(), step_time(), risk(), bytes_out, args))
         return Task(tid, ttype, agent, arrival, steps, scope, depth,
-                    declared=self._declare(archetype, ttype, scope))
+                    declared=self._declare(archetype, ttype, scope),
+                    declared_args={k: frozenset(v) for k, v in declared_args.items()}
+                    if declared_args else NO_ARGS)
 
     # -- legitimate deviations -----------------------------------------------------------------
     def _deviate(self, archetype: str, ttype: str, scope: frozenset[Perm], perm: Perm,
@@ -303,8 +324,10 @@ class WorkloadBuilder:
         return scope if declared == scope else declared
 
     # -- arguments -----------------------------------------------------------------------------
-    def _args(self, specs: dict, task_id: int) -> Args:
-        """Argument values of one planned step; names whose value the task did not declare."""
+    def _args(self, specs: dict, task_id: int, found: dict[str, str | None],
+              carries: frozenset[str]) -> Args:
+        """Argument values of one planned step; names whose value the task did not declare and
+        the resources those were read from; the resources whose data it passes on."""
         values: dict = {}
         unknown: set[str] = set()
         for name, spec in specs.items():
@@ -321,7 +344,9 @@ class WorkloadBuilder:
                 values[name] = names[min(bisect_right(cdf, self._arg_u() * cdf[-1]), len(names) - 1)]
             else:  # a distribution: a number, e.g. an amount
                 values[name] = float(self._arg_sampler(name, spec).next())
-        return Args(values, frozenset(unknown) if unknown else NO_NAMES)
+        derived = frozenset(r for n in unknown if (r := found[n]) is not None)
+        return Args(values, frozenset(unknown) if unknown else NO_NAMES, derived or NO_NAMES,
+                    carries or NO_NAMES)
 
     def _arg_sampler(self, name: str, dist) -> BlockSampler:
         key = (name, id(dist))

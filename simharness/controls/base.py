@@ -126,13 +126,22 @@ class Request:
     # argument values by name (a factory only because dataclasses refuse a mappingproxy default)
     args: Mapping[str, Any] = field(default_factory=lambda: NO_ARGS)
     args_unknown: frozenset[str] = NO_NAMES  # names whose value the task did not declare
+    # Provenance, what a data-flow control tracks: resources the task has read so far, those
+    # the undeclared argument values were read from, and those whose data the call passes on.
+    read_sources: frozenset[str] = NO_NAMES
+    arg_sources: frozenset[str] = NO_NAMES
+    carries: frozenset[str] = NO_NAMES
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """allow, or deny; `escalate`: denied unless a human reviewer approves (the engine then
+    queues the request at the control's reviewer pool, `Control.reviewers`)."""
+
     allow: bool
     reasons: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    escalate: bool = False
 
 
 ALLOW = Decision(True, ("allow",))
@@ -157,6 +166,25 @@ class Station:
     fail_mode: str = "closed"
     cache_ttl: float = 0.0
     cache_key: tuple[str, ...] = ("identity", "tool", "action", "resource")
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewPool:
+    """Human reviewers that escalated requests wait for (a queue, like a Station, but judged
+    by people whose attention wears down with the approvals they give).
+
+    A rested reviewer rejects a misuse with probability `catch_rate`; with L approvals per
+    reviewer in the last hour it is catch_rate * exp(-L / fatigue). A legitimate request is
+    rejected with probability `false_reject`. Requests wait for the next working hours."""
+
+    reviewers: int
+    service: Any  # distribution of the time one review takes
+    timeout: float
+    on_timeout: str  # deny | allow
+    hours: tuple[float, float] | None  # (start, end) hour of day; None: always staffed
+    catch_rate: float
+    false_reject: float
+    fatigue: float  # approvals per reviewer-hour at which the catch rate falls by 1/e
 
 
 class World:
@@ -293,6 +321,10 @@ class Control:
         """The queue credentials are issued through at task start, if any."""
         return None
 
+    def reviewers(self) -> ReviewPool | None:
+        """The human reviewers escalated decisions wait for, if the model escalates."""
+        return None
+
     def visible(self, req: Request) -> bool:
         """The control sees this action at all (else it is invisible to audit and detection)."""
         return True
@@ -369,6 +401,6 @@ def params_problems(model: str, params: dict[str, Any], spec: ScenarioSpec) -> l
 
 __all__ = [
     "ALLOW", "Control", "ControlParams", "Credential", "Decision", "DetectorParams", "Ledger",
-    "Local", "Request", "Station", "TaskContext", "World", "get_model", "make", "register",
+    "Local", "Request", "ReviewPool", "Station", "TaskContext", "World", "get_model", "make", "register",
     "registered",
 ]

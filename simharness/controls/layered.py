@@ -138,13 +138,21 @@ class Layered(Control):
         if self.is_quarantined(req):
             return Decision(False, ("identity-quarantined",))
         reasons: list[str] = []
+        escalated = False
 
         def judge(m: Control) -> Decision | None:
+            nonlocal escalated
             d = m.decide(req)
             reasons.extend(f"{m.model}:{r}" for r in d.reasons)
+            if d.escalate:  # a human may still approve, unless a later member denies outright
+                escalated = True
+                return None
             return None if d.allow else Decision(False, tuple(reasons), d.errors)
 
-        return self._each_member(req, judge) or Decision(True, tuple(reasons))
+        denied = self._each_member(req, judge)
+        if denied is not None:
+            return denied
+        return Decision(not escalated, tuple(reasons), escalate=escalated)
 
     def facts(self) -> dict[str, Any]:
         return {m.name: f for m in self.members if (f := m.facts())}
@@ -154,6 +162,10 @@ class Layered(Control):
 
     def token_service(self):
         return next((s for m in self.members if (s := m.token_service()) is not None), None)
+
+    def reviewers(self):
+        """The first member's reviewers: one pool hears every escalation of the stack."""
+        return next((r for m in self.members if (r := m.reviewers()) is not None), None)
 
     def visible(self, req: Request) -> bool:
         return any(m.visible(req) for m in self.members)

@@ -75,8 +75,16 @@ def test_plan_following_baseline_reproduces_the_previous_code(tmp_path):
         old = pd.read_csv(DATA / f"baseline_plan_following.{name}.csv", dtype=str,
                           keep_default_na=False)
         cur = new[name]
+        # Added since: the unreached outcome, credential exposure, the human-review metrics
+        # (NaN for models that never escalate).
+        review = ["approvals_requested", "approvals_requested_per_hour", "approval_wait_p50_s",
+                  "approval_wait_p95_s", "review_timeouts", "misuse_escalated",
+                  "misuse_approved_actions", "misuse_approved", "reviewer_utilization"]
         assert [c for c in cur.columns if c not in old.columns] == (
-            ["misuse_unreached", "credential_exposure"] if name == "summary" else ["unreached"])
+            ["misuse_unreached", "credential_exposure", *review] if name == "summary"
+            else ["unreached"])
+        if name == "summary":
+            assert (cur[review] == "").all().all()  # empty cells: not defined without review
         same = [c for c in old.columns if c not in moved]
         assert cur[same].equals(old[same]), name
         unreached = cur["misuse_unreached" if name == "summary" else "unreached"].astype(int)
