@@ -21,7 +21,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from simharness.controls.base import Control, ControlParams, Decision, Local, Request, World, register
+from simharness.controls.base import (
+    Control,
+    ControlParams,
+    Decision,
+    Local,
+    Request,
+    World,
+    register,
+)
 from simharness.controls.review import ReviewParams
 from simharness.units import Distribution
 
