@@ -108,10 +108,13 @@ METRICS: tuple[MetricInfo, ...] = (
     M("review_timeouts", "requests", "escalated requests nobody judged before the timeout",
       "count"),
     M("misuse_escalated", "actions", "injected actions put in front of a reviewer", "count"),
+    M("misuse_judged", "actions", "escalated injected actions a reviewer gave a verdict on "
+      "(before the timeout)", "count"),
     M("misuse_approved_actions", "actions", "injected actions a reviewer approved", "count"),
     M("misuse_approved", "share",
-      "injected actions a reviewer approved / injected actions escalated (rubber-stamping)",
-      "rate", "misuse_approved_actions", "misuse_escalated", False),
+      "injected actions a reviewer approved / those a reviewer judged (rubber-stamping; "
+      "timeouts are counted in review_timeouts)", "rate", "misuse_approved_actions",
+      "misuse_judged", False),
     M("reviewer_utilization", "share", "busy reviewer time / staffed reviewer time", "value",
       upper=1.0),
 )

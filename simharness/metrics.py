@@ -219,7 +219,8 @@ def _review(log: RunLog) -> dict[str, float]:
     if desk is None:
         return dict.fromkeys(("approvals_requested", "approvals_requested_per_hour",
                               "approval_wait_p50_s", "approval_wait_p95_s", "review_timeouts",
-                              "misuse_escalated", "misuse_approved_actions", "misuse_approved",
+                              "misuse_escalated", "misuse_judged", "misuse_approved_actions",
+                              "misuse_approved",
                               "reviewer_utilization"), math.nan)
     waits = np.asarray(desk.waits, dtype=float)
     q = np.percentile(waits, [50, 95]) if len(waits) else [math.nan] * 2
@@ -230,8 +231,9 @@ def _review(log: RunLog) -> dict[str, float]:
         "approval_wait_p95_s": float(q[1]),
         "review_timeouts": desk.timeouts,
         "misuse_escalated": desk.misuse_escalated,
+        "misuse_judged": desk.misuse_judged,
         "misuse_approved_actions": desk.misuse_approved,
-        "misuse_approved": _ratio(desk.misuse_approved, desk.misuse_escalated),
+        "misuse_approved": _ratio(desk.misuse_approved, desk.misuse_judged),
         "reviewer_utilization": desk.utilization(),
     }
 

@@ -58,7 +58,8 @@ class ReviewDesk:
     """The reviewer pool of one run, with what metrics need (after the warm-up)."""
 
     __slots__ = ("pool", "free", "service", "uniform", "recent", "warmup", "horizon", "busy",
-                 "requested", "waits", "misuse_escalated", "misuse_approved", "timeouts")
+                 "requested", "waits", "misuse_escalated", "misuse_judged", "misuse_approved",
+                 "timeouts")
 
     def __init__(self, pool: ReviewPool, service: BlockSampler, uniform: BlockSampler,
                  warmup: float, horizon: float):
@@ -71,6 +72,7 @@ class ReviewDesk:
         self.requested = 0
         self.waits: list[float] = []  # escalation to verdict (or to the timeout)
         self.misuse_escalated = 0
+        self.misuse_judged = 0  # escalated misuse a reviewer gave a verdict on (no timeout)
         self.misuse_approved = 0
         self.timeouts = 0
 
@@ -98,6 +100,7 @@ class ReviewDesk:
             self.timeouts += verdict == TIMEOUT
             if misuse:
                 self.misuse_escalated += 1
+                self.misuse_judged += verdict != TIMEOUT
                 self.misuse_approved += verdict == APPROVED
         return latency, verdict
 

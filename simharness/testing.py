@@ -29,6 +29,22 @@ _MINI = {
 }
 
 
+def request_for(world: World, perm: tuple[str, str, str], archetype: str, identity: str,
+                **fields: Any) -> Request:
+    """A request for `perm` as a planned action of a running task would make it (attested,
+    entitled by the archetype's role, in the declared scope, no credential), with `fields`
+    replaced: for tests of a control's decide()."""
+    res = world.resources[perm[2]]
+    base: dict[str, Any] = dict(
+        time=10.0, identity=identity, identity_mode="per_agent", attested=True, source="agent",
+        agent=identity, archetype=archetype, platform="first_party", tool=perm[0],
+        action=perm[1], resource=res, perm=perm, bytes_out=0, data_sensitivity=None,
+        task_id=1, task_type="t", task_active=True, in_scope=True,
+        entitled=perm in world.roles[archetype], chain_depth=0, chain_origin=identity,
+        origin_permits=True, token_mode="none", credential=None, risk=0.1)
+    return Request(**{**base, **fields})
+
+
 def _requests(world: World, ledger: Ledger) -> list[Request]:
     """A spread of requests: in and out of role, with and without credentials, odd values."""
     role = world.roles["support"]

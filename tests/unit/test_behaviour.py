@@ -79,7 +79,7 @@ def test_plan_following_baseline_reproduces_the_previous_code(tmp_path):
         # (NaN for models that never escalate).
         review = ["approvals_requested", "approvals_requested_per_hour", "approval_wait_p50_s",
                   "approval_wait_p95_s", "review_timeouts", "misuse_escalated",
-                  "misuse_approved_actions", "misuse_approved", "reviewer_utilization"]
+                  "misuse_judged", "misuse_approved_actions", "misuse_approved", "reviewer_utilization"]
         assert [c for c in cur.columns if c not in old.columns] == (
             ["misuse_unreached", "credential_exposure", *review] if name == "summary"
             else ["unreached"])

@@ -114,3 +114,18 @@ def test_pdp_overload_fail_closed_denies_and_fail_open_lets_misuse_through(tmp_p
     assert closed["false_deny_rate_mean"] > normal["false_deny_rate_mean"] + 0.1
     assert opened["allowed_without_decision_mean"] > 0
     assert opened["misuse_caught_rate_mean"] < normal["misuse_caught_rate_mean"]
+
+
+def test_in_plan_attacks_need_argument_or_flow_aware_controls(tmp_path):
+    """On in_plan_attacks: a per-task policy stops tampered arguments, data-flow tracking stops
+    exfiltration through an approved channel; role, proxy and per-task token controls see a
+    planned call and stop neither."""
+    res = simharness.run("in_plan_attacks", overrides=["replications=3", "horizon=4h"],
+                         controls=["static_iam", "sse_only", "jit_per_task", "task_policy",
+                                   "data_flow"], out=tmp_path)
+    mis = res.misuse.groupby(["control", "kind"])[["injected", "prevented", "detected"]].sum()
+    assert caught(mis, "task_policy", "argument_tampering") >= 0.95
+    assert caught(mis, "data_flow", "in_plan_exfiltration") >= 0.95
+    for control in ("static_iam", "sse_only", "jit_per_task"):
+        for kind in ("argument_tampering", "in_plan_exfiltration"):
+            assert caught(mis, control, kind) <= 0.1, (control, kind)
