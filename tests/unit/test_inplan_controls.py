@@ -11,10 +11,17 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter
 
-from simharness.actions import Action, AgentInfo, Args, InjectedAction, Task
+from simharness.actions import Action, AgentInfo, InjectedAction, Task
 from simharness.controls.base import Local, ReviewPool, Station, TaskContext, World, make
 from simharness.loader import load_scenario
-from simharness.reviewers import APPROVED, REJECTED, TIMEOUT, ReviewDesk, next_staffed, staffed_seconds
+from simharness.reviewers import (
+    APPROVED,
+    REJECTED,
+    TIMEOUT,
+    ReviewDesk,
+    next_staffed,
+    staffed_seconds,
+)
 from simharness.rng import BlockSampler
 from simharness.testing import request_for
 from simharness.units import Distribution, Uniform
