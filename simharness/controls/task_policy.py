@@ -91,17 +91,21 @@ class TaskPolicyControl(Control):
             raise ValueError("pdp.service_time: measured times a policy engine; task_policy "
                              "evaluates its generated policy natively (give a distribution)")
         self._policies: dict[int, TaskPolicy] = {}
+        # The argument names the scenario's calls carry, those constrained.
+        self._names = sorted({n for t in world.spec.tasks.values() for step in t.steps
+                              for n in getattr(step, "args", {})
+                              if p.constrain == "all" or n in p.constrain})
         self._violation = Decision(False, ("argument-not-declared",),
                                    escalate=p.on_unknown == "escalate")
 
     def generate(self, ctx: TaskContext) -> TaskPolicy:
-        """The task's policy from what it declared when it began."""
-        constrain = self.params.constrain
+        """The task's policy from what it declared when it began: every constrained argument
+        the scenario's calls carry gets the task's declared values (none declared: no value
+        is allowed), numbers a limit (the largest declared)."""
         values: dict[str, frozenset] = {}
         limits: dict[str, float] = {}
-        for name, declared in ctx.task.declared_args.items():
-            if constrain != "all" and name not in constrain:
-                continue
+        for name in self._names:
+            declared = ctx.task.declared_args.get(name, frozenset())
             numbers = [v for v in declared if isinstance(v, float)]
             if numbers:
                 limits[name] = max(numbers)
@@ -116,10 +120,6 @@ class TaskPolicyControl(Control):
     def on_task_end(self, ctx: TaskContext, cred: Credential | None, ledger: Ledger, now: float) -> None:
         self._policies.pop(ctx.task.id, None)
 
-    def _constrained(self, name: str) -> bool:
-        c = self.params.constrain
-        return c == "all" or name in c
-
     def decide(self, req: Request) -> Decision:
         if self.is_quarantined(req):
             return Decision(False, ("identity-quarantined",))
@@ -133,13 +133,14 @@ class TaskPolicyControl(Control):
         if req.resource.external and req.resource.name not in policy.destinations:
             return Decision(False, ("destination-not-allowed",))
         for name, value in req.args.items():
-            if not self._constrained(name):
+            allowed = policy.values.get(name)
+            if allowed is None:  # not constrained
                 continue
             if isinstance(value, float):
                 limit = policy.limits.get(name)
                 if limit is None or not value <= limit:  # NaN is never within a limit
                     return self._violation
-            elif value not in policy.values.get(name, ()):
+            elif value not in allowed:
                 return self._violation
         return ALLOW
 
