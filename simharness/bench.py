@@ -38,7 +38,7 @@ from simharness.spec import ScenarioSpec
 REFERENCE = "reference/python_check"
 #: the models benchmarked by default: one shipped profile per built-in model
 DEFAULT_CONTROLS = ("none", "static_iam", "sse_only", "jit_per_task", "per_action_policy",
-                    "layered")
+                    "layered", "task_policy", "data_flow", "human_approval")
 #: how the recording run is shortened (enough requests, a fast setup)
 RECORD_OVERRIDES = ("horizon=2h", "warmup=0s", "replications=1", "misuse.rate=0.2")
 
@@ -74,6 +74,11 @@ def record_requests(spec: ScenarioSpec, control: Control, replication: int = 0
         return d
 
     control.decide = recorder  # type: ignore[method-assign]
+    # Per-task state (a task policy) is kept after its task ends, so the recorded requests can
+    # be replayed against the state they were decided on.
+    for c in _parts(control):
+        if hasattr(c, "keep_task_state"):
+            c.keep_task_state = True
     try:
         simulate(build_workload(spec, replication), control, probe=False)  # the run's own calls
     finally:
@@ -160,6 +165,15 @@ def known_cases(model: str, world: World) -> list[tuple[str, Request, bool]]:
                 ("token expired", dataclasses.replace(
                     _request(world, me, read_crm, token), time=1000.0), False),
                 ("no token", _request(world, me, read_crm, None), False)]
+    if model == "data_flow":
+        send = ("http", "send", "outbound_mail")
+        return [("clean send", _request(world, me, send, None), True),
+                ("carries confidential out", dataclasses.replace(
+                    _request(world, me, send, None), carries=frozenset(["crm"])), False)]
+    if model == "human_approval":
+        return [("low risk", _request(world, me, read_crm, None), True),
+                ("high risk waits for a human", dataclasses.replace(
+                    _request(world, me, read_crm, None), risk=0.95), False)]
     if model == "per_action_policy":
         return [("planned, attested", _request(world, me, read_crm, None), True),
                 ("unplanned", _request(world, me, read_crm, None, in_scope=False), False),

@@ -91,6 +91,9 @@ class TaskPolicyControl(Control):
             raise ValueError("pdp.service_time: measured times a policy engine; task_policy "
                              "evaluates its generated policy natively (give a distribution)")
         self._policies: dict[int, TaskPolicy] = {}
+        # True: keep a task's policy after it ends (decisions still see task_active False);
+        # the benchmark sets it to replay recorded requests. A run drops them (memory).
+        self.keep_task_state = False
         # The argument names the scenario's calls carry, those constrained.
         self._names = sorted({n for t in world.spec.tasks.values() for step in t.steps
                               for n in getattr(step, "args", {})
@@ -118,7 +121,8 @@ class TaskPolicyControl(Control):
         return None
 
     def on_task_end(self, ctx: TaskContext, cred: Credential | None, ledger: Ledger, now: float) -> None:
-        self._policies.pop(ctx.task.id, None)
+        if not self.keep_task_state:
+            self._policies.pop(ctx.task.id, None)
 
     def decide(self, req: Request) -> Decision:
         if self.is_quarantined(req):
