@@ -68,16 +68,22 @@ CONTROL_COLOURS: dict[str, str] = {
     "jit_per_task": "#009E73",
     "per_action_policy": "#0072B2",
     "layered": "#CC79A7",
+    "task_policy": "#D55E00",
+    "data_flow": "#000000",
+    "human_approval": "#8C564B",
 }
-_FALLBACK_COLOURS = ("#D55E00", "#000000", "#8C564B", "#BCBD22", "#9467BD", "#17BECF",
-                     "#B8860B", "#E377C2", "#1B9E77", "#7570B3")
+_FALLBACK_COLOURS = ("#BCBD22", "#9467BD", "#17BECF", "#B8860B", "#E377C2", "#1B9E77",
+                     "#7570B3")
 _MARKERS: dict[str, str] = {"none": "o", "static_iam": "s", "sse_only": "^",
-                            "jit_per_task": "D", "per_action_policy": "v", "layered": "P"}
-_FALLBACK_MARKERS = ("X", "h", "<", ">", "p", "*", "d", "H")
+                            "jit_per_task": "D", "per_action_policy": "v", "layered": "P",
+                            "task_policy": "X", "data_flow": "h", "human_approval": "*"}
+_FALLBACK_MARKERS = ("<", ">", "p", "d", "H")
 # sse_only adds a proxy to static_iam's standing role, so their exposure curves coincide (and
-# layered often matches a member): these composites are dashed and drawn on top, so the solid
-# line underneath stays visible.
-_DASHES: dict[str, Any] = {"sse_only": (0, (4, 2)), "layered": (0, (1.5, 1.5))}
+# layered often matches a member); data_flow and human_approval restrict no permission, so
+# theirs is none's: these are dashed and drawn on top, so the solid line underneath stays
+# visible.
+_DASHES: dict[str, Any] = {"sse_only": (0, (4, 2)), "layered": (0, (1.5, 1.5)),
+                           "data_flow": (0, (5, 1.5)), "human_approval": (0, (2, 1, 0.5, 1))}
 
 FIGURES: tuple[str, ...] = ("tradeoff", "latency_cdf", "exposure_timeline", "misuse_heatmap")
 LATENCY_FLOOR_MS = 1e-3
