@@ -47,7 +47,8 @@ __all__ = [
 ]
 
 ID_COLUMNS: tuple[str, ...] = ("scenario", "control", "replication", "seed")
-TABLES: tuple[str, ...] = ("summary", "aggregate", "misuse", "timeline", "latency")
+TABLES: tuple[str, ...] = ("summary", "aggregate", "misuse", "misuse_kinds", "timeline",
+                           "latency")
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _HEX = re.compile(r"[0-9a-f]+")
 
@@ -332,6 +333,7 @@ class Results:
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     aggregate: pd.DataFrame = field(default_factory=pd.DataFrame)
     misuse: pd.DataFrame = field(default_factory=pd.DataFrame)
+    misuse_kinds: pd.DataFrame = field(default_factory=pd.DataFrame)
     timeline: pd.DataFrame = field(default_factory=pd.DataFrame)
     latency: pd.DataFrame = field(default_factory=pd.DataFrame)
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -406,10 +408,12 @@ class ResultsDir:
         runs = self.load_runs(keys_in_order)
         summary = _summary_table([r["row"] for r in runs], sweep_cols)
         group_cols = [*sweep_cols, "control"]
+        misuse = _misuse_rows(runs, sweep_cols)
         return Results(
             summary=summary,
             aggregate=stats.aggregate(summary, group_cols),
-            misuse=_misuse_rows(runs, sweep_cols),
+            misuse=misuse,
+            misuse_kinds=stats.misuse_by_kind(misuse, sweep_cols),
             timeline=_series_table(runs, sweep_cols, "timeline", ("t", "exposure")),
             latency=_series_table(runs, sweep_cols, "latency_ms", ("q", "ms")),
         )

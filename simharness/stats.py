@@ -310,6 +310,9 @@ def aggregate(summary: pd.DataFrame, group_cols: Sequence[str],
                     common = mine.index.intersection(theirs.index, sort=True)
                     d = mine.loc[common].to_numpy() - theirs.loc[common].to_numpy()
                     diff = t_ci(d, level)
+                    if m.lower is not None and m.upper is not None:  # e.g. rates: [-1, 1]
+                        span = m.upper - m.lower
+                        diff = clip(diff, -span, span)
                 (row[f"{m.name}_diff_mean"], row[f"{m.name}_diff_ci_low"],
                  row[f"{m.name}_diff_ci_high"]) = diff
         rows.append(row)
@@ -359,6 +362,24 @@ def misuse_table(rows: pd.DataFrame, sweep_cols: Sequence[str] | None = None) ->
         df["caught_rate"] = np.where(injected > 0, caught / np.where(injected > 0, injected, 1.0),
                                      np.nan)
     return df[columns]
+
+
+def misuse_by_kind(misuse: pd.DataFrame, sweep_cols: Sequence[str] = (),
+                   level: float = 0.95) -> pd.DataFrame:
+    """Per sweep point, misuse kind and control: misuse_caught_rate (with injected, caught and
+    damage) as `aggregate` gives them: t over replications, and paired differences to the
+    point's first non-`none` control on the same replications."""
+    if misuse.empty:
+        return aggregate(pd.DataFrame(columns=[*sweep_cols, "control", "replication", "kind"]),
+                         [*sweep_cols, "kind", "control"], level)
+    df = misuse[[*sweep_cols, "control", "replication", "kind"]].copy()
+    df["misuse_injected"] = _numeric(misuse["injected"])
+    df["misuse_caught"] = _numeric(misuse["prevented"]) + _numeric(misuse["detected"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["misuse_caught_rate"] = np.where(df["misuse_injected"] > 0,
+                                            df["misuse_caught"] / df["misuse_injected"], np.nan)
+    df["damage"] = _numeric(misuse["damage"])
+    return aggregate(df, [*sweep_cols, "kind", "control"], level)
 
 
 # --------------------------------------------------------------------------- terminal table

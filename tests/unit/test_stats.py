@@ -273,3 +273,25 @@ def test_headline_table():
                                       (12.345, "12.3")])
 def test_fmt(x, s):
     assert stats._fmt(x) == s
+
+
+def test_misuse_by_kind_pairs_replications_and_clips_rate_differences():
+    """Hand-computed: per-replication caught rates of B (1/2, 1, 1) and A (0, 0, 0) on one kind;
+    B - A = (1/2, 1, 1): mean 5/6, sd sqrt(1/12), t(0.975, 2) = 4.302652729911275."""
+    from simharness.stats import misuse_by_kind
+
+    rows = []
+    for control, caught in (("A", (0, 0, 0)), ("B", (1, 2, 2))):
+        for rep, c in enumerate(caught):
+            rows.append({"control": control, "replication": rep, "kind": "exfiltration",
+                         "injected": 2, "prevented": c, "detected": 0, "damage": 2.0 - c})
+    out = misuse_by_kind(pd.DataFrame(rows)).set_index("control")
+    assert list(out["kind"]) == ["exfiltration"] * 2
+    b = out.loc["B"]
+    assert b["paired_reference"] == "A"
+    assert b["misuse_caught_rate_mean"] == pytest.approx(5 / 6)
+    half = 4.302652729911275 * math.sqrt(1 / 12) / math.sqrt(3)
+    assert b["misuse_caught_rate_diff_mean"] == pytest.approx(5 / 6)
+    assert b["misuse_caught_rate_diff_ci_low"] == pytest.approx(5 / 6 - half)
+    assert b["misuse_caught_rate_diff_ci_high"] == 1.0  # 5/6 + 0.72 clipped to the span of a rate
+    assert b["damage_mean"] == pytest.approx(1 / 3)
