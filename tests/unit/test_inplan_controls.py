@@ -12,7 +12,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from simharness.actions import Action, AgentInfo, InjectedAction, Task
-from simharness.controls.base import Local, ReviewPool, Station, TaskContext, World, make
+from simharness.controls.base import Ledger, Local, ReviewPool, Station, TaskContext, World, make
 from simharness.loader import load_scenario
 from simharness.reviewers import (
     APPROVED,
@@ -368,6 +368,8 @@ def test_escalations_wait_for_reviewers_and_metrics_count_them(spec, on_timeout)
     judged = [r for r in verdicts if r[A["misuse_id"]] >= 0]
     approved = sum(r[A["review"]] == "approved" for r in judged)
     assert m["misuse_approved"] == approved / len(judged)
+    assert m["misuse_judged"] == len(judged) and m["misuse_approved_actions"] == approved
+    assert m["misuse_escalated"] == sum(r[A["misuse_id"]] >= 0 for r in reviewed)
     waits = sorted(min(r[A["latency"]], 300.0) for r in reviewed)
     assert m["approval_wait_p95_s"] <= waits[-1] and m["approval_wait_p50_s"] >= waits[0]
 
@@ -389,3 +391,86 @@ def test_more_reviewers_wait_less_and_rubber_stamp_less(spec):
     assert one["approval_wait_p50_s"] > four["approval_wait_p50_s"]
     assert one["review_timeouts"] > four["review_timeouts"]
     assert one["reviewer_utilization"] > four["reviewer_utilization"]
+
+
+# -- what mutation testing found unpinned ----------------------------------------------------
+@pytest.mark.parametrize("model", ["task_policy", "data_flow", "human_approval"])
+def test_quarantine_and_audit_attribution(world, model):
+    c = make(model, model, {"revoke_on_deviation": True, "quarantine": "1h"}, world)
+    if model == "task_policy":
+        c.on_task_start(context(world, (READ,), {}), None, 0.0)
+    r = req(world, READ)
+    assert c.decide(r).allow is True
+    c.on_deviation("support-0", Ledger(world.weight), 0.0)
+    d = c.decide(r)
+    assert d.allow is False and d.reasons == ("identity-quarantined",)
+    assert c.decide(replace(r, time=3601.0)).allow is True  # the quarantine ends
+    # The decision record names agent and task only for an attested, non-shared identity.
+    assert c.attributes(r) is True
+    assert not c.attributes(replace(r, attested=False))
+    assert not c.attributes(replace(r, identity_mode="shared"))
+
+
+def test_task_policy_reasons_and_an_unconstrained_argument_before_a_constrained_one(world):
+    c = started(world, {"constrain": ["amount"]}, declared=(SEND,),
+                declared_args={"amount": frozenset({10.0})})
+    d = c.decide(req(world, SEND, args={"recipient": "x", "amount": 1e6}))
+    assert d.allow is False and d.reasons == ("argument-not-declared",)
+    c = started(world)
+    for request, reason in ((replace(req(world, READ), attested=False), "unattested"),
+                            (replace(req(world, READ), task_active=False), "no-task-policy"),
+                            (req(world, ("crm_api", "delete", "crm")), "outside-task-policy"),
+                            (req(world, READ, entitled=False), "outside-task-policy")):
+        d = c.decide(request)
+        assert d.allow is False and d.reasons == (reason,)
+
+
+def test_task_policy_pdp_carries_every_pdp_parameter(world):
+    pdp = {"servers": 3, "rtt": "2ms", "service_time": "7ms", "timeout": "90ms",
+           "fail_mode": "open", "cache": {"ttl": "5s", "key": ["identity", "tool"]}}
+    st = make("tp", "task_policy", {"evaluate": "pdp", "pdp": pdp}, world).path()[0]
+    assert (st.servers, st.timeout, st.fail_mode, st.cache_ttl, st.cache_key) == (
+        3, 0.09, "open", 5.0, ("identity", "tool"))
+    assert st.rtt.sample(np.random.default_rng(0), 1)[0] == 0.002
+    assert st.service.sample(np.random.default_rng(0), 1)[0] == 0.007
+    with pytest.raises(ValueError, match="natively"):
+        make("tp", "task_policy", {"evaluate": "pdp", "pdp": {"service_time": "measured"}}, world)
+    make("tp", "task_policy", {"pdp": {"service_time": "measured"}}, world)  # unused locally
+
+
+def test_data_flow_edges(world):
+    with pytest.raises(ValueError, match="unknown resource"):
+        flow(world, untrusted=["nowhere"])
+    # Only a send leaves: a write to an external resource is no egress.
+    assert flow(world).decide(req(world, ("http", "write", "outbound_mail"),
+                                  carries=frozenset({"crm"}))).allow is True
+    # Task granularity also reads a send's labelled payload; at the ceiling is allowed.
+    task = flow(world, granularity="task")
+    assert task.decide(req(world, SEND, data_sensitivity="restricted")).allow is False
+    assert task.decide(req(world, SEND, data_sensitivity="internal")).allow is True
+    assert task.decide(req(world, SEND, read_sources=frozenset({"wiki"}))).allow is True
+    esc = flow(world, on_violation="escalate")
+    d = esc.decide(req(world, SEND, arg_sources=frozenset({"crm"})))
+    assert d.allow is False and d.escalate is True and d.reasons == ("untrusted-flow",)
+    d = flow(world).decide(req(world, SEND, carries=frozenset({"crm"})))
+    assert d.allow is False and d.escalate is False
+
+
+def test_weight_threshold_is_inclusive(world):
+    c = make("ha", "human_approval", {"risk_above": None, "weight_at_least": 128}, world)
+    assert c.decide(req(world, ("sql", "admin", "ledger"))).escalate  # w = 16 x 8 = 128
+
+
+def test_review_edges():
+    d = desk(pool(timeout=60.0))
+    assert d.review(0.0, False) == (60.0, APPROVED)  # a verdict at the timeout is in time
+    assert math.isnan(desk(pool(), warmup=10.0, horizon=10.0).utilization())
+    w = desk(pool(), warmup=30.0, horizon=100.0)
+    w.review(0.0, True)  # before the warm-up: busy from 30 to 60 counts, nothing else
+    w.review(40.0, True)  # verdict at 120: busy from 60 to 100 counts
+    assert w.busy == 70.0 and w.requested == 1 and w.misuse_escalated == 1
+    assert w.misuse_judged == 1 and w.misuse_approved == 0  # catch_rate 1
+    assert staffed_seconds(5.0, 5.0, (9, 17)) == 0.0 == staffed_seconds(9.0, 5.0, (9, 17))
+    assert staffed_seconds(100.0, 250.0, None) == 150.0
+    day = 86400.0
+    assert staffed_seconds(1.5 * day, 3.5 * day, (9, 17)) == brute_staffed(1.5 * day, 3.5 * day, (9, 17))
