@@ -132,7 +132,10 @@ class TaskPolicyControl(Control):
         policy = self._policies.get(req.task_id)
         if policy is None or not req.task_active:
             return Decision(False, ("no-task-policy",))
-        if not req.entitled or req.perm not in policy.scope:
+        # The policy's scope is the declared scope within the role: what the request shows as
+        # in_scope and entitled (read from there, so the authority probe's memo, keyed on
+        # in_scope, stays exact).
+        if not (req.entitled and req.in_scope):
             return Decision(False, ("outside-task-policy",))
         if req.resource.external and req.resource.name not in policy.destinations:
             return Decision(False, ("destination-not-allowed",))

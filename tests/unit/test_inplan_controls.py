@@ -58,10 +58,15 @@ WRITE_LEDGER = ("sql", "write", "ledger")
 
 
 def req(world, perm, **kw):
+    """A request of task 1, in scope when the test's task declared it (as the engine says)."""
+    kw.setdefault("in_scope", perm in DECLARED)
     return request_for(world, perm, archetype="support", identity="support-0", task_id=1, **kw)
 
 
 # -- task_policy ---------------------------------------------------------------------------
+DECLARED = {SEND, READ}
+
+
 def started(world, params=None, declared=(SEND, READ), declared_args=None):
     c = make("tp", "task_policy", params or {}, world)
     c.on_task_start(context(world, declared, declared_args or {"recipient": frozenset({"alice"})}),
@@ -86,7 +91,7 @@ def test_task_policy_numbers_up_to_the_declared_amount(world):
     ctx = context(world2, (WRITE_LEDGER,), {"amount": frozenset({80.0, 12.5})})
     ctx.agent = replace(ctx.agent, role=role)
     c.on_task_start(ctx, None, 0.0)
-    ok = [c.decide(req(world2, WRITE_LEDGER, args={"amount": a})).allow
+    ok = [c.decide(req(world2, WRITE_LEDGER, args={"amount": a}, in_scope=True)).allow
           for a in (12.5, 80.0, 80.000001, 800.0, math.nan)]
     assert ok == [True, True, False, False, False]
 
@@ -108,9 +113,10 @@ def test_task_policy_on_unknown_escalates_to_reviewers(world):
 
 def test_task_policy_destinations(world):
     both = (SEND, PASTE)
-    assert not started(world, declared=both).decide(req(world, PASTE)).allow  # not approved
+    paste = req(world, PASTE, in_scope=True)
+    assert not started(world, declared=both).decide(paste).allow  # not approved
     c = started(world, {"destinations": ["paste_site"]}, declared=both)
-    assert c.decide(req(world, PASTE)).allow
+    assert c.decide(paste).allow
     assert c.decide(req(world, SEND, args={"recipient": "alice"})).reasons == ("destination-not-allowed",)
     with pytest.raises(ValueError, match="unknown resource"):
         make("tp", "task_policy", {"destinations": ["nowhere"]}, world)
@@ -474,3 +480,29 @@ def test_review_edges():
     assert staffed_seconds(100.0, 250.0, None) == 150.0
     day = 86400.0
     assert staffed_seconds(1.5 * day, 3.5 * day, (9, 17)) == brute_staffed(1.5 * day, 3.5 * day, (9, 17))
+
+
+def test_task_policy_equals_the_same_policy_at_a_pdp(spec, tmp_path):
+    """Without argument constraints, a task policy is 'attested, entitled, declared, active,
+    approved destinations': the same rules at a PDP with the same constant latency must give
+    the same decisions and, probed by the authority measure, the same exposure."""
+    from simharness.engine import A, simulate
+    from simharness.metrics import compute
+
+    rules = tmp_path / "same.yaml"
+    rules.write_text(
+        "policy_version: 1\nrules:\n"
+        "  - {id: p, effect: allow, when: {attested: true, entitled: true, in_scope: true,"
+        " task.active: true}}\n"
+        "  - {id: d, effect: deny, when: {resource.external: true, resource.approved: false}}\n")
+    short = spec.model_copy(update={"horizon": 2 * 3600.0})
+    pdp = {"policy": str(rules), "pdp": {"servers": math.inf, "rtt": "0s", "service_time": "50us",
+                                         "timeout": "1h"}}
+    logs = [simulate(build_workload(short, 0), make(m, m, p, World(short)))
+            for m, p in (("task_policy", {"constrain": [], "check": "50us"}),
+                         ("per_action_policy", pdp))]
+    allowed = [[r[A["allowed"]] for r in log.actions] for log in logs]
+    assert allowed[0] == allowed[1] and 0 < sum(allowed[0]) < len(allowed[0])
+    ours, theirs = (compute(log) for log in logs)
+    assert ours["exposure"] == theirs["exposure"] > 0
+    assert ours["blast_radius"] == theirs["blast_radius"]

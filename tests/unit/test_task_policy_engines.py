@@ -50,7 +50,8 @@ def test_generated_policy_agrees_with_task_policy(engine, tmp_path):
         for step in steps:
             args = step.args
             req = request_for(world, step.perm, archetype=agent.archetype, identity=identity,
-                              task_id=task.id, args=args.values if args else {},
+                              task_id=task.id, in_scope=step.perm in task.declared,
+                              args=args.values if args else {},
                               args_unknown=args.unknown if args else frozenset())
             native = control.decide(req)
             assert real.evaluate(req).allow == native.allow, (engine, step.perm, args, native)
