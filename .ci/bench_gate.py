@@ -4,7 +4,7 @@ same-run reference against the committed baseline; exit 1 beyond the allowed reg
 2 on a bad baseline or limit.
 
     python .ci/bench_gate.py [--baseline benchmarks/baseline.json] [--max-regression 25%]
-                             [--rounds 50] [--json OUT] [--update]
+                             [--rounds 50] [--json OUT] [--markdown OUT.md] [--update]
 
 `--update` measures and writes a new baseline instead of gating (commit it deliberately).
 Setting SIMHARNESS_BENCH_SLOW_DECIDE=<model> slows that model's decide() by a busy wait of
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-regression", default="25%")
     ap.add_argument("--rounds", type=int, default=50)
     ap.add_argument("--json", dest="json_out")
+    ap.add_argument("--markdown", dest="markdown_out", help="also write the result as markdown")
     ap.add_argument("--update", action="store_true")
     args = ap.parse_args(argv)
     slow = os.environ.get("SIMHARNESS_BENCH_SLOW_DECIDE")
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return bench.bench_main(json_out=args.json_out, compare_to=args.baseline,
-                                max_regression=args.max_regression, n=args.rounds)
+                                max_regression=args.max_regression, n=args.rounds,
+                                markdown_out=args.markdown_out)
     except bench.BenchInputError as e:  # bad input is exit 2, distinct from a regression (1)
         print(f"bench gate: {e}", file=sys.stderr)
         return 2

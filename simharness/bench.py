@@ -579,10 +579,30 @@ def format_results(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(data: dict[str, Any], baseline: dict[str, Any] | None, limit: float,
+                    problems: Sequence[str]) -> str:
+    """The gate's result as markdown for a pull-request comment: each benchmark's ratio to the
+    same-run reference, the baseline's, the change and the verdict."""
+    base = {r["name"]: r for r in (baseline or {}).get("results", [])}
+    verdict = ("**regression**" if problems else "no regression") + (
+        f" beyond +{limit:.0%}" if baseline is not None else "")
+    lines = ["### Decision-path benchmarks", "", verdict, "",
+             "| benchmark | median us | ratio | baseline ratio | change |", "|---|---|---|---|---|"]
+    for r in data["results"]:
+        b = base.get(r["name"])
+        change = "" if b is None else f"{r['ratio'] / b['ratio'] - 1:+.0%}"
+        flag = " :x:" if any(p.startswith(f"{r['name']}:") for p in problems) else ""
+        lines.append(f"| {r['name']} | {r['median_us']:.3f} | {r['ratio']:.2f} | "
+                     f"{'' if b is None else format(b['ratio'], '.2f')} | {change}{flag} |")
+    return "\n".join(lines) + "\n"
+
+
 def bench_main(controls: list[str] | None = None, policy: str | None = None,
                json_out: str | Path | None = None, compare_to: str | Path | None = None,
-               max_regression: str | float = "25%", n: int = 50, out=None) -> int:
-    """What `simharness bench` does: run, print, optionally save and gate; the exit code."""
+               max_regression: str | float = "25%", n: int = 50, out=None,
+               markdown_out: str | Path | None = None) -> int:
+    """What `simharness bench` does: run, print, optionally save and gate; the exit code.
+    `markdown_out`: also write the result as markdown (a pull-request comment)."""
     out = out if out is not None else sys.stdout  # looked up now: callers may redirect it
     # Input first: a bad baseline or limit must fail before minutes of measuring.
     limit = parse_regression(max_regression)
@@ -594,6 +614,8 @@ def bench_main(controls: list[str] | None = None, policy: str | None = None,
     print(format_results(data), file=out)
     if json_out is not None:
         write_json(data, json_out)
+    if markdown_out is not None:
+        atomic_write_text(markdown_out, format_markdown(data, baseline, limit, problems))
     if baseline is None:
         return 0
     common, only_current, only_base = coverage(data, baseline)

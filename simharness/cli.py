@@ -259,6 +259,7 @@ def bench(
     compare: Annotated[Path | None, typer.Option("--compare", help="baseline JSON")] = None,
     max_regression: Annotated[str, typer.Option(help="allowed slow-down, e.g. 25%")] = "25%",
     n: Annotated[int, typer.Option(min=1, help="timing rounds")] = 50,
+    markdown: Annotated[Path | None, typer.Option(help="also write a markdown summary")] = None,
 ) -> None:
     """Micro-benchmark decide() of each control; exit 1 on regression against --compare, 2 on a
     bad baseline or limit."""
@@ -266,10 +267,42 @@ def bench(
 
     try:
         code = bench_main(controls=_controls(controls), policy=policy, json_out=json_out,
-                          compare_to=compare, max_regression=max_regression, n=n)
+                          compare_to=compare, max_regression=max_regression, n=n,
+                          markdown_out=markdown)
     except BenchInputError as e:
         _fail(f"bench: {e}")
     raise typer.Exit(code)
+
+
+@app.command("diff-policy")
+def diff_policy_cmd(
+    old: Annotated[Path, typer.Argument(help="the current policy file")],
+    new: Annotated[Path, typer.Argument(help="the proposed policy file")],
+    scenario: Annotated[str, typer.Option("--scenario", help="whose requests and outcomes")],
+    engine: Annotated[str | None, typer.Option(
+        help="rules | cedar | rego (default: from the file suffix)")] = None,
+    expect: Annotated[Path | None, typer.Option(help="YAML of accepted flips")] = None,
+    ci: Annotated[bool, typer.Option("--ci", help="exit 1 on a flip --expect does not accept")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="text | md | json")] = "text",
+    outcomes: Annotated[bool, typer.Option(help="also run the scenario under both")] = True,
+    replications: Annotated[int | None, typer.Option(min=1)] = None,
+    set_: SetOpt = None,
+) -> None:
+    """What a policy edit changes: flipped decisions on the scenario's requests, by rule and
+    permission, and paired differences in outcomes. Exit 1 with --ci on an unexpected flip."""
+    from simharness.diff_policy import DiffInputError, diff_policy, to_json, to_text
+
+    if fmt not in ("text", "md", "json"):
+        _fail(f"--format {fmt!r}: choose text, md or json")
+    overrides = list(set_ or ()) + ([f"replications={replications}"] if replications else [])
+    try:
+        result = diff_policy(old, new, scenario, engine, expect, overrides, outcomes)
+    except ScenarioError as e:
+        _fail(e)
+    except DiffInputError as e:
+        _fail(f"diff-policy: {e}")
+    typer.echo(to_json(result) if fmt == "json" else to_text(result, markdown=fmt == "md"), nl=False)
+    raise typer.Exit(1 if ci and result.unexpected else 0)
 
 
 @app.command()

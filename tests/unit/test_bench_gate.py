@@ -123,3 +123,17 @@ def test_ci_gate_bad_limit_and_folder_exit_2(tmp_path, fake_measure):
     base = _write(tmp_path, CURRENT)
     assert gate.main(["--baseline", str(base), "--max-regression", "nan%"]) == 2
     assert gate.main(["--baseline", str(tmp_path)]) == 2
+
+
+def test_markdown_summary_for_a_pull_request(tmp_path, fake_measure):
+    base = _write(tmp_path, _result(**{bench.REFERENCE: 1.0, "decide/static_iam": 800.0}))
+    md = tmp_path / "gate.md"
+    r = CliRunner().invoke(app, ["bench", "--compare", str(base), "--markdown", str(md)])
+    assert r.exit_code == 0, r.output
+    text = md.read_text()
+    assert "no regression beyond +25%" in text
+    assert "| decide/static_iam | 1000.000 | 1000.00 | 800.00 | +25% |" in text
+    slow = _write(tmp_path, _result(**{bench.REFERENCE: 1.0, "decide/static_iam": 500.0}), "b2")
+    r = CliRunner().invoke(app, ["bench", "--compare", str(slow), "--markdown", str(md)])
+    assert r.exit_code == 1
+    assert "**regression**" in md.read_text() and "+100% :x: |" in md.read_text()
