@@ -70,7 +70,8 @@ T = {name: i for i, name in enumerate(TASK_FIELDS)}
 
 COMPLETED, FAILED, IN_FLIGHT = "completed", "failed", "in_flight"
 # What `_act` needs besides the action: task, agent, identity, credential, task context, chain
-# origin identity and role, the delegator's credential, the sensitivity of the data read so far.
+# origin identity and role, the delegator's credential, the sensitivity of the data read so far
+# and the resources read so far.
 ActContext = tuple[Task, AgentInfo, str, "Credential | None", TaskContext, str, frozenset,
                    "Credential | None", "str | None", frozenset]
 REVOCATION_REASONS = frozenset({"identity-quarantined", "credential-revoked", "token-revoked"})
