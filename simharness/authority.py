@@ -20,6 +20,7 @@ look-up: one decide() per permission per new context.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,41 +79,50 @@ TIMELINE_POINTS = 97
 
 
 class Cumulative:
-    """Sum of w over [a, b) intervals, as a total and as the cumulative curve on a fixed grid,
-    in memory bounded by the grid (not by the number of intervals).
+    """Sum of w over [a, b) intervals, as a total and as the cumulative curve on a fixed grid.
 
     The curve at g is sum w (min(b, g) - min(a, g))+ = F_a(g) - F_b(g) with
-    F_x(g) = g sum_{x < g} w - sum_{x < g} w x: per interval two bin updates, prefix sums at
-    the end."""
+    F_x(g) = g sum_{x < g} w - sum_{x < g} w x. `add` only appends to three C double arrays
+    (it is on the run's hot path, twice per task and once per action); the bins, prefix sums
+    and total are computed with numpy once, when asked (24 bytes per interval)."""
 
-    __slots__ = ("lo", "step", "n", "w_at", "wx_at", "total")
+    __slots__ = ("lo", "hi", "step", "n", "_a", "_b", "_w", "_done")
 
     def __init__(self, lo: float, hi: float, points: int = TIMELINE_POINTS):
-        self.lo, self.n = lo, points
+        self.lo, self.hi, self.n = lo, hi, points
         self.step = (hi - lo) / (points - 1) if points > 1 else math.inf
-        self.w_at = [0.0] * (points + 1)  # bin k: grid[k-1] <= x < grid[k] (k = n: beyond)
-        self.wx_at = [0.0] * (points + 1)
-        self.total = 0.0
+        self._a, self._b, self._w = array("d"), array("d"), array("d")
+        self._done: tuple[np.ndarray, float] | None = None
 
     def add(self, a: float, b: float, w: float) -> None:
         """w over [a, b) (already clipped to the grid's span, a < b)."""
-        self.total += w * (b - a)
-        step, lo, n = self.step, self.lo, self.n
-        k = min(int((a - lo) / step) + 1, n)
-        self.w_at[k] += w
-        self.wx_at[k] += w * a
-        k = min(int((b - lo) / step) + 1, n)
-        self.w_at[k] -= w
-        self.wx_at[k] -= w * b
+        self._a.append(a)
+        self._b.append(b)
+        self._w.append(w)
+
+    def _summed(self) -> tuple[np.ndarray, float]:
+        if self._done is None or len(self._done[0]) != len(self._a):
+            a, b, w = (np.frombuffer(x, dtype=float) for x in (self._a, self._b, self._w))
+            total = float(np.sum(w * (b - a)))
+            lo, step, n = self.lo, self.step, self.n
+            ka, kb = (np.minimum(np.trunc((x - lo) / step) + 1, n).astype(np.int64) if n > 1
+                      else np.ones(len(x), np.int64) for x in (a, b))
+            w_at = np.bincount(ka, w, n + 1) - np.bincount(kb, w, n + 1)
+            wx_at = np.bincount(ka, w * a, n + 1) - np.bincount(kb, w * b, n + 1)
+            grid = lo + step * np.arange(n) if n > 1 else np.array([lo])
+            out = grid * np.cumsum(w_at[:n]) - np.cumsum(wx_at[:n])
+            out[-1] = total
+            self._done = (out, total)
+        return self._done
+
+    @property
+    def total(self) -> float:
+        return self._summed()[1]
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
         """(grid, cumulative sum at each grid point); the last point is the exact total."""
         grid = self.lo + self.step * np.arange(self.n) if self.n > 1 else np.array([self.lo])
-        w = np.cumsum(self.w_at[: self.n])
-        wx = np.cumsum(self.wx_at[: self.n])
-        out = grid * w - wx
-        out[-1] = self.total
-        return grid, out
+        return grid, self._summed()[0].copy()
 
 
 @dataclass
@@ -178,7 +188,9 @@ class AuthorityProbe:
         st.tasks.append(c)
         if st.idle is None or st.idle.identity != c.identity:
             self._by_identity.setdefault(c.identity, set()).add(i)
-        self._reprobe(i, now)
+        # Only the new context needs a probe unless the task's start hook changed something
+        # about this agent's identities (then every context is checked).
+        self._reprobe(i, now, None if self._touched(st) else (c,))
         self._release_held(i, now)
 
     def leave(self, i: int, c: Context, now: float) -> None:
@@ -189,12 +201,14 @@ class AuthorityProbe:
         st = self.state[i]
         st.tasks.remove(c)
         c.active, c.stamp = False, _UNPROBED
-        if c.cred is not None and c.cred.live(now):
+        kept = c.cred is not None and c.cred.live(now)
+        if kept:
             st.held.append(c)
         elif (st.idle is None or st.idle.identity != c.identity) and not any(
                 t.identity == c.identity for t in (*st.tasks, *st.held)):
             self._by_identity[c.identity].discard(i)
-        self._reprobe(i, now)
+        # The other contexts' probes still hold unless the end hook changed something.
+        self._reprobe(i, now, None if self._touched(st) else ((c,) if kept else ()))
         self._release_held(i, now)
 
     def changed(self, identity: str, now: float) -> None:
@@ -205,6 +219,14 @@ class AuthorityProbe:
         for i in sorted(self._by_identity.get(identity, ())):
             self._advance(i, now)
             self._reprobe(i, now)
+
+    def _touched(self, st: _AgentState) -> bool:
+        """A change was collected (hold) for one of the agent's identities."""
+        held = self._held
+        if not held:
+            return False
+        return ((st.idle is not None and st.idle.identity in held)
+                or any(c.identity in held for c in (*st.tasks, *st.held)))
 
     def _release_held(self, i: int, now: float) -> None:
         held, self._held = self._held, None
@@ -261,14 +283,18 @@ class AuthorityProbe:
             self.blast_den += b - a
 
     # -- probing -------------------------------------------------------------------------------
-    def _reprobe(self, i: int, t: float) -> None:
+    def _reprobe(self, i: int, t: float, only: tuple[Context, ...] | None = None) -> None:
+        """Bring agent i's authority up to date at t, probing `only` those contexts (None:
+        all; the others' probes are known to hold)."""
         st = self.state[i]
         idle, tasks = st.idle, st.tasks
         if st.held:
-            st.held = [c for c in st.held if c.cred.live(t)]  # type: ignore[union-attr]
+            live = [c for c in st.held if c.cred.live(t)]  # type: ignore[union-attr]
+            if len(live) != len(st.held):
+                st.held, only = live, None  # a held credential ended: look at everything
             tasks = [*tasks, *st.held]
         contexts = [idle, *tasks] if idle is not None else tasks
-        for c in contexts:
+        for c in (contexts if only is None else only):
             self._probe(st.agent, c, t)
         if len(contexts) == 1:  # the common cases: idle, or a task without a standing identity
             c = contexts[0]
