@@ -272,3 +272,110 @@ def test_ledger_issue_revoke_and_live(world):
     assert not ledger.revoke(late, 5.0) and late.revoked is None  # already expired
     stuck = ledger.issue("a", frozenset({READ}), 0.0, 100.0, revocable=False)
     assert not ledger.revoke(stuck, 1.0) and ledger.revocations_refused == 1
+
+
+# -- what mutation testing found unpinned ------------------------------------------------------
+def test_capability_is_the_requesters_for_the_task(world):
+    ledger = Ledger(world.weight)
+    make("p", "per_action_policy", {"capability_ttl": "500ms"}, world).on_allow(
+        req(world, READ, task_id=7), ledger, 1.0)
+    cap = ledger.credentials[-1]
+    assert (cap.holder, cap.task_id, cap.expires) == ("support-0", 7, 1.5)
+
+
+def test_jit_renewal_keeps_everything_but_the_lifetime(world):
+    ledger = Ledger(world.weight)
+    c = jit(world, sender_constrained=True, ttl="5m")
+    old = c.on_task_start(ctx(world, {READ}, task_id=4, revocable=False), ledger, 0.0)
+    new = c.renew(ctx(world, {READ}, task_id=4), old, ledger, 300.0)
+    assert (new.holder, new.perms, new.kind, new.task_id, new.bound_to, new.audience,
+            new.revocable, new.issued, new.expires) == (
+        old.holder, old.perms, "task", 4, "support-0", old.audience, False, 300.0, 600.0)
+
+
+def test_jit_edges(world):
+    c = jit(world, revoke_on_deviation=True)
+    tok = c.on_task_start(ctx(world, {READ}, task_id=0), Ledger(world.weight), 0.0)
+    r = req(world, READ, credential=tok)
+    assert c.decide(replace(r, credential=replace(tok, revoked=10.0), time=10.0)).reasons == (
+        "token-revoked",)  # revoked at this very moment
+    assert c.attributes(r)  # task 0 is a task
+    c.on_deviation("support-0", Ledger(world.weight), 0.0)
+    assert c.decide(replace(r, credential=replace(tok, revoked=None))).allow is False
+
+
+def test_jit_service_account_resources_come_whole():
+    spec = load_scenario("legacy_saas")
+    w = World(spec)
+    sa = w.service_account_perms
+    assert sa
+    archetype = next(a.name for a in spec.agents if w.roles[a.name] & sa)
+    role = w.roles[archetype]
+    one = sorted(role & sa)[0]
+    other = sorted(role - sa)[0]
+    agent_ = AgentInfo(0, f"{archetype}-0", archetype, "per_agent", "first_party", role)
+
+    def scope(declared):
+        task = Task(1, "t", 0, 0.0, [], frozenset(declared), declared=frozenset(declared))
+        c = TaskContext(task, agent_, agent_.name, None, 0, True)
+        return make("j", "jit_per_task", {"granularity": "permission"}, w).on_task_start(
+            c, Ledger(w.weight), 0.0).perms
+
+    assert scope({one}) == role & sa  # one service-account permission brings them all
+    assert scope({other}) == {other}
+
+
+def test_standing_credential_reissued_after_it_ends_unless_quarantined(world):
+    c = make("s", "static_iam", {"revoke_on_deviation": True, "quarantine": "100s"}, world)
+    ledger = Ledger(world.weight)
+    first = c.credential_for("support-0", "support", True, ledger, 0.0)
+    assert c.credential_for("support-0", "support", True, ledger, 5.0) is first
+    c.on_deviation("support-0", ledger, 10.0)  # revoked, quarantined until 110
+    assert c.credential_for("support-0", "support", True, ledger, 50.0) is first
+    again = c.credential_for("support-0", "support", True, ledger, 110.0)
+    assert again is not first and again.issued == 110.0 and again.live(110.0)
+    assert c.standing_credential("support-0") is again
+
+
+def test_layered_composite_and_end(world):
+    params = {"members": [{"model": "static_iam"},
+                          {"model": "jit_per_task", "params": {"ttl": "10m"}}]}
+    c = make("l", "layered", params, world)
+    ledger = Ledger(world.weight)
+    task = ctx(world, {READ}, task_id=5, revocable=False)
+    comp = c.on_task_start(task, ledger, 100.0)
+    assert (comp.holder, comp.kind, comp.task_id, comp.issued, comp.expires, comp.revocable) == (
+        "support-0", "task", 5, 100.0, 700.0, False)
+    standing = c.credential_for("support-0", "support", True, ledger, 0.0)
+    assert (standing.kind, standing.task_id, standing.expires) == ("role", -1, math.inf)
+    # The end hook gives each member its own part: the JIT member revokes its token...
+    c2 = make("l", "layered", params, world)
+    comp2 = c2.on_task_start(ctx(world, {READ}, task_id=6), ledger, 0.0)
+    token = c2._parts[comp2.id][1]
+    c2.on_task_end(ctx(world, {READ}, task_id=6), comp2, ledger, 50.0)
+    assert token.revoked == 50.0 and comp2.revoked == 50.0  # ...so the composite ends too
+    # A composite whose parts all live on is not revoked at the task's end.
+    keep = make("l", "layered", {"members": [{"model": "static_iam"}]}, world)
+    held = keep.credential_for("support-0", "support", True, ledger, 0.0)
+    keep.on_task_end(ctx(world, {READ}), held, ledger, 60.0)
+    assert held.revoked is None
+
+
+def test_layered_quarantine_and_errors(world):
+    from simharness.controls.base import Control, Decision, register
+
+    @register
+    class Broken(Control):
+        model = "broken_for_test"
+
+        def decide(self, req):
+            return Decision(False, ("bad",), ("TypeError: boom",))
+
+    c = make("l", "layered", {"members": [{"model": "none"}, {"model": "broken_for_test"}],
+                              "revoke_on_deviation": True}, world)
+    d = c.decide(req(world, READ))
+    assert d.allow is False and d.errors == ("TypeError: boom",)
+    assert d.reasons == ("none:allow", "broken_for_test:bad")
+    c.on_deviation("support-0", Ledger(world.weight), 0.0)
+    d = c.decide(req(world, READ))
+    assert d.allow is False and d.reasons == ("identity-quarantined",)
