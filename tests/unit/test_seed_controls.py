@@ -361,15 +361,17 @@ def test_layered_composite_and_end(world):
     assert held.revoked is None
 
 
-def test_layered_quarantine_and_errors(world):
-    from simharness.controls.base import Control, Decision, register
+def test_layered_quarantine_and_errors(world, monkeypatch):
+    from simharness.controls import base
+    from simharness.controls.base import Control, Decision
 
-    @register
     class Broken(Control):
         model = "broken_for_test"
 
         def decide(self, req):
             return Decision(False, ("bad",), ("TypeError: boom",))
+
+    monkeypatch.setitem(base._REGISTRY, Broken.model, Broken)  # for this test only
 
     c = make("l", "layered", {"members": [{"model": "none"}, {"model": "broken_for_test"}],
                               "revoke_on_deviation": True}, world)
