@@ -254,13 +254,23 @@ def _worker_init(parent: int) -> None:
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
-    """Cancel queued runs and end the running ones now."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public API for it
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        proc.join(timeout=5)
+    """Cancel queued runs and end the running ones now. A second Ctrl-C (a terminal sends one
+    per key press, often two at once) is ignored meanwhile: cutting this short would leave the
+    workers running and the interpreter's exit waiting for them."""
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to change
+        old = None
+    try:
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # no public API for it
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(timeout=5)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
 
 
 def fill_task_inflation(out: results.ResultsDir, tasks: list[RunTask]) -> dict[str, dict]:
