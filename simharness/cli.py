@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -98,7 +99,11 @@ def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
         # Caught here: click would turn it into "Aborted!" before main() could say this.
         typer.echo("\ninterrupted: finished runs are saved; run the same command again to "
                    "resume", err=True)
-        raise typer.Exit(130) from None
+        # Exit now: finished runs are on disk (atomic writes), and the interpreter's exit
+        # hooks could wait for pool workers a second Ctrl-C left behind.
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(130)
     if not quiet:
         typer.echo(headline_table(res.aggregate))
     typer.echo(f"results: {out}")
