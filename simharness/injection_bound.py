@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from simharness.actions import Action, Args, Perm, Task
 from simharness.controls.base import World, make
-from simharness.engine import ACTION_FIELDS, TASK_FIELDS, COMPLETED, simulate
+from simharness.engine import ACTION_FIELDS, COMPLETED, TASK_FIELDS, simulate
 from simharness.spec import ScenarioSpec, ToolStep
 from simharness.workload import Workload, WorkloadBuilder
 
