@@ -335,6 +335,29 @@ def budget(
     typer.echo(format_budget(result))
 
 
+import_app = typer.Typer(no_args_is_help=True, help="benchmark suites as scenarios")
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("agentdojo")
+def import_agentdojo(
+    suite: Annotated[list[str] | None, typer.Option("--suite", help="workspace | travel | banking | slack (repeatable; default all)")] = None,
+    version: Annotated[str, typer.Option("--version", help="AgentDojo benchmark version")] = "v1.2",
+    out: Annotated[Path, typer.Option("-o", "--out", help="output folder")] = Path("."),
+) -> None:
+    """AgentDojo's task suites as scenarios (agentdojo_<suite>.yaml), printing what was inferred."""
+    from simharness.importers.agentdojo import ImportInputError, MissingExtraError, summary, write
+
+    try:
+        written = write(suite, version, out)
+    except (MissingExtraError, ImportInputError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    for imp, path in written:
+        typer.echo(summary(imp))
+        typer.echo(f"  wrote {path}")
+
+
 def main() -> None:
     """Console entry point: exit 2 on bad input, 1 on internal errors."""
     try:

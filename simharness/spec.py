@@ -246,12 +246,28 @@ class MisuseParams(Frozen):
     tamper_factor: float = Field(default=10.0, gt=0)  # argument_tampering: amount x this
 
 
+class InjectionCases(Frozen):
+    """Scripted injections into one task type: one case per injected task type, its steps run
+    right after the output of step `after`, with argument values the attacker wrote into
+    `via` (AgentDojo's security cases). Read by `simharness.injection_bound`; a run's random
+    misuse ignores them."""
+
+    task: str = Field(description="the task type the injections land in")
+    after: int = Field(default=0, ge=0, description=(
+        "index of the step whose output carries the injection"))
+    via: str = Field(description="the resource that carries the injection (untrusted)")
+    inject: list[str] = Field(min_length=1, description=(
+        "task types whose steps the agent runs when it obeys the injection (one case each)"))
+
+
 class Misuse(Frozen):
     rate: float = Field(default=0.0, ge=0, le=1)
     kinds: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=lambda: {k: 1.0 for k in MISUSE_KINDS}
     )
     params: MisuseParams = MisuseParams()
+    cases: list[InjectionCases] = Field(default_factory=list, description=(
+        "scripted injection cases for the structural bound (`simharness.injection_bound`)"))
 
 
 class RiskSignal(Frozen):
@@ -447,6 +463,7 @@ def check_references(spec: ScenarioSpec) -> list[Problem]:
     for kind in spec.misuse.kinds:
         if kind not in MISUSE_KINDS:
             add((("misuse", "kinds", kind), _unknown("misuse kind", kind, MISUSE_KINDS)))
+    problems += _check_cases(spec, resources)
     if spec.misuse.rate > 0 and not any(w > 0 for w in spec.misuse.kinds.values()):
         add((("misuse", "kinds"), "misuse.rate > 0 needs at least one kind with weight > 0"))
     problems += _check_behaviour(spec, acts)
@@ -454,6 +471,29 @@ def check_references(spec: ScenarioSpec) -> list[Problem]:
         add((("warmup",), "warmup must be shorter than horizon"))
     if not any(ag.tasks for ag in spec.agents):
         add((("agents",), "no agent has tasks: give at least one agent a `tasks:` mix"))
+    return problems
+
+
+def _check_cases(spec: ScenarioSpec, resources: dict[str, Resource]) -> list[Problem]:
+    """Scripted injection cases name task types with tool steps, a step and a resource."""
+    problems: list[Problem] = []
+    for i, case in enumerate(spec.misuse.cases):
+        path: tuple[str | int, ...] = ("misuse", "cases", i)
+        task = spec.tasks.get(case.task)
+        if task is None:
+            problems.append(((*path, "task"), _unknown("task", case.task, spec.tasks)))
+        elif case.after >= len(task.steps):
+            problems.append(((*path, "after"), f"task {case.task!r} has {len(task.steps)} "
+                             f"step(s); after must be below that"))
+        if case.via not in resources:
+            problems.append(((*path, "via"), _unknown("resource", case.via, resources)))
+        for j, name in enumerate(case.inject):
+            injected = spec.tasks.get(name)
+            if injected is None:
+                problems.append(((*path, "inject", j), _unknown("task", name, spec.tasks)))
+            elif any(isinstance(s, DelegateStep) for s in injected.steps):
+                problems.append(((*path, "inject", j), f"task {name!r} delegates; injected "
+                                 "steps must be tool calls"))
     return problems
 
 

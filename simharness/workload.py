@@ -235,6 +235,10 @@ class WorkloadBuilder:
             plan = self._plans[ttype] = (steps, scope)
         return plan
 
+    def task(self, ttype: str, agent: int, arrival: float) -> Task:
+        """One top-level task of a type, sampled as a run samples it (scripted workloads)."""
+        return self._task(ttype, agent, arrival, depth=0)
+
     def _task(self, ttype: str, agent: int, arrival: float, depth: int) -> Task:
         tid = self._next_task_id
         self._next_task_id += 1
