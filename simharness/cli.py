@@ -335,6 +335,34 @@ def budget(
     typer.echo(format_budget(result))
 
 
+@app.command()
+def bound(
+    scenarios: Annotated[list[str], typer.Argument(help="scenarios with misuse.cases (e.g. agentdojo_banking)")],
+    controls: ControlsOpt = None,
+    per_injection: Annotated[bool, typer.Option("--per-injection", help="also a table per injected task")] = False,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="write the markdown section to this file")] = None,
+) -> None:
+    """Each control's structural bound on scripted injection cases: prevention and utility."""
+    from simharness.injection_bound import bound as compute, markdown
+    from simharness.loader import load_scenario
+
+    wanted = _controls(controls)
+    results = []
+    for name in scenarios:
+        spec = load_scenario(name, controls=wanted)
+        if not spec.misuse.cases:
+            _fail(f"{name}: no misuse.cases to bound (see scenarios/agentdojo_*.yaml)")
+        typer.echo(f"bounding {spec.name}: {len(spec.controls)} controls", err=True)
+        results.append((spec, compute(spec)))
+    text = markdown(results, per_injection)
+    if out is None:
+        typer.echo(text)
+        return
+    from simharness.results import atomic_write_text
+    atomic_write_text(out, text)
+    typer.echo(f"wrote {out}")
+
+
 import_app = typer.Typer(no_args_is_help=True, help="benchmark suites as scenarios")
 app.add_typer(import_app, name="import")
 

@@ -139,6 +139,26 @@ def bound(spec: ScenarioSpec, controls: list[str] | None = None) -> list[Control
     return out
 
 
+def by_injection(spec: ScenarioSpec, results: list[ControlBound]) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per injected task type and control: (cases prevented, cases)."""
+    all_cases = cases(spec)
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for name in dict.fromkeys(c.inject for c in all_cases):
+        ids = {c.id for c in all_cases if c.inject == name}
+        out[name] = {r.control: (len(ids & r.prevented), len(ids)) for r in results}
+    return out
+
+
+def injection_table(spec: ScenarioSpec, results: list[ControlBound]) -> str:
+    """A markdown table: one row per injected task type, prevented/cases per control."""
+    rows = by_injection(spec, results)
+    names = [r.control for r in results]
+    lines = ["| injection task | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for inject, per in rows.items():
+        lines.append(f"| {inject} | " + " | ".join(f"{per[n][0]}/{per[n][1]}" for n in names) + " |")
+    return "\n".join(lines)
+
+
 def table(spec: ScenarioSpec, results: list[ControlBound]) -> str:
     """A markdown table: control, utility, prevention rate and counts."""
     lines = [f"{spec.name}: {results[0].tasks if results else 0} tasks, "
@@ -148,3 +168,38 @@ def table(spec: ScenarioSpec, results: list[ControlBound]) -> str:
         lines.append(f"| {r.control} | {len(r.completed)}/{r.tasks} ({r.utility:.1%}) | "
                      f"{len(r.prevented)}/{r.cases} | {r.prevention_rate:.1%} |")
     return "\n".join(lines)
+
+
+# Published figures measured with LLMs on AgentDojo (docs/sources.md cites each). They are
+# attack success and utility of a model that may or may not obey an injection; ours are bounds
+# that assume it always obeys, so they sit beside each other, never in one column.
+PUBLISHED = """\
+| defence (paper) | measured on AgentDojo with an LLM |
+|---|---|
+| none (AgentDojo, Debenedetti et al. 2024, GPT-4o, important_instructions) | utility 69.1 %, utility under attack 50.1 %, targeted attack success 47.7 % |
+| tool filter (AgentDojo, same setting) | targeted attack success 6.8 % |
+| Progent, per-call privilege policies (Shi et al. 2025, arXiv:2504.11703) | attack success 41.2 % -> 2.2 % |
+| CaMeL, capabilities and data flow (Debenedetti et al. 2025, arXiv:2503.18813) | 77 % of tasks solved with provable security (84 % undefended) |
+"""
+
+CAVEAT = (
+    "The tables above are **structural bounds**: the agent is assumed to obey every injection "
+    "and to follow the user task's ground-truth plan, and a case counts as prevented only when "
+    "a control's own `decide()` denies an injected call. The published figures are measured "
+    "with LLMs, which ignore many injections and stray from the ground truth. A control's bound "
+    "is the attack success it guarantees whatever the model does; an LLM's measured attack "
+    "success can be lower (the model refused) or, for a control that needs a correct plan, "
+    "higher (the model's plan was wrong). Compare jit_tool with the tool filter, task_policy "
+    "with Progent and data_flow with CaMeL as kinds of defence, not as numbers on one scale.")
+
+
+def markdown(results: list[tuple[ScenarioSpec, list[ControlBound]]], per_injection: bool) -> str:
+    """The report section: per-scenario tables, optionally per injected task, then the published
+    figures and how they differ from a bound."""
+    parts = []
+    for spec, res in results:
+        parts.append("### " + table(spec, res))
+        if per_injection:
+            parts.append("Prevented cases per injection task:\n\n" + injection_table(spec, res))
+    parts.append("### Beside published figures\n\n" + PUBLISHED + "\n" + CAVEAT)
+    return "\n\n".join(parts) + "\n"

@@ -53,11 +53,16 @@ class TaskPolicy:
     values: Mapping[str, frozenset]  # constrained argument -> declared text values
     limits: Mapping[str, float]  # constrained argument -> largest declared number
     destinations: frozenset[str]  # external resources a send may go to
+    actions: frozenset[str] | None = None  # calls whose arguments are constrained (None: all)
 
 
 class TaskPolicyParams(ControlParams):
     constrain: Literal["all"] | list[str] = Field(default="all", description=(
         "which arguments the generated policy constrains: all, or a list of names"))
+    constrain_actions: Literal["all"] | list[Literal["read", "write", "send", "delete"]] = Field(
+        default="all", description=(
+            "on which calls arguments are constrained: all, or actions (e.g. [send, write, "
+            "delete]: side effects only; reads take any argument, as Progent's policies often do)"))
     on_unknown: Literal["deny", "escalate"] = Field(default="deny", description=(
         "an argument value the task did not declare: deny, or ask a human (`reviewers`)"))
     destinations: Literal["approved"] | list[str] = Field(default="approved", description=(
@@ -98,6 +103,8 @@ class TaskPolicyControl(Control):
         self._names = sorted({n for t in world.spec.tasks.values() for step in t.steps
                               for n in getattr(step, "args", {})
                               if p.constrain == "all" or n in p.constrain})
+        self._constrained_actions = (None if p.constrain_actions == "all"
+                                     else frozenset(p.constrain_actions))
         self._violation = Decision(False, ("argument-not-declared",),
                                    escalate=p.on_unknown == "escalate")
 
@@ -114,7 +121,7 @@ class TaskPolicyControl(Control):
                 limits[name] = max(numbers)
             values[name] = frozenset(v for v in declared if not isinstance(v, float))
         return TaskPolicy(ctx.task.id, ctx.task.declared & ctx.agent.role, values, limits,
-                          self._destinations)
+                          self._destinations, self._constrained_actions)
 
     def on_task_start(self, ctx: TaskContext, ledger: Ledger, now: float) -> Credential | None:
         self._policies[ctx.task.id] = self.generate(ctx)
@@ -139,6 +146,8 @@ class TaskPolicyControl(Control):
             return Decision(False, ("outside-task-policy",))
         if req.resource.external and req.resource.name not in policy.destinations:
             return Decision(False, ("destination-not-allowed",))
+        if policy.actions is not None and req.action not in policy.actions:
+            return ALLOW
         for name, value in req.args.items():
             allowed = policy.values.get(name)
             if allowed is None:  # not constrained

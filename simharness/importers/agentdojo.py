@@ -37,7 +37,11 @@ CONTROLS: list[Any] = [
     "none", "static_iam",
     {"name": "jit_tool", "model": "jit_per_task", "params": {"granularity": "tool"}},
     {"name": "jit_permission", "model": "jit_per_task", "params": {"granularity": "permission"}},
-    "per_action_policy", "task_policy", "data_flow",
+    "per_action_policy", "task_policy",
+    # Progent's policies mostly restrict the arguments of calls with side effects:
+    {"name": "task_policy_sinks", "model": "task_policy",
+     "params": {"constrain_actions": ["write", "send", "delete"]}},
+    "data_flow",
 ]
 
 

@@ -22,6 +22,11 @@ def _literal(v: Any) -> str:
     return json.dumps(v)
 
 
+def _on(p: TaskPolicy) -> list[str]:
+    """The actions whose arguments are constrained (all four when the policy says all)."""
+    return sorted(p.actions) if p.actions is not None else []
+
+
 def _rules(p: TaskPolicy) -> str:
     rules: list[dict[str, Any]] = []
     for i, (tool, action, resource) in enumerate(sorted(p.scope)):
@@ -32,13 +37,14 @@ def _rules(p: TaskPolicy) -> str:
     rules.append({"id": "forbid-destination", "effect": "deny",
                   "when": {"resource.external": True,
                            "resource": {"not_in": sorted(p.destinations)}}})
+    on = {"action": {"in": _on(p)}} if p.actions is not None else {}
     for name, values in sorted(p.values.items()):
         if name not in p.limits:
             rules.append({"id": f"forbid-{name}", "effect": "deny",
-                          "when": {f"args.{name}": {"not_in": sorted(values, key=str)}}})
+                          "when": {**on, f"args.{name}": {"not_in": sorted(values, key=str)}}})
     for name, limit in sorted(p.limits.items()):
         rules.append({"id": f"forbid-{name}", "effect": "deny",
-                      "when": {f"args.{name}": {"gt": limit}}})
+                      "when": {**on, f"args.{name}": {"gt": limit}}})
     import yaml
 
     return yaml.safe_dump({"policy_version": 1, "rules": rules}, sort_keys=False)
@@ -55,15 +61,19 @@ def _cedar(p: TaskPolicy) -> str:
     dests = ", ".join(_literal(d) for d in sorted(p.destinations))
     out.append('@id("forbid-destination")\nforbid (principal, action, resource)\n'
                f"when {{ context.resource_external && !([{dests}].contains(context.resource)) }};")
+    on = ("[" + ", ".join(_literal(a) for a in _on(p)) + "].contains(context.action) && "
+          if p.actions is not None else "")
     for name, values in sorted(p.values.items()):
         if name in p.limits:
             continue
         vals = ", ".join(_literal(v) for v in sorted(values, key=str))
         out.append(f'@id("forbid-{name}")\nforbid (principal, action, resource)\n'
-                   f"when {{ context.args has {name} && !([{vals}].contains(context.args.{name})) }};")
+                   f"when {{ {on}context.args has {name} && "
+                   f"!([{vals}].contains(context.args.{name})) }};")
     for name, limit in sorted(p.limits.items()):
         out.append(f'@id("forbid-{name}")\nforbid (principal, action, resource)\n'
-                   f"when {{ context.args has {name} && context.args.{name} > {math.ceil(limit)} }};")
+                   f"when {{ {on}context.args has {name} && "
+                   f"context.args.{name} > {math.ceil(limit)} }};")
     return "\n\n".join(out) + "\n"
 
 
@@ -78,14 +88,21 @@ def _rego(p: TaskPolicy) -> str:
     dests = ", ".join(_literal(d) for d in sorted(p.destinations))
     out += ['deny contains "forbid-destination" if {', "\tinput.resource_external == true",
             f"\tnot input.resource in {{{dests}}}" if dests else "\ttrue", "}", ""]
+    on = (["\tinput.action in {" + ", ".join(_literal(a) for a in _on(p)) + "}"]
+          if p.actions is not None else [])
     for name, values in sorted(p.values.items()):
         if name in p.limits:
             continue
         vals = ", ".join(_literal(v) for v in sorted(values, key=str))
-        out += [f'deny contains "forbid-{name}" if {{', f"\tv := input.args.{name}",
+        out += [f'deny contains "forbid-{name}" if {{', *on, f"\tv := input.args.{name}",
                 f"\tnot v in {{{vals}}}" if vals else "\ttrue", "}", ""]
     for name, limit in sorted(p.limits.items()):
-        out += [f'deny contains "forbid-{name}" if input.args.{name} > {math.ceil(limit)}', ""]
+        # Two bodies (an OR): above the limit, or not a number at all (native denies a text
+        # value where a number is declared; a comparison across types is not a denial).
+        out += [f'deny contains "forbid-{name}" if {{', *on,
+                f"\tinput.args.{name} > {math.ceil(limit)}", "}", "",
+                f'deny contains "forbid-{name}" if {{', *on,
+                f"\tv := input.args.{name}", "\tnot is_number(v)", "}", ""]
     out += ['default decision := {"allow": false, "reasons": ["default-deny"]}', "",
             'decision := {"allow": false, "reasons": sort(deny)} if count(deny) > 0', "",
             'decision := {"allow": true, "reasons": sort(permit)} if {',

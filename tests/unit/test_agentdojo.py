@@ -252,3 +252,40 @@ def test_tool_filter_misses_exactly_the_in_plan_pairs(suites, specs, bounds):
         counts[s] = (len(in_plan), len(own) * len(attack))
     assert counts == {"workspace": (18, 240), "travel": (6, 120), "banking": (42, 144),
                       "slack": (19, 105)}
+
+
+def _plan_tools(spec, task):
+    return {s.tool for s in spec.tasks[task].steps}
+
+
+def test_tool_filter_misses_exactly_the_in_plan_pairs_of_the_shipped_plans(specs, bounds):
+    """Without the extra: the same check from the shipped plans' tool sets (AgentDojo's ground
+    truth as imported), per injection task as `simharness bound --per-injection` reports it."""
+    for s in SUITES:
+        spec = specs[s]
+        per = ib.by_injection(spec, list(bounds[s].values()))
+        for inject, row in per.items():
+            users = [c.task for c in ib.cases(spec) if c.inject == inject]
+            outside = sum(not _plan_tools(spec, inject) <= _plan_tools(spec, u) for u in users)
+            assert row["jit_tool"] == (outside, len(users)), (s, inject)
+            assert row["none"] == (0, len(users))
+        assert sum(r["jit_tool"][0] for r in per.values()) == len(bounds[s]["jit_tool"].prevented)
+
+
+def test_bound_command_writes_the_section_and_refuses_scenarios_without_cases(tmp_path):
+    out = tmp_path / "bound.md"
+    r = CliRunner().invoke(app, ["bound", str(SHIPPED["travel"]), "--controls", "none,jit_tool",
+                                 "--per-injection", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    assert "| jit_tool | 20/20 (100.0%) | 114/120 | 95.0% |" in text
+    assert "| injection task | none | jit_tool |" in text and "Progent" in text
+    r = CliRunner().invoke(app, ["bound", "baseline"])
+    assert r.exit_code == 2 and "no misuse.cases" in r.output
+
+
+def test_docs_section_is_the_bound_commands_output(specs, bounds):
+    text = (ROOT / "docs" / "agentdojo.md").read_text()
+    generated = text.split("<!-- generated below -->\n", 1)[1]
+    results = [(specs[s], list(bounds[s].values())) for s in SUITES]
+    assert generated == ib.markdown(results, per_injection=True) + "\n"
