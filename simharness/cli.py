@@ -343,7 +343,8 @@ def bound(
     out: Annotated[Path | None, typer.Option("-o", "--out", help="write the markdown section to this file")] = None,
 ) -> None:
     """Each control's structural bound on scripted injection cases: prevention and utility."""
-    from simharness.injection_bound import bound as compute, markdown
+    from simharness.injection_bound import bound as compute
+    from simharness.injection_bound import markdown
     from simharness.loader import load_scenario
 
     wanted = _controls(controls)
