@@ -229,6 +229,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C raises KeyboardInterrupt even when the tests run in a background
+    job (a non-interactive shell starts those with SIGINT ignored, which Python then keeps)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_pooled_run(tmp_path: Path):
     import subprocess
     import sys
@@ -239,7 +247,8 @@ def _start_pooled_run(tmp_path: Path):
     log = open(tmp_path / "stderr.txt", "w")  # noqa: SIM115 - closed when the process ends
     proc = subprocess.Popen([sys.executable, "-m", "simharness.cli", "run", str(path),
                              "--out", str(tmp_path / "out"), "--workers", "2"],
-                            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+                            preexec_fn=_default_sigint)
     log.close()
     deadline = time.monotonic() + 60
     while len(_workers_of(proc.pid)) < 2 and time.monotonic() < deadline:
