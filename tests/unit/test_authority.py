@@ -161,3 +161,16 @@ def test_cumulative_curve_against_brute_force():
     assert acc.total == pytest.approx(sum(w * (b - a) for a, b, w in spans), abs=1e-9)
     assert math.isclose(curve[-1], acc.total)
 
+
+
+@pytest.mark.parametrize("model, params", [
+    ("static_iam", {}), ("jit_per_task", {"granularity": "permission", "ttl": "5m"})])
+def test_a_stack_of_one_is_its_member(model, params):
+    """layered([X]) holds X's authority and decides as X (an independent run of X is the
+    oracle), so composing adds nothing of its own."""
+    spec = plain_spec()
+    _, alone = run(spec, model, params)
+    _, stacked = run(spec, "layered", {"members": [{"model": model, "params": params}]})
+    for key in ("exposure", "credential_exposure", "executed_actions", "actions_denied", "actions"):
+        assert stacked[key] == pytest.approx(alone[key], rel=1e-12), key
+    assert alone["exposure"] > 0

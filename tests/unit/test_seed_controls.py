@@ -381,3 +381,92 @@ def test_layered_quarantine_and_errors(world, monkeypatch):
     c.on_deviation("support-0", Ledger(world.weight), 0.0)
     d = c.decide(req(world, READ))
     assert d.allow is False and d.reasons == ("identity-quarantined",)
+
+
+def test_layered_passes_every_hook_to_its_members(world, monkeypatch):
+    """observe, on_allow, attributes, credential_for and the task end reach each member with
+    the request, the identity and its own part; a stack without a token service or reviewers
+    has none."""
+    from simharness.controls import base
+    from simharness.controls.base import Control, Decision
+
+    calls: list[tuple] = []
+
+    class Spy(Control):
+        model = "spy_for_test"
+
+        def decide(self, req):
+            return Decision(True, ("ok",))
+
+        def observe(self, req, decision):
+            calls.append(("observe", self.name, req.identity, decision.allow))
+
+        def on_allow(self, req, ledger, now):
+            calls.append(("on_allow", self.name, req.identity, now))
+
+        def attributes(self, req):
+            return self.name.endswith(".1")  # only the second member attributes
+
+        def credential_for(self, identity, archetype, revocable, ledger, now):
+            calls.append(("credential_for", self.name, identity, archetype))
+            return None
+
+        def on_task_end(self, ctx, cred, ledger, now):
+            calls.append(("end", self.name, cred))
+
+    monkeypatch.setitem(base._REGISTRY, Spy.model, Spy)
+    c = make("l", "layered", {"members": [{"model": "spy_for_test"},
+                                          {"model": "spy_for_test"}]}, world)
+    r = req(world, READ)
+    c.observe(r, c.decide(r))
+    c.on_allow(r, Ledger(world.weight), 7.0)
+    assert c.attributes(r) is True  # any member that attributes is enough
+    assert c.credential_for("support-0", "support", True, Ledger(world.weight), 0.0) is None
+    c.on_task_end(ctx(world, {READ}), None, Ledger(world.weight), 9.0)  # no credential: no crash
+    assert calls == [("observe", "l.0", "support-0", True), ("observe", "l.1", "support-0", True),
+                     ("on_allow", "l.0", "support-0", 7.0), ("on_allow", "l.1", "support-0", 7.0),
+                     ("credential_for", "l.0", "support-0", "support"),
+                     ("credential_for", "l.1", "support-0", "support"),
+                     ("end", "l.0", None), ("end", "l.1", None)]
+    assert c.token_service() is None and c.reviewers() is None
+    only_first = make("l", "layered", {"members": [{"model": "spy_for_test"}]}, world)
+    assert only_first.attributes(r) is False
+
+
+def test_layered_members_issue_to_the_identity_and_report_their_facts(world):
+    c = make("l", "layered", {"members": [{"model": "static_iam"}]}, world)
+    cred = c.credential_for("support-3", "support", True, Ledger(world.weight), 0.0)
+    assert cred.holder == "support-3"
+    assert c._parts[cred.id][0].holder == "support-3"  # the member's own part too
+    assert c.facts() == {}
+    measured = make("l", "layered", {"members": [{"model": "per_action_policy", "params": {
+        "pdp": {"service_time": "measured"}}}]}, world)
+    facts = measured.facts()["l.0"]
+    assert facts["pdp_service_time"] == "measured" and facts["measured_service_us"]["n"] > 0
+
+
+def test_registry_suggests_loads_plug_ins_and_skips_broken_ones(world, monkeypatch):
+    from simharness.controls import base
+    from simharness.controls.static_iam import StaticIAM
+
+    with pytest.raises(KeyError, match="did you mean 'jit_per_task'"):
+        base.get_model("jit_per_tsk")
+    spec = world.spec
+    assert base.params_problems("jit_per_tsk", {}, spec)[0][0] == ("model",)
+    assert base.params_problems("jit_per_task", {"ttll": 1}, spec)[0][0] == ("params", "ttll")
+
+    class EP:
+        def __init__(self, name, target):
+            self.name, self.target = name, target
+
+        def load(self):
+            if self.target is None:
+                raise ImportError("broken plug-in")
+            return self.target
+
+    monkeypatch.setattr(base, "entry_points", lambda group: [EP("plugin_for_test", StaticIAM),
+                                                             EP("broken_plugin", None)])
+    monkeypatch.delitem(base._REGISTRY, "plugin_for_test", raising=False)
+    assert base.get_model("plugin_for_test") is StaticIAM  # loaded on the registry miss
+    assert "broken_plugin" not in base._REGISTRY
+    monkeypatch.delitem(base._REGISTRY, "plugin_for_test")
