@@ -52,7 +52,8 @@ def check_mmc(tmp: Path, reps: int) -> dict[str, float]:
     rows = _replications(tmp, reps)
     for r in rows:  # ~20k measured requests each
         assert abs(r["n"] - REQUESTS) < 0.05 * REQUESTS, r
-        # Little's law per replication, within 1 %
+        # Little's law per replication, within 1 %: L and W from the log, the arrival rate from
+        # the workload's own arrivals
         assert r["L"] == pytest.approx(r["lam"] * r["W"], rel=0.01), r
     lat = np.array([r["mean_latency"] for r in rows])
     m, lo, hi = _ci99(lat)
