@@ -88,6 +88,10 @@ def _configure(dest: Path, modules: list[str], tests: list[str]) -> None:
              'source_paths = ["simharness"]\n'
              f"do_not_mutate = {json.dumps(sorted(every - mutate))}\n"
              f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+             # Fork each mutant from a process that has collected the tests but run none:
+             # forking from one that ran them would inherit warm caches (lru_cache, compiled
+             # policies) and let mutants of cached functions survive unseen.
+             'process_isolation = "forkserver"\n'
              'pytest_add_cli_args = ["-p", "no:randomly", "-k", '
              '"not slowed_decide and not sweep_speedup"]\n'
              'also_copy = [".ci", "pyproject.toml", "README.md", "scenarios", "controls", '
