@@ -190,32 +190,42 @@ def _present_metrics(summary: pd.DataFrame) -> list[MetricInfo]:
     return [m for m in METRICS if m.name in summary.columns or _rate_columns(m, summary.columns)]
 
 
-def _per_replication(sub: pd.DataFrame, m: MetricInfo) -> np.ndarray:
-    """One value per row of `sub`: the metric, or num/den of its row for a rate (NaN if den
-    is 0)."""
-    if _rate_columns(m, sub.columns):
-        num, den = _numeric(sub[m.numerator]), _numeric(sub[m.denominator])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-    return _numeric(sub[m.name])
+class _Columns:
+    """The summary's metric columns as float arrays, converted once (aggregate's inner loops
+    then index numpy, not pandas: the serial part of a sweep)."""
 
+    def __init__(self, summary: pd.DataFrame, metrics: Sequence[MetricInfo]):
+        names = {n for m in metrics
+                 for n in ((m.numerator, m.denominator) if _rate_columns(m, summary.columns)
+                           else (m.name,))}
+        self.rates = {m.name for m in metrics if _rate_columns(m, summary.columns)}
+        self.values = {n: _numeric(summary[n]) for n in names}
 
-def _interval(sub: pd.DataFrame, m: MetricInfo, level: float) -> tuple[float, float, float]:
-    """Student t over the per-replication values, rates included: replications are the
-    independent units (the actions within one are not), so pooling actions as if independent
-    understates the spread. A rate's interval is widened to at least the Wilson interval of
-    its pooled counts: when every replication sits at 0 or 1 (all caught, none denied) the t
-    interval has no width, while the finite counts still leave doubt. Then clipped to the
-    metric's domain."""
-    mean, low, high = t_ci(_per_replication(sub, m), level)
-    if _rate_columns(m, sub.columns):
-        num, den = _numeric(sub[m.numerator]), _numeric(sub[m.denominator])
-        ok = ~(np.isnan(num) | np.isnan(den))
-        if den[ok].sum() > 0:
-            _, w_low, w_high = wilson(float(num[ok].sum()), float(den[ok].sum()), level)
-            low = w_low if math.isnan(low) else min(low, w_low)
-            high = w_high if math.isnan(high) else max(high, w_high)
-    return clip((mean, low, high), m.lower, m.upper)
+    def per_replication(self, rows: np.ndarray, m: MetricInfo) -> np.ndarray:
+        """One value per row: the metric, or num/den of its row for a rate (NaN if den is 0)."""
+        if m.name in self.rates:
+            num, den = self.values[m.numerator][rows], self.values[m.denominator][rows]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        return self.values[m.name][rows]
+
+    def interval(self, rows: np.ndarray, m: MetricInfo, level: float
+                 ) -> tuple[float, float, float]:
+        """Student t over the per-replication values, rates included: replications are the
+        independent units (the actions within one are not), so pooling actions as if
+        independent understates the spread. A rate's interval is widened to at least the
+        Wilson interval of its pooled counts: when every replication sits at 0 or 1 (all
+        caught, none denied) the t interval has no width, while the finite counts still leave
+        doubt. Then clipped to the metric's domain."""
+        mean, low, high = t_ci(self.per_replication(rows, m), level)
+        if m.name in self.rates:
+            num, den = self.values[m.numerator][rows], self.values[m.denominator][rows]
+            ok = ~(np.isnan(num) | np.isnan(den))
+            if den[ok].sum() > 0:
+                _, w_low, w_high = wilson(float(num[ok].sum()), float(den[ok].sum()), level)
+                low = w_low if math.isnan(low) else min(low, w_low)
+                high = w_high if math.isnan(high) else max(high, w_high)
+        return clip((mean, low, high), m.lower, m.upper)
 
 
 def clip(ci: tuple[float, float, float], lower: float | None, upper: float | None
@@ -266,49 +276,54 @@ def aggregate(summary: pd.DataFrame, group_cols: Sequence[str],
     if summary.empty:
         return pd.DataFrame(columns=columns)
 
-    groups: list[tuple[tuple[object, ...], pd.DataFrame]] = []
-    for key, sub in summary.groupby(group_cols, sort=False, dropna=False):
-        groups.append((key if isinstance(key, tuple) else (key,), sub))
+    # Row positions per group, in first-appearance order.
+    groups: list[tuple[tuple[object, ...], np.ndarray]] = []
+    for key, sub in summary.reset_index(drop=True).groupby(group_cols, sort=False, dropna=False):
+        groups.append((key if isinstance(key, tuple) else (key,), sub.index.to_numpy()))
+    cols = _Columns(summary, metrics)
+    replication = summary["replication"].to_numpy() if pairing else np.empty(0)
 
     references: dict[tuple[object, ...], str] = {}
-    by_point_control: dict[tuple[tuple[object, ...], object], pd.DataFrame] = {}
+    by_point_control: dict[tuple[tuple[object, ...], object], np.ndarray] = {}
     if pairing:
         ci = group_cols.index("control")
-        for key, sub in groups:
+        for key, rows_ in groups:
             point = _key([v for i, v in enumerate(key) if i != ci])
             control = key[ci]
-            if sub["replication"].duplicated().any():
+            if pd.Series(replication[rows_]).duplicated().any():
                 raise ValueError(
                     f"group {dict(zip(group_cols, key, strict=True))} has duplicate replications:"
                     " a sweep column is probably missing from group_cols")
-            by_point_control[(point, control)] = sub
+            by_point_control[(point, control)] = rows_
             if control != NONE_CONTROL and point not in references:
                 references[point] = str(control)
 
     rows: list[dict[str, object]] = []
-    for key, sub in groups:
+    for key, mine_rows in groups:
         row: dict[str, object] = dict(zip(group_cols, key, strict=True))
-        row["replications"] = len(sub)
-        ref_sub = None
+        row["replications"] = len(mine_rows)
+        pairs = None
         if pairing:
             point = _key([row[c] for c in point_cols])
             ref = references.get(point)
             row["paired_reference"] = ref
             if ref is not None and row["control"] != ref:
-                ref_sub = by_point_control[(point, ref)]
+                # Inner join on replication, in replication order.
+                ref_rows = by_point_control[(point, ref)]
+                mine_at = dict(zip(replication[mine_rows].tolist(), mine_rows.tolist(), strict=True))
+                theirs_at = dict(zip(replication[ref_rows].tolist(), ref_rows.tolist(), strict=True))
+                common = sorted(mine_at.keys() & theirs_at.keys())
+                pairs = (np.array([mine_at[r] for r in common], dtype=np.int64),
+                         np.array([theirs_at[r] for r in common], dtype=np.int64))
         for m in metrics:
-            mean, low, high = _interval(sub, m, level)
+            mean, low, high = cols.interval(mine_rows, m, level)
             row[f"{m.name}_mean"], row[f"{m.name}_ci_low"], row[f"{m.name}_ci_high"] = (
                 mean, low, high)
             if pairing:
                 diff = (_NAN, _NAN, _NAN)
-                if ref_sub is not None:
-                    mine = pd.Series(_per_replication(sub, m), index=sub["replication"].to_numpy())
-                    theirs = pd.Series(_per_replication(ref_sub, m),
-                                       index=ref_sub["replication"].to_numpy())
-                    # Inner join on replication; pairs with a NaN on either side are skipped.
-                    common = mine.index.intersection(theirs.index, sort=True)
-                    d = mine.loc[common].to_numpy() - theirs.loc[common].to_numpy()
+                if pairs is not None:
+                    # Pairs with a NaN on either side are skipped by t_ci.
+                    d = cols.per_replication(pairs[0], m) - cols.per_replication(pairs[1], m)
                     diff = t_ci(d, level)
                     if m.lower is not None and m.upper is not None:  # e.g. rates: [-1, 1]
                         span = m.upper - m.lower
