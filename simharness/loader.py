@@ -326,7 +326,21 @@ def load_yaml(path: str | Path) -> tuple[dict[str, Any], Marks]:
     except OSError as e:
         raise ScenarioError([Problem(file, None, None, "",
                                      f"cannot read file: {e.strerror or e}")]) from None
-    return _parse(raw, file)
+    # A sweep loads the same scenario and profiles once per grid point: parse each content
+    # once (pure-Python YAML with positions is the slow part) and hand out fresh copies.
+    key = (file, raw)
+    hit = _PARSED.get(key)
+    if hit is None:
+        hit = _parse(raw, file)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = hit
+    data, marks = hit
+    return _unshare(data), dict(marks)
+
+
+_PARSED: dict[tuple[str, bytes], tuple[dict[str, Any], Marks]] = {}
+_PARSED_MAX = 64
 
 
 # --------------------------------------------------------------------------- model types

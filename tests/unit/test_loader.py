@@ -530,3 +530,17 @@ def test_selection_without_controls_key_loads_only_the_selection(scenario_dir):
     text = MINIMAL.replace("controls: [allow, {name: inline, model: static_iam}]\n", "")
     spec = load_scenario(write(scenario_dir, text), controls=["allow"])
     assert [c.name for c in spec.controls] == ["allow"]
+
+
+def test_parsed_files_are_cached_by_content_and_handed_out_as_copies(tmp_path):
+    from simharness import loader
+
+    path = tmp_path / "s.yaml"
+    path.write_text("a: {b: [1, 2]}\nc: x\n")
+    first, marks = loader.load_yaml(path)
+    first["a"]["b"].append(3)  # what --set does to its copy
+    marks.clear()
+    again, marks_again = loader.load_yaml(path)
+    assert again == {"a": {"b": [1, 2]}, "c": "x"} and marks_again[("c",)] == (2, 1)
+    path.write_text("a: {b: [9]}\n")  # new content: parsed again, never the stale result
+    assert loader.load_yaml(path)[0] == {"a": {"b": [9]}}
