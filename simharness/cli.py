@@ -13,7 +13,23 @@ import typer
 from simharness.loader import ScenarioError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Simulate authorization controls on autonomous agents and compare them.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"simharness {version('simharness')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="print the version and exit")] = False
+          ) -> None:
+    """Simulate authorization controls on autonomous agents and compare them."""
 
 ScenarioArg = Annotated[str, typer.Argument(help="a scenario file, or the name of a shipped one")]
 ControlsOpt = Annotated[str | None, typer.Option("--controls", help="comma-separated control names")]
@@ -71,7 +87,7 @@ def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
     from simharness.audit import MissingExtraError
     from simharness.estimate import DEFAULT_MAX_ACTIONS
     from simharness.results import OutputFolderError
-    from simharness.stats import headline_table
+    from simharness.tables import headline_table
 
     if executor not in sweeps.EXECUTORS:
         _fail(f"--executor {executor!r}: choose {' or '.join(sweeps.EXECUTORS)}")
@@ -364,7 +380,8 @@ def bound(
     typer.echo(f"wrote {out}")
 
 
-import_app = typer.Typer(no_args_is_help=True, help="benchmark suites as scenarios")
+import_app = typer.Typer(no_args_is_help=True, help="benchmark suites as scenarios",
+                         context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(import_app, name="import")
 
 

@@ -14,7 +14,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from simharness.metric_catalogue import HEADLINE, METRIC_INFO, METRICS, MetricInfo
+from simharness.metric_catalogue import METRICS, MetricInfo
 from simharness.misuse_catalogue import CATALOGUE, MISUSE_KINDS, standards_ids
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "clip",
     "aggregate",
     "misuse_table",
-    "headline_table",
     "STAT_SUFFIXES",
 ]
 
@@ -397,34 +396,7 @@ def misuse_by_kind(misuse: pd.DataFrame, sweep_cols: Sequence[str] = (),
     return aggregate(df, [*sweep_cols, "kind", "control"], level)
 
 
-# --------------------------------------------------------------------------- terminal table
-
-def _fmt(x: object) -> str:
-    """About 3 significant digits, no exponent for everyday magnitudes."""
-    try:
-        v = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return str(x)
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v) or v == 0.0:
-        return f"{v:g}"
-    mag = math.floor(math.log10(abs(v)))
-    if -3 <= mag < 6:
-        return f"{v:.{max(0, 2 - mag)}f}"
-    return f"{v:.2e}"
-
-
-def _group_columns(agg: pd.DataFrame) -> list[str]:
-    out = []
-    for c in agg.columns:
-        if c in ("replications", "paired_reference"):
-            continue
-        if any(c.endswith(s) and c[: -len(s)] in METRIC_INFO for s in STAT_SUFFIXES):
-            continue
-        out.append(c)
-    return out
-
+# --------------------------------------------------------------------------- replication note
 
 MIN_RELIABLE_REPLICATIONS = 5
 
@@ -438,39 +410,3 @@ def few_replications_note(agg: pd.DataFrame) -> str | None:
         return None
     return (f"note: intervals rest on {n} replication{'s' if n != 1 else ''} per control; with "
             f"fewer than {MIN_RELIABLE_REPLICATIONS} they are unreliable (raise --replications)")
-
-
-def headline_table(agg: pd.DataFrame, metrics: Sequence[str] | None = None) -> str:
-    """Fixed-width text table of the headline metrics as `mean [low, high]`, one row per group,
-    with a note when intervals rest on fewer than 5 replications."""
-    wanted = list(metrics) if metrics is not None else list(HEADLINE)
-    if metrics is None and "exposure" not in wanted:
-        wanted.append("exposure")
-    shown = [m for m in wanted if f"{m}_mean" in agg.columns]
-    keys = _group_columns(agg)
-    header = [*keys] + (["n"] if "replications" in agg.columns else []) + shown
-    body: list[list[str]] = []
-    for _, r in agg.iterrows():
-        cells = [str(r[c]) for c in keys]
-        if "replications" in agg.columns:
-            cells.append(str(r["replications"]))
-        for m in shown:
-            mean, low, high = r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"]
-            if _isna(low) or _isna(high):
-                cells.append(_fmt(mean))
-            else:
-                cells.append(f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]")
-        body.append(cells)
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    n_text = len(keys)  # group columns read best left-aligned, numbers right-aligned
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < n_text else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    out = [line(header), "  ".join("-" * w for w in widths)]
-    out += [line(row) for row in body]
-    note = few_replications_note(agg)
-    if note is not None:
-        out.append(note)
-    return "\n".join(out) + "\n"

@@ -146,11 +146,10 @@ def test_only_bounded_metrics_are_clipped():
 
 def test_few_replications_are_flagged():
     rows = [{"control": "c", "replication": r, "exposure": float(r)} for r in range(3)]
-    table = stats.headline_table(stats.aggregate(pd.DataFrame(rows), ["control"]))
-    assert "fewer than 5" in table and "3 replications" in table
+    note = stats.few_replications_note(stats.aggregate(pd.DataFrame(rows), ["control"]))
+    assert note is not None and "fewer than 5" in note and "3 replications" in note
     rows = [{"control": "c", "replication": r, "exposure": float(r)} for r in range(5)]
-    assert "fewer than 5" not in stats.headline_table(
-        stats.aggregate(pd.DataFrame(rows), ["control"]))
+    assert stats.few_replications_note(stats.aggregate(pd.DataFrame(rows), ["control"])) is None
 
 
 def test_aggregate_paired_ci_narrower_than_unpaired():
@@ -253,26 +252,6 @@ def test_misuse_table():
     assert math.isnan(out.caught_rate[1])
     shuffled = stats.misuse_table(_misuse_rows().iloc[[2, 0, 1, 3]])
     pd.testing.assert_frame_equal(out, shuffled)
-
-
-def test_headline_table():
-    agg = stats.aggregate(_synthetic(reps=4), ["pdp_ms", "control"])
-    text = stats.headline_table(agg)
-    lines = text.splitlines()
-    assert lines[0].split()[:3] == ["pdp_ms", "control", "n"]
-    assert "exposure" in lines[0] and "false_deny_rate" in lines[0]
-    assert "damage" not in lines[0]  # not in the summary
-    assert len(lines) == 2 + len(agg) + 1  # and the note: 4 replications are too few
-    assert lines[-1].startswith("note: intervals rest on 4 replications")
-    assert "[" in lines[2] and "jit_per_task" in text
-    assert text == stats.headline_table(agg)
-
-
-@pytest.mark.parametrize(("x", "s"), [(0.0, "0"), (1234.5678, "1235"), (0.012345, "0.0123"),
-                                      (2.5e7, "2.50e+07"), (float("nan"), "nan"),
-                                      (12.345, "12.3")])
-def test_fmt(x, s):
-    assert stats._fmt(x) == s
 
 
 def test_misuse_by_kind_pairs_replications_and_clips_rate_differences():
