@@ -50,8 +50,27 @@ def _overrides(sets: list[str] | None, replications: int | None, seed: int | Non
     if seed is not None:
         out.append(f"seed={seed}")
     if horizon is not None:
-        out.append(f"horizon={horizon}")
+        out.append(f"horizon={_horizon(horizon)}")
     return out
+
+
+def _horizon(text: str) -> str:
+    """--horizon checked here, so that its errors name the option; a bare number is refused
+    (in a scenario file it means seconds, which on the command line is rarely meant)."""
+    from simharness.units import parse_duration
+
+    try:
+        float(text)
+    except ValueError:
+        pass
+    else:
+        _fail(f"--horizon: give a unit, e.g. '{text}h' or '{text}s' (a bare number would be "
+              "seconds)")
+    try:
+        parse_duration(text)
+    except ValueError as e:
+        _fail(f"--horizon: {e}")
+    return text
 
 
 def _controls(value: str | None) -> list[str] | None:

@@ -556,17 +556,20 @@ class _Report:
     def overrides(self, path: KeyPath) -> bool:
         return self._under(path, self.overridden)
 
-    def add(self, path: Iterable[Any], message: str) -> None:
+    def add(self, path: Iterable[Any], message: str, shown: str | None = None) -> None:
+        """A problem at `path`, placed by the file's marks and named `shown` (default: the
+        dotted path)."""
         path = tuple(path)
+        shown = _dotted(path) if shown is None else shown
         if self.overrides(path):
-            self.problems.append(Problem("--set", None, None, _dotted(path), message))
+            self.problems.append(Problem("--set", None, None, shown, message))
             return
         line = col = None
         for i in range(len(path), -1, -1):
             if path[:i] in self.marks:
                 line, col = self.marks[path[:i]]
                 break
-        self.problems.append(Problem(self.file, line, col, _dotted(path), message))
+        self.problems.append(Problem(self.file, line, col, shown, message))
 
     def validate(self, model: type[BaseModel], data: Any) -> Any:
         """The validated model, or None after adding every problem."""
@@ -901,12 +904,14 @@ def _check_control_params(spec: ScenarioSpec, report: _Report,
     from simharness.controls.base import params_problems
 
     for i, entry in enumerate(spec.controls):
-        for sub, message in params_problems(entry.model, entry.params, spec):
+        for sub, message in params_problems(entry.model, entry.params, spec,
+                                            explain=_validation_problems):
             full = ("controls", i, *sub)
             if i in origins and not report.overrides(full):
                 _Report(*origins[i], report.problems).add(sub, message)
-            else:
-                report.add(full, message)
+            else:  # named as --set names it: controls.<control>.<path in its params>
+                inner = sub[1:] if sub[:1] == ("params",) else sub
+                report.add(full, message, shown=_dotted(("controls", entry.name, *inner)))
 
 
 # --------------------------------------------------------------------------- public API
@@ -1006,7 +1011,7 @@ def _profile_problems(path: Path) -> list[Problem]:
     data, marks = _load_profile(path)
     report = _Report(str(path), marks)
     for sub, message in params_problems(data["model"], data.get("params") or {},
-                                        _reference_spec()):
+                                        _reference_spec(), explain=_validation_problems):
         report.add(sub, message)
     return report.problems
 

@@ -384,8 +384,12 @@ def make(name: str, model: str, params: dict[str, Any], world: World) -> Control
     return get_model(model)(name, params, world)
 
 
-def params_problems(model: str, params: dict[str, Any], spec: ScenarioSpec) -> list[tuple[tuple, str]]:
-    """Validation problems of a control's params as (path inside params, message)."""
+def params_problems(model: str, params: dict[str, Any], spec: ScenarioSpec,
+                    explain: Callable[[ValidationError, type, Any], list[tuple[tuple, str]]]
+                    | None = None) -> list[tuple[tuple, str]]:
+    """Validation problems of a control's params as (path inside params, message).
+    `explain` turns a schema error into user-facing (path, message) pairs (the loader's, with
+    did-you-mean); without it pydantic's own wording is used."""
     try:
         cls = get_model(model)
     except KeyError as e:
@@ -393,6 +397,8 @@ def params_problems(model: str, params: dict[str, Any], spec: ScenarioSpec) -> l
     try:
         cls("check", params, World(spec))
     except ValidationError as e:
+        if explain is not None:
+            return [(("params", *path), message) for path, message in explain(e, cls.Params, params)]
         return [(("params", *err["loc"]), err["msg"]) for err in e.errors()]
     except (ValueError, KeyError, FileNotFoundError) as e:
         return [(("params",), str(e))]

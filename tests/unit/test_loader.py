@@ -137,7 +137,7 @@ def test_set_controls_params(scenario_dir):
 def test_control_models_check_their_params(scenario_dir):
     path = write(scenario_dir, MINIMAL)
     p = only(problems_of(path, overrides=["controls.allow.pdp.servers=many"]))
-    assert (p.file, p.path) == ("--set", "controls.0.params.pdp.servers")
+    assert (p.file, p.path) == ("--set", "controls.allow.pdp.servers")
     (scenario_dir / "controls" / "allow.yaml").write_text(ALLOW_PROFILE.replace("rtt", "rtx"))
     p = only(problems_of(path))
     assert p.file.endswith("allow.yaml") and (p.line, p.path) == (4, "params.pdp.rtx")
@@ -146,7 +146,7 @@ def test_control_models_check_their_params(scenario_dir):
 def test_unknown_control_model(scenario_dir):
     path = write(scenario_dir, MINIMAL.replace("model: static_iam", "model: static_ima"))
     p = only(problems_of(path))
-    assert (p.path, p.line) == ("controls.1.model", line_of(path, "static_ima"))
+    assert (p.path, p.line) == ("controls.inline.model", line_of(path, "static_ima"))
     assert "unknown control model 'static_ima' (did you mean 'static_iam'?)" in p.message
     (scenario_dir / "controls" / "allow.yaml").write_text(ALLOW_PROFILE.replace("model: per_", "model: pr_"))
     p = only(problems_of(write(scenario_dir, MINIMAL)))
