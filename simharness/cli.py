@@ -102,7 +102,7 @@ def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
               executor: str, scheduler: str | None, audit: bool,
               max_actions: float | None) -> None:
     """What `run` (grid None) and `sweep` share: check options, run, print the headline table."""
-    from simharness import api, loader, sweeps
+    from simharness import advice, api, loader, sweeps
     from simharness.audit import MissingExtraError
     from simharness.estimate import DEFAULT_MAX_ACTIONS
     from simharness.results import OutputFolderError
@@ -120,6 +120,9 @@ def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
         out = out or sweeps.default_out(spec)
         if spec.follows_plans:
             typer.echo(PLAN_FOLLOWING_NOTICE.format(name=spec.name), err=True)
+        raw = loader.load_yaml(loader.find_scenario(scenario))[0]
+        for line in advice.before_run(spec, raw):
+            typer.echo(f"warning: {line}", err=True)
         # run: no grid; sweep: --grid, else the scenario's `sweep:` block (api.sweep's None).
         # api.sweep loads and checks every grid point before running anything.
         res = api.sweep(scenario, {} if grid is None else (grid or None), controls=selected,
@@ -141,6 +144,8 @@ def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
         os._exit(130)
     if not quiet:
         typer.echo(headline_table(res.aggregate))
+    for line in advice.after_run(spec, res.aggregate, res.misuse):
+        typer.echo(f"warning: {line}", err=True)
     typer.echo(f"results: {out}")
 
 

@@ -55,3 +55,18 @@ def test_horizon_errors_name_the_option(value, says):
     for cmd in ("run", "sweep"):
         r = _invoke(cmd, "baseline", "--horizon", value)
         assert r.exit_code == 2 and says in r.output and "--set" not in r.output, (cmd, r.output)
+
+
+def test_run_prints_warnings_on_stderr(tmp_path):
+    path = tmp_path / "u.yaml"
+    path.write_text(
+        "schema_version: 1\nname: u\nhorizon: 10m\n"
+        "resources: [{name: crm, sensitivity: internal, destination: x}]\n"
+        "tools: [{name: t, actions: [read], resources: [crm]}]\n"
+        "agents: [{name: a, count: 1, role: {t: [read]}, task_rate: 2, tasks: {x: 1}}]\n"
+        "tasks: {x: {steps: [{tool: t, action: read, resource: crm}]}}\n"
+        "controls: [none]\n")
+    r = _invoke("run", str(path), "--out", str(tmp_path / "out"), "--replications", "1")
+    assert r.exit_code == 0, r.output
+    assert "warning: agents.0.task_rate: 2 has no unit" in r.output
+    assert "warning: agents 'a': tasks arrive every 0.5 s" in r.output
