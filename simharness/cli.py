@@ -233,11 +233,13 @@ def validate(files: Annotated[list[Path], typer.Argument(
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of scenario files (for editors)."""
-    from simharness.spec import ScenarioSpec
+def schema(profile: Annotated[bool, typer.Option(
+        "--profile", help="the schema of control profiles (controls/*.yaml) instead")] = False
+           ) -> None:
+    """Print the JSON Schema of scenario files (for editors and CI)."""
+    from simharness.schema import profile_schema, scenario_schema
 
-    typer.echo(json.dumps(ScenarioSpec.model_json_schema(), indent=2))
+    typer.echo(json.dumps(profile_schema() if profile else scenario_schema(), indent=2))
 
 
 @app.command("list")

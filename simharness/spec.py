@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from simharness.misuse_catalogue import MISUSE_KINDS
-from simharness.units import Distribution, Duration, Rate
+from simharness.units import Distribution, Duration, JsonForms, Rate
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 DEFAULT_CONTROLS = ("none", "static_iam", "sse_only", "jit_per_task", "per_action_policy")
@@ -33,38 +33,48 @@ class Frozen(BaseModel):
 class Weights(Frozen):
     """w(permission) = sensitivity[r.sensitivity] * action[a]."""
 
-    sensitivity: dict[str, Annotated[float, Field(ge=0)]] = {
+    sensitivity: dict[str, Annotated[float, Field(ge=0)]] = Field(description=(
+        "weight of each sensitivity level a resource may have"), default={
         "public": 0,
         "internal": 1,
         "confidential": 4,
         "restricted": 16,
-    }
-    action: dict[str, Annotated[float, Field(ge=0)]] = {
+    })
+    action: dict[str, Annotated[float, Field(ge=0)]] = Field(description=(
+        "weight of each action a tool may take"), default={
         "read": 1,
         "write": 2,
         "send": 2,
         "delete": 4,
         "admin": 8,
-    }
+    })
 
 
 class Resource(Frozen):
-    name: Name
-    sensitivity: str
-    destination: str
-    external: bool = False
-    approved: bool = True
+    """Something agents act on: a database, an API, a mailbox, a web site."""
+
+    name: Name = Field(description="how tools and roles refer to it")
+    sensitivity: str = Field(description="a level of weights.sensitivity (default levels: "
+                             "public, internal, confidential, restricted)")
+    destination: str = Field(description="the host a network control (sse_only) sees")
+    external: bool = Field(default=False, description="outside the organisation (egress)")
+    approved: bool = Field(default=True, description=(
+        "an approved destination (an unapproved external one is what exfiltration targets)"))
     # service_account: legacy SaaS reachable only through one shared broad credential.
-    auth: Literal["scoped", "service_account"] = "scoped"
+    auth: Literal["scoped", "service_account"] = Field(default="scoped", description=(
+        "scoped: credentials can be narrowed to it; service_account: reachable only through "
+        "one shared broad credential (legacy SaaS)"))
     untrusted: bool = Field(default=False, description=(
         "an outsider can write what agents read here (an inbox, tickets, web pages): values "
         "read from it are untrusted for data-flow controls"))
 
 
 class Tool(Frozen):
-    name: Name
-    actions: list[str] = Field(min_length=1)
-    resources: list[str] = Field(min_length=1)
+    """A tool agents call: which actions it takes on which resources."""
+
+    name: Name = Field(description="how roles and task steps refer to it")
+    actions: list[str] = Field(min_length=1, description="actions of weights.action it can take")
+    resources: list[str] = Field(min_length=1, description="resources it can act on")
 
 
 class Deviation(Frozen):
@@ -125,13 +135,19 @@ class DeclaredScope(Frozen):
 
 
 class Agent(Frozen):
-    name: Name
-    count: int = Field(default=1, ge=1, le=100_000)
-    role: dict[str, list[str]]
-    identity: Literal["shared", "per_agent", "per_task"] = "per_agent"
-    platform: Literal["first_party", "third_party"] = "first_party"
-    task_rate: Rate
-    tasks: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    """An agent archetype: `count` agents with one role and task mix."""
+
+    name: Name = Field(description="the archetype's name (agents are <name>-0, <name>-1, ...)")
+    count: int = Field(default=1, ge=1, le=100_000, description="agents of this archetype")
+    role: dict[str, list[str]] = Field(description=(
+        "what a standing role grants: tool -> actions (static IAM hands all of it out)"))
+    identity: Literal["shared", "per_agent", "per_task"] = Field(default="per_agent", description=(
+        "workload identity: one for all agents of the archetype, one per agent, or one per task"))
+    platform: Literal["first_party", "third_party"] = Field(default="first_party", description=(
+        "third_party: an embedded agent the organisation does not run (no tool-level audit)"))
+    task_rate: Rate = Field(description="tasks per agent per unit of time, e.g. '6/h'")
+    tasks: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict, description=(
+        "task mix: task type -> relative weight"))
     behaviour: Behaviour | None = Field(default=None, description=(
         "overrides parts of the scenario's `behaviour` for this archetype; what is not given "
         "is inherited"))
@@ -181,14 +197,18 @@ ArgSpec = Annotated[
     | Annotated[ConstantArg, Tag("value")] | Annotated[Distribution, Tag("dist")],
     Discriminator(_arg_kind),
     BeforeValidator(_arg_form),
+    JsonForms({"description": "`known`, or a constant (text, number or true/false)",
+               "type": ["string", "number", "boolean"]}, extend=True),
 ]
 
 
 class ToolStep(Frozen):
-    tool: str
-    action: str
-    resource: str
-    bytes_out: int = Field(default=0, ge=0)
+    """One tool call of a task's plan."""
+
+    tool: str = Field(description="a tool of `tools`")
+    action: str = Field(description="one of the tool's actions")
+    resource: str = Field(description="one of the tool's resources")
+    bytes_out: int = Field(default=0, ge=0, description="bytes the call sends out (egress)")
     args: dict[str, ArgSpec] = Field(default_factory=dict, description=(
         "argument values by name: `known` (declared by the task), {known: p}, a constant, "
         "{choice: {value: weight}} or a distribution (numbers, e.g. an amount); policies read "
@@ -199,8 +219,10 @@ class ToolStep(Frozen):
 
 
 class DelegateStep(Frozen):
-    delegate: str
-    task: str
+    """A hand-off: an agent of another archetype does a sub-task."""
+
+    delegate: str = Field(description="the archetype (agents.name) that does the sub-task")
+    task: str = Field(description="the sub-task's type (a key of `tasks`)")
 
 
 def _step_kind(value: Any) -> str:
@@ -216,18 +238,24 @@ Step = Annotated[
 
 
 class TaskSpec(Frozen):
+    """A task type: its plan, step by step."""
+
     description: str = ""
-    steps: list[Step] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1, description=(
+        "tool calls ({tool, action, resource, ...}) and hand-offs ({delegate, task}), in order"))
 
 
 class Timing(Frozen):
+    """How long agents think before a step and how long a step runs (seconds)."""
+
     # validate_default: the factories return raw dicts that must become distribution models.
     think: Distribution = Field(  # type: ignore[assignment]
-        default_factory=lambda: {"dist": "exponential", "mean": "2s"}, validate_default=True
+        default_factory=lambda: {"dist": "exponential", "mean": "2s"}, validate_default=True,
+        description="time before each step (a distribution, or a bare duration)",
     )
     step: Distribution = Field(  # type: ignore[assignment]
         default_factory=lambda: {"dist": "lognormal", "p50": "300ms", "p99": "3s"},
-        validate_default=True,
+        validate_default=True, description="time a step runs once allowed",
     )
 
 
@@ -286,38 +314,50 @@ class Signals(Frozen):
 class ControlEntry(Frozen):
     """A named configuration of a control model (a profile)."""
 
-    name: Name
-    model: str
+    name: Name = Field(description="the control's name in results and --controls")
+    model: str = Field(description="a control model: `simharness list controls`")
     description: str = ""
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, description=(
+        "the model's parameters (README, control models; checked by the model)"))
 
 
 class ScenarioSpec(Frozen):
-    schema_version: int
-    name: Name
-    description: str = ""
-    horizon: Duration = 8 * 3600.0
-    warmup: Duration = 0.0
-    replications: int = Field(default=10, ge=1, le=100_000)
-    seed: int = Field(default=20261129, ge=0)
+    schema_version: int = Field(description="the scenario format's version: 1")
+    name: Name = Field(description="the scenario's name (results folders, reports)")
+    description: str = Field(default="", description=(
+        "the question the scenario answers, in words (the report opens with it)"))
+    horizon: Duration = Field(default=8 * 3600.0, description="simulated time of one run")
+    warmup: Duration = Field(default=0.0, description=(
+        "time at the start left out of the metrics (queues and credentials fill up)"))
+    replications: int = Field(default=10, ge=1, le=100_000, description=(
+        "independent runs per control (intervals are over replications)"))
+    seed: int = Field(default=20261129, ge=0, description=(
+        "root seed: same seed, same bytes; replication r of every control sees one workload"))
     # After a denied legitimate action (and any retry or replan): fail the task, or skip the step.
-    on_deny: Literal["abort", "skip"] = "abort"
+    on_deny: Literal["abort", "skip"] = Field(default="abort", description=(
+        "after a denied legitimate step (and any retry or replan): fail the task, or skip it"))
     behaviour: Behaviour | None = Field(default=None, description=(
         "how agents leave their plans (deviation) and react to denials (on_deny); not given: "
         "they follow their plans exactly"))
     declared_scope: DeclaredScope | None = Field(default=None, description=(
         "what controls know of a task when it begins; not given: its plan"))
-    max_delegation_depth: int = Field(default=4, ge=1, le=32)
-    weights: Weights = Weights()
-    resources: list[Resource] = Field(min_length=1)
-    tools: list[Tool] = Field(min_length=1)
-    agents: list[Agent] = Field(min_length=1)
-    tasks: dict[str, TaskSpec] = Field(min_length=1)
-    timing: Timing = Timing()
-    misuse: Misuse = Misuse()
-    signals: Signals = Signals()
-    controls: list[ControlEntry] = Field(min_length=1)
-    sweep: dict[str, list[Any]] | None = None
+    max_delegation_depth: int = Field(default=4, ge=1, le=32, description=(
+        "longest chain of hand-offs a task may start"))
+    weights: Weights = Field(default=Weights(), description=(
+        "permission weights: w(tool, action, resource) = sensitivity x action"))
+    resources: list[Resource] = Field(min_length=1, description="what agents act on")
+    tools: list[Tool] = Field(min_length=1, description="the tools agents call")
+    agents: list[Agent] = Field(min_length=1, description="agent archetypes")
+    tasks: dict[str, TaskSpec] = Field(min_length=1, description="task types by name")
+    timing: Timing = Field(default=Timing(), description="think and step times")
+    misuse: Misuse = Field(default=Misuse(), description=(
+        "injected misuse: rate per task, kinds (`simharness list misuse`), their parameters"))
+    signals: Signals = Field(default=Signals(), description=(
+        "risk scores detectors and policies read (benign and misused actions)"))
+    controls: list[ControlEntry] = Field(min_length=1, description=(
+        "the controls compared: profile names or inline {name, model, params}"))
+    sweep: dict[str, list[Any]] | None = Field(default=None, description=(
+        "a parameter grid `simharness sweep` runs: dotted.path -> values"))
 
     @field_validator("schema_version")
     @classmethod

@@ -100,12 +100,49 @@ def parse_servers(value: object) -> float:
     return float(value)
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-FiniteDuration = Annotated[float, BeforeValidator(parse_finite_duration)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_positive_duration)]
-Rate = Annotated[float, BeforeValidator(parse_rate)]
+class JsonForms:
+    """The JSON Schema of a type whose validator accepts more than its Python type says (a
+    duration string for a float): what an editor should accept. `extend`: the generated
+    schema or these forms."""
+
+    def __init__(self, schema: dict, extend: bool = False):
+        self.schema, self.extend = schema, extend
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        if self.extend:
+            return {"anyOf": [handler(core_schema), dict(self.schema)]}
+        return dict(self.schema)
+
+
+_UNIT_NAMES = "us ms s m h d"
+DURATION_PATTERN = (r"^\s*[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?\s*(us|ms|s|m|h|d)?"
+                    r"\s*$|^\s*inf(inity)?\s*$")
+RATE_PATTERN = (r"^\s*[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?\s*/\s*(us|ms|s|m|h|d)"
+                r"\s*$")
+# The forms are described on each branch too: a field's own description replaces the top one.
+_DURATION_TEXT = (f"a duration: a number with a unit ({_UNIT_NAMES}), e.g. '250ms', '8h'; a "
+                  "bare number is seconds")
+_RATE_TEXT = (f"a rate: a number per unit ({_UNIT_NAMES}), e.g. '6/h', '0.5/s'; a bare number "
+              "is per second")
+DURATION_SCHEMA = {
+    "description": _DURATION_TEXT,
+    "anyOf": [{"type": "number", "minimum": 0, "description": "seconds"},
+              {"type": "string", "pattern": DURATION_PATTERN, "description": _DURATION_TEXT}]}
+RATE_SCHEMA = {
+    "description": _RATE_TEXT,
+    "anyOf": [{"type": "number", "minimum": 0, "description": "per second"},
+              {"type": "string", "pattern": RATE_PATTERN, "description": _RATE_TEXT}]}
+SERVERS_SCHEMA = {
+    "description": "servers: a whole number >= 1, or 'inf' (no queue)",
+    "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["inf", "infinity"]}]}
+
+Duration = Annotated[float, BeforeValidator(parse_duration), JsonForms(DURATION_SCHEMA)]
+FiniteDuration = Annotated[float, BeforeValidator(parse_finite_duration), JsonForms(DURATION_SCHEMA)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_positive_duration),
+                             JsonForms(DURATION_SCHEMA)]
+Rate = Annotated[float, BeforeValidator(parse_rate), JsonForms(RATE_SCHEMA)]
 #: servers of a queueing station (a PDP, a proxy, a token service)
-Servers = Annotated[float, BeforeValidator(parse_servers)]
+Servers = Annotated[float, BeforeValidator(parse_servers), JsonForms(SERVERS_SCHEMA)]
 
 
 class _Dist(BaseModel):
@@ -238,6 +275,7 @@ Distribution = Annotated[
     Constant | Exponential | Lognormal | Uniform | Empirical | Beta,
     Field(discriminator="dist"),
     BeforeValidator(_bare_to_constant),
+    JsonForms({**DURATION_SCHEMA, "description": "or a bare duration: a constant"}, extend=True),
 ]
 
 DIST_KINDS = ("constant", "exponential", "lognormal", "uniform", "empirical", "beta")
