@@ -83,6 +83,7 @@ class Point:
     simulations: int
     role: str = "search"  # search | confirm
     also: tuple[tuple[str, float], ...] = ()  # means of the additional constraints' metrics
+    label: str = ""  # the value as the user writes it ('5ms', '4')
 
 
 @dataclass
@@ -233,12 +234,21 @@ class _Evaluator:
         also = tuple((a.metric, float(r[f"{a.metric}_mean"])) for a in self.also)
         meets = self.slo.met(mean) and all(
             a.met(x) for a, (_, x) in zip(self.also, also, strict=True))
-        point = Point(value, mean, low, high, meets, n, role, also)
+        point = Point(value, mean, low, high, meets, n, role, also, _show(value, self.kind))
         self.points.append(point)
         self._cache[value] = point
         if self.progress is not None:
             self.progress(point)
         return point
+
+
+def format_point(i: int, param: str, point: Point, metric: str) -> str:
+    """One probe as a progress line: the value tried, the metric and whether it meets."""
+    also = "".join(f", {m} {x:.4g}" for m, x in point.also)
+    return (f"probe {i}: {param}={point.label} -> {metric} {point.mean:.4g} "
+            f"[{point.ci_low:.4g}, {point.ci_high:.4g}]{also}: "
+            f"{'meets' if point.meets else 'misses'} the SLO"
+            + (" (confirming)" if point.role == "confirm" else ""))
 
 
 def _midpoint(a: float, b: float, kind: str) -> float:

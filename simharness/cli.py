@@ -364,12 +364,19 @@ def budget(
     set_: SetOpt = None,
 ) -> None:
     """Bisect simulations for the largest (or smallest) parameter value that meets the SLO."""
-    from simharness.budget import format_budget, solve_budget
+    from simharness.budget import format_budget, format_point, parse_slo, solve_budget
+
+    probes = 0
+
+    def progress(point) -> None:  # each probe and its verdict as it comes (runs take a while)
+        nonlocal probes
+        probes += 1
+        typer.echo(format_point(probes, param, point, parse_slo(slo[0]).metric), err=True)
 
     try:
         result = solve_budget(scenario, control, param, slo[0], lo=lo, hi=hi,
                               replications=replications, overrides=tuple(set_ or ()),
-                              also=tuple(slo[1:]))
+                              also=tuple(slo[1:]), progress=progress)
     except ScenarioError as e:
         _fail(e)
     except ValueError as e:

@@ -12,7 +12,7 @@ from simharness import audit
 from simharness.engine import ACTION_FIELDS
 from tests.conftest import make_spec
 
-pq = pytest.importorskip("pyarrow.parquet")
+pq = pytest.importorskip("pyarrow.parquet", reason="needs pyarrow (pip install -e .[dev])")
 
 
 def test_actions_parquet_has_one_row_per_action_and_the_documented_columns(tmp_path):

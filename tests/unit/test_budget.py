@@ -115,3 +115,17 @@ def test_additional_constraint_catches_fail_closed_timeouts(tiny):
     assert res.answer == pytest.approx(0.149, rel=0.06)
     assert dict(res.at_answer.also)["task_success_rate"] >= 0.99
     assert "task_success_rate>=0.99" in format_budget(res)
+
+
+def test_budget_command_prints_each_probe_and_its_verdict(tiny):
+    from typer.testing import CliRunner
+
+    from simharness.cli import app
+
+    r = CliRunner().invoke(app, ["budget", tiny, "--control", "pdp", "--param", "pdp.servers",
+                                 "--slo", "decision_p95_ms<=110", "--replications", "2"])
+    assert r.exit_code == 0, r.output
+    probes = [line for line in r.output.splitlines() if line.startswith("probe ")]
+    assert len(probes) >= 4 and probes[0].startswith("probe 1: pdp.servers=")
+    assert all(("meets the SLO" in p) != ("misses the SLO" in p) for p in probes)
+    assert {"meets the SLO", "misses the SLO"} <= {p.split(": ")[-1].split(" (")[0] for p in probes}

@@ -78,7 +78,7 @@ def test_simharness_sweep_stays_the_api_function_after_the_module_is_imported():
 
 
 def test_same_bytes_with_one_worker_two_workers_and_a_dask_local_cluster(tmp_path):
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason="needs dask.distributed (pip install -e .[dask])")
     args = dict(grid={"agents.0.count": [2, 4]}, overrides=["replications=2", "horizon=20m"])
     spec = make_spec()
     simharness.sweep(spec, out=tmp_path / "w1", workers=1, **args)
