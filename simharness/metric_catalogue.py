@@ -81,8 +81,15 @@ METRICS: tuple[MetricInfo, ...] = (
     M("decision_max_ms", "ms", "largest decision latency", "value", higher_is_better=False),
     M("task_time_mean_s", "s", "mean task time, start to end", "value", higher_is_better=False),
     M("task_inflation", "share",
-      "mean task time / mean task time under `none` on the same workload - 1", "value",
-      higher_is_better=False, headline=True, lower=None),
+      "slow-down of legitimate work: on the tasks that completed both under this control and "
+      "under `none` on the same workload (no injected misuse, arrived after the warm-up), "
+      "their summed time / their summed time under `none` - 1. Failed tasks are in neither "
+      "sum, so a control that fails tasks early cannot look fast; read it beside "
+      "task_success_rate. 0 when neither took any time, inf when only this control did",
+      "value", higher_is_better=False, headline=True, lower=None),
+    M("task_time_added_s", "s",
+      "mean time added per task on the same paired tasks (this control - `none`)", "value",
+      higher_is_better=False, lower=None),
     M("pdp_utilization", "share", "busy fraction of the policy decision point servers", "value",
       upper=1.0),
     M("tokens_issued", "tokens", "credentials issued by the token service", "count"),

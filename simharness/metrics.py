@@ -142,6 +142,34 @@ def misuse_outcomes(log: RunLog) -> list[dict]:
     return list(rows.values())
 
 
+def task_times(log: RunLog) -> np.ndarray:
+    """Time from start to end of each top-level task of the workload (its order), NaN unless
+    it completed, carried no injected misuse and arrived after the warm-up: the population
+    task inflation pairs across controls (the workload is the same for every control)."""
+    out = np.full(len(log.workload.tasks), np.nan)
+    at = {t.id: i for i, t in enumerate(log.workload.tasks)}
+    for r in log.tasks:
+        if (r[T["depth"]] == 0 and r[T["status"]] == COMPLETED and r[T["misuse_id"]] < 0
+                and r[T["arrival"]] >= log.warmup):
+            out[at[r[T["task"]]]] = r[T["end"]] - r[T["start"]]
+    return out
+
+
+def paired_inflation(mine: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """(task_inflation, task_time_added_s) on the tasks that completed under both controls:
+    sum of their times / sum under the reference - 1, and the mean time added per task. A
+    control that fails tasks cannot look fast: its failures are in neither sum. With no time
+    under the reference (zero think and step times): 0 if none was added either, else inf."""
+    both = ~(np.isnan(mine) | np.isnan(reference))
+    if not both.any():
+        return math.nan, math.nan
+    own, ref = float(mine[both].sum()), float(reference[both].sum())
+    added = (own - ref) / int(both.sum())
+    if ref > 0:
+        return own / ref - 1.0, added
+    return (0.0 if own <= 0 else math.inf), added
+
+
 def compute(log: RunLog, exposure: float | None = None) -> dict:
     """The summary metrics of one run (task_inflation is filled in against `none` later).
     `exposure`: the total from `exposure_curve`, when the caller computed the curve already."""
@@ -200,7 +228,8 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
         "decision_p99_ms": float(q[2]),
         "decision_max_ms": float(lat_ms.max()) if len(lat_ms) else math.nan,
         "task_time_mean_s": float(np.mean(clean)) if clean else math.nan,
-        "task_inflation": math.nan,
+        "task_inflation": math.nan,  # paired with `none` later (sweeps.fill_task_inflation)
+        "task_time_added_s": math.nan,
         "pdp_utilization": util,
         "tokens_issued": tokens,
         "policy_evaluations": log.policy_evaluations,

@@ -8,6 +8,7 @@ those files in the sweep's order, so the output is byte-identical whatever ran i
 
 from __future__ import annotations
 
+import base64
 import itertools
 import math
 import os
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from simharness import audit as auditing
 from simharness import metrics, results
@@ -84,6 +87,8 @@ def run_one(task: RunTask, audit_dir: str | None = None,
         "latency_ms": metrics.latency_quantiles(log),
         "workload_digest": digest,
         "facts": control.facts(),
+        # Per task (workload order), for task inflation paired with `none`: base64 float64.
+        "task_times": base64.b64encode(metrics.task_times(log).tobytes()).decode("ascii"),
     }
     if audit_dir is not None and not task.hidden:
         # Last: the writer's chunk buffers then come after the metrics' peak, not on top of it.
@@ -273,26 +278,39 @@ def _stop(pool: ProcessPoolExecutor) -> None:
             signal.signal(signal.SIGINT, old)
 
 
+def _times(run: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(run.get("task_times", "")), dtype=np.float64)
+
+
 def fill_task_inflation(out: results.ResultsDir, tasks: list[RunTask]) -> dict[str, dict]:
-    """task_inflation = mean task time / mean task time under `none` (same point, replication) - 1.
+    """task_inflation and task_time_added_s of every run against `none` on the same workload
+    (same point, replication), on the tasks both completed (metrics.paired_inflation).
     Returns every run's result by key (loaded once here, reused for the manifest)."""
     runs = {t.key: out.load_run(t.key) for t in tasks}
-    ref: dict[tuple, float] = {}
+    ref: dict[tuple, np.ndarray] = {}
     for t in tasks:
         if t.control == REFERENCE:
-            ref[(t.point, t.replication)] = runs[t.key]["row"]["task_time_mean_s"]
+            ref[(t.point, t.replication)] = _times(runs[t.key])
     for t in tasks:
         r = runs[t.key]
-        base = ref.get((t.point, t.replication), math.nan)
-        own = r["row"]["task_time_mean_s"]
-        value = own / base - 1 if base and not math.isnan(base) and not math.isnan(own) else math.nan
+        base = ref.get((t.point, t.replication))
+        mine = _times(r)
+        if base is None or len(base) != len(mine):
+            value = added = math.nan
+        else:
+            value, added = metrics.paired_inflation(mine, base)
         if t.control == REFERENCE:
-            value = 0.0
-        old = r["row"].get("task_inflation")
-        if not (old == value or (isinstance(old, float) and math.isnan(old) and math.isnan(value))):
+            value = added = 0.0
+        if not (_same(r["row"].get("task_inflation"), value)
+                and _same(r["row"].get("task_time_added_s"), added)):
             r["row"]["task_inflation"] = value
+            r["row"]["task_time_added_s"] = added
             out.save_run(r)
     return runs
+
+
+def _same(old: Any, new: float) -> bool:
+    return old == new or (isinstance(old, float) and math.isnan(old) and math.isnan(new))
 
 
 def run_tasks(tasks: list[RunTask], out_dir: str | Path, sweep_cols: list[str], manifest: dict,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from simharness import metrics
@@ -98,3 +99,47 @@ def test_blast_radius_of_a_never_expiring_credential():
     # One credential live for the whole hour: E[W x remaining] = W x H / 2.
     assert m["blast_radius"] == pytest.approx(5 * 3600 / 2)
     assert not math.isnan(m["exposure_per_agent_hour"])
+
+
+def test_paired_inflation_by_hand():
+    from simharness.metrics import paired_inflation
+
+    nan = float("nan")
+    # Tasks 0 and 2 completed under both: (2 + 4) / (1 + 2) - 1 = 1.0, (6 - 3) / 2 = 1.5 s added.
+    assert paired_inflation(np.array([2.0, nan, 4.0]), np.array([1.0, 1.0, 2.0])) == (1.0, 1.5)
+    # Three tasks failed early under the control: they are in neither sum, so it cannot look
+    # faster than `none` by failing (the one it completed took 12 s against 10 s).
+    assert paired_inflation(np.array([nan, nan, nan, 12.0]), np.full(4, 10.0)) == (
+        pytest.approx(0.2), 2.0)
+    # No time under the reference: 0 if none was added, inf otherwise; nothing paired: NaN.
+    assert paired_inflation(np.zeros(2), np.zeros(2)) == (0.0, 0.0)
+    assert paired_inflation(np.array([1.0, 0.0]), np.zeros(2))[0] == math.inf
+    assert all(math.isnan(x) for x in paired_inflation(np.array([nan]), np.array([1.0])))
+
+
+def test_task_inflation_in_a_run_is_paired_with_none(tmp_path):
+    """The summary's task_inflation equals the paired ratio computed here from the two runs'
+    own task records (tasks that completed under both, clean, after the warm-up)."""
+    import simharness
+    from simharness.controls.base import World, make
+    from simharness.engine import COMPLETED, T, simulate
+    from simharness.loader import load_scenario
+    from simharness.workload import build_workload
+
+    spec = load_scenario("baseline", overrides=["horizon=2h", "replications=1"])
+    res = simharness.run(spec, controls=["jit_per_task"], out=tmp_path / "out")
+    times = {}
+    for name in ("none", "jit_per_task"):
+        entry = spec.control(name) if name != "none" else None
+        control = (make(entry.name, entry.model, entry.params, World(spec)) if entry
+                   else make("none", "none", {}, World(spec)))
+        log = simulate(build_workload(spec, 0), control)
+        times[name] = {r[T["task"]]: r[T["end"]] - r[T["start"]] for r in log.tasks
+                       if r[T["depth"]] == 0 and r[T["status"]] == COMPLETED
+                       and r[T["misuse_id"]] < 0 and r[T["arrival"]] >= spec.warmup}
+    common = times["none"].keys() & times["jit_per_task"].keys()
+    assert 0 < len(common) < len(times["none"])  # jit fails some tasks none completes
+    expected = (sum(times["jit_per_task"][i] for i in common)
+                / sum(times["none"][i] for i in common) - 1)
+    row = res.summary[res.summary.control == "jit_per_task"].iloc[0]
+    assert row.task_inflation == pytest.approx(expected, rel=1e-12)
