@@ -145,6 +145,43 @@ def headline_rows(res: Results) -> Table:
     return Table(header, rows, frozenset(range(first_numeric, len(header))))
 
 
+def paired_rows(res: Results) -> Table:
+    """Per (sweep point, control): each headline metric's paired difference to the point's
+    reference control (the first that is not `none`), mean [95 % CI] over replications."""
+    agg = res.aggregate
+    sweep = plots.sweep_columns(agg, res.manifest)
+    metrics = [m for m in HEADLINE if f"{m}_diff_mean" in agg.columns]
+    header = [*sweep, "control", "minus", *(_metric_header(m) for m in metrics)]
+    rows = []
+    for _, r in agg.iterrows():
+        ref = r.get("paired_reference")
+        if not isinstance(ref, str) or r["control"] == ref:
+            continue
+        cells = [_value(r[c]) for c in sweep] + [str(r["control"]), ref]
+        for m in metrics:
+            scale = 100.0 if METRIC_INFO[m].unit == "share" else 1.0
+            cells.append(_interval(r[f"{m}_diff_mean"], r.get(f"{m}_diff_ci_low"),
+                                   r.get(f"{m}_diff_ci_high"), scale))
+        rows.append(cells)
+    first_numeric = len(sweep) + 2
+    return Table(header, rows, frozenset(range(first_numeric, len(header))))
+
+
+PAIRED_NOTE = ("Each control minus the reference control on the same workloads (common random "
+               "numbers), paired by replication: mean difference [95 % interval, Student t "
+               "over the per-replication differences]. An interval that excludes 0 is a "
+               "difference the replications support.")
+HEADLINE_NOTE = ("Mean over replications [95 % interval: Student t over replications; a rate's "
+                 "interval is at least the Wilson interval of its pooled counts].")
+NO_MISUSE = "No misuse was injected in this scenario."
+
+
+def _question(res: Results) -> str:
+    sc = res.manifest.get("resolved_scenario") or {}
+    return str(sc.get("description") or "(the scenario states no question: give it a "
+               "`description`)")
+
+
 def _misuse_point(res: Results) -> tuple[pd.DataFrame, str]:
     mu = res.misuse
     return plots.first_point(mu, plots.point_columns(mu, plots.MISUSE_COLUMNS))
@@ -370,20 +407,21 @@ def render_html(folder: Path, res: Results) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>simharness report: {_e(name)}</title><style>{_CSS}</style></head><body>",
         f"<h1>simharness report: {_e(name)}</h1>",
-        f'<p class="sub">{_e(res.manifest.get("resolved_scenario", {}).get("description", ""))}'
-        "</p>",
+        "<h2>Question</h2>", f'<p class="sub">{_e(_question(res))}</p>',
         "<h2>Scenario</h2>", _kv(_scenario_items(res)),
         _html_table(_controls_table(res), swatch_col=0),
         "<h2>Headline metrics</h2>",
-        '<p class="note">Mean over replications [95 % interval: Student t over replications; '
-        "Wilson, pooled over replications, for rates].</p>",
+        f'<p class="note">{_e(HEADLINE_NOTE)}</p>',
         _html_table(headline, swatch_col=control_col),
         f"<h2>Misuse by kind{_e(where)}</h2>",
-        '<p class="note">Instances prevented or detected / injected, pooled over replications. '
-        "Hover a row for what the kind injects.</p>",
-        _html_table(misuse, swatch_header=True),
-        "<h2>Figures</h2>",
     ]
+    if misuse.rows:
+        parts += ['<p class="note">Instances prevented or detected / injected, pooled over '
+                  "replications. Hover a row for what the kind injects.</p>",
+                  _html_table(misuse, swatch_header=True)]
+    else:
+        parts.append(f"<p>{_e(NO_MISUSE)}</p>")
+    parts.append("<h2>Figures</h2>")
     parts.append('<div class="figs">')
     for file, caption in _figures(folder, res):
         png = (folder / "plots" / file).read_bytes()
@@ -392,6 +430,10 @@ def render_html(folder: Path, res: Results) -> str:
                      f'<img src="data:image/png;base64,{data}" alt="{_e(file)}">'
                      f"<figcaption>{_e(caption)}</figcaption></figure>")
     parts.append("</div>")
+    paired = paired_rows(res)
+    if paired.rows:
+        parts += ["<h2>Paired differences</h2>", f'<p class="note">{_e(PAIRED_NOTE)}</p>',
+                  _html_table(paired, swatch_col=paired.header.index("control"))]
     manifest_json = json.dumps(res.manifest, indent=2, sort_keys=True, default=str)
     parts += [
         "<h2>Provenance</h2>",
@@ -429,18 +471,23 @@ def render_markdown(folder: Path, res: Results) -> str:
     name = str(res.manifest.get("scenario") or "results")
     headline = headline_rows(res)
     _, where = _misuse_point(res)
-    out = [f"# simharness report: {_md_cell(name)}", "", "## Scenario", "",
+    misuse = misuse_rows(res)
+    out = [f"# simharness report: {_md_cell(name)}", "", "## Question", "",
+           _md_cell(_question(res)), "", "## Scenario", "",
            _md_table(Table(["item", "value"], [list(kv) for kv in _scenario_items(res)])), "",
            _md_table(_controls_table(res), code_cols=(0,)), "",
-           "## Headline metrics", "",
-           "Mean over replications [95 % interval: Student t over replications; Wilson, pooled "
-           "over replications, for rates].", "",
+           "## Headline metrics", "", HEADLINE_NOTE, "",
            _md_table(headline, code_cols=(headline.header.index("control"),)), "",
-           f"## Misuse by kind{where}", "",
-           "Instances prevented or detected / injected, pooled over replications.", "",
-           _md_table(misuse_rows(res), code_cols=(0,)), "", "## Figures", ""]
+           f"## Misuse by kind{where}", ""]
+    out += (["Instances prevented or detected / injected, pooled over replications.", "",
+             _md_table(misuse, code_cols=(0,))] if misuse.rows else [NO_MISUSE])
+    out += ["", "## Figures", ""]
     for file, caption in _figures(folder, res):
         out += [f"![{Path(file).stem}](plots/{file})", "", f"*{caption}*", ""]
+    paired = paired_rows(res)
+    if paired.rows:
+        out += ["## Paired differences", "", PAIRED_NOTE, "",
+                _md_table(paired, code_cols=(paired.header.index("control"), paired.header.index("minus"))), ""]
     out += ["## Provenance", "", _md_table(Table(["item", "value"],
                                                         [list(kv) for kv in _provenance(res)])),
             "", "The full manifest is `manifest.json` in this folder.", ""]

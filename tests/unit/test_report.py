@@ -163,3 +163,34 @@ def test_missing_plots_are_drawn(run_dir, written, tmp_path):
     (folder / "plots" / "misuse_heatmap.png").unlink()
     report.write_report(folder)
     assert (folder / "plots" / "misuse_heatmap.png").is_file()
+
+
+def test_report_opens_with_the_question_and_ends_with_paired_differences(written, res):
+    html, md = written
+    question = res.manifest["resolved_scenario"]["description"]
+    for text, heading in ((html, "<h2>{}</h2>"), (md, "## {}")):
+        sections = [heading.format(s) for s in ("Question", "Scenario", "Headline metrics",
+                                                 "Paired differences", "Provenance")]
+        at = [text.index(s) for s in sections]
+        assert at == sorted(at), "sections out of order"
+    assert md.split("## Question\n\n", 1)[1].startswith(question[:40].replace("|", "\\|"))
+    # Each paired row reads the aggregate's own difference columns (control - reference).
+    table = report.paired_rows(res)
+    agg = res.aggregate.set_index("control")
+    ref = agg["paired_reference"].dropna().iloc[0]
+    assert {r[0] for r in table.rows} == set(agg.index) - {ref}
+    row = next(r for r in table.rows if r[0] == "none")
+    col = table.header.index(report._metric_header("exposure"))
+    d = agg.loc["none"]
+    assert row[1] == ref and row[col] == report._interval(
+        d["exposure_diff_mean"], d["exposure_diff_ci_low"], d["exposure_diff_ci_high"])
+    assert d["exposure_diff_mean"] > 0  # none holds more authority than the reference
+
+
+def test_no_misuse_says_so(tmp_path):
+    out = tmp_path / "quiet"
+    simharness.run("baseline", out=out, overrides=[*SMALL, "misuse.rate=0"],
+                   controls=["none", "jit_per_task"])
+    html_path, md_path = report.write_report(out)
+    for text in (html_path.read_text(), md_path.read_text()):
+        assert report.NO_MISUSE in text and ">nan<" not in text and "| nan" not in text
