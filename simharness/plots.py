@@ -36,7 +36,7 @@ from matplotlib.figure import Figure
 from simharness.metric_catalogue import HEADLINE, METRIC_INFO
 from simharness.misuse_catalogue import CATALOGUE, MISUSE_KINDS
 from simharness.results import Results, atomic_write_bytes, load_results
-from simharness.stats import t_quantile
+from simharness.stats import t_quantile, wilson
 
 __all__ = [
     "CONTROL_COLOURS",
@@ -306,9 +306,14 @@ def _break_mark(ax: Axes, which: str, at: float) -> None:
             bbox={"boxstyle": "square,pad=0.05", "facecolor": "white", "edgecolor": "none"})
 
 
+def _percent(x: float, pos: int | None = None) -> str:
+    """A share as a percent with only the digits it needs ('0%', '2.5%', '10%')."""
+    return f"{100.0 * x:.4g}%"
+
+
 def _share_axis(ax: Axes, which: str) -> None:
     axis = ax.xaxis if which == "x" else ax.yaxis
-    axis.set_major_formatter(ticker.PercentFormatter(1.0, decimals=None))
+    axis.set_major_formatter(ticker.FuncFormatter(_percent))
 
 
 # --------------------------------------------------------------------------- trade-off
@@ -422,12 +427,22 @@ def latency_cdf(latency: pd.DataFrame) -> Figure:
         sub = lat[lat["control"].astype(str) == control]
         # Quantile averaging (Vincentization) keeps each replication's shape, unlike pooling.
         curve = sub.groupby("q", sort=True)["ms"].mean()
+        # The 0th percentile is the minimum, often one unchecked request at 0 ms; drawn, it
+        # is a flat stretch along 0 % from the left edge that says nothing.
+        curve = curve[curve.index > 0] if (curve.index > 0).any() else curve
         if curve.empty:
             continue
-        ms = np.maximum(curve.to_numpy(dtype=float), LATENCY_FLOOR_MS)
+        raw = curve.to_numpy(dtype=float)
+        ms = np.maximum(raw, LATENCY_FLOOR_MS)
         top, bottom = max(top, float(np.nanmax(ms))), min(bottom, float(np.nanmin(ms)))
-        ax.plot(ms, curve.index.to_numpy(dtype=float), drawstyle="steps-post",
-                **_line_style(control))
+        style = _line_style(control)
+        # Decisions below the floor (no check at all, e.g. traffic a proxy never sees) make a
+        # step at the left edge: say how many, so a flat stretch along 0 % is explained.
+        q = curve.index.to_numpy(dtype=float)
+        under = float(q[raw < LATENCY_FLOOR_MS].max()) if (raw < LATENCY_FLOOR_MS).any() else 0.0
+        if 0.0 < under < 1.0:
+            style["label"] = f"{control} ({100 * under:.2g} % unchecked)"
+        ax.plot(ms, q, drawstyle="steps-post", **style)
     _set_log(ax, "x", LATENCY_FLOOR_MS, top, zero_label=False, bottom=bottom)
     ax.set_ylim(0, 1.02)
     _share_axis(ax, "y")
@@ -473,6 +488,13 @@ def exposure_timeline(timeline: pd.DataFrame) -> Figure:
 
     finals = np.array([c[2][-1] for c in curves]) if curves else np.array([])
     floor = _log_floor(finals, below=2)
+    if floor is not None:
+        # Low enough for every curve's climb from its first non-zero point (a curve must start
+        # where its exposure starts, not a decade up), at most 8 decades under the top.
+        firsts = [float(c[2][c[2] > 0][0]) for c in curves if (c[2] > 0).any()]
+        top_total = float(finals.max()) if finals.size else 1.0
+        floor = min(floor, max(10.0 ** math.floor(math.log10(min(firsts))), top_total / 1e8)
+                    if firsts else floor)
     zero_drawn = False
     drawn: list[np.ndarray] = []
     top = float(np.nanmax([c[4].max() for c in curves])) if curves else 1.0
@@ -483,9 +505,8 @@ def exposure_timeline(timeline: pd.DataFrame) -> Figure:
             if np.all(mean < floor):
                 mean, band, zero_drawn = np.full_like(mean, floor), False, True
             else:
-                # A log axis cannot show the climb from 0: lines start a decade above the
-                # floor, so nothing but exact zeros sits under the axis break.
-                below = mean < 10 * floor
+                # A log axis cannot show 0: a line starts at its first value above the floor.
+                below = mean < floor
                 mean = np.where(below, np.nan, mean)
                 lo = np.where(below, np.nan, np.maximum(lo, floor))
                 hi = np.where(below, np.nan, hi)
@@ -501,7 +522,11 @@ def exposure_timeline(timeline: pd.DataFrame) -> Figure:
     else:
         ax.set_ylim(bottom=0)
     if curves:
-        ax.set_xlim(min(c[1][0] for c in curves), max(c[1][-1] for c in curves))
+        start = min(c[1][0] for c in curves)  # the timeline starts at the end of the warm-up
+        ax.set_xlim(0.0, max(c[1][-1] for c in curves))
+        if start > 0:
+            ax.axvspan(0.0, start, color="0.88", linewidth=0, zorder=0,
+                       label="warm-up (not measured)")
     ax.set_xlabel("simulated time (h)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"Exposure over time{where}")
@@ -534,8 +559,14 @@ def misuse_heatmap(misuse: pd.DataFrame) -> Figure:
             if (k, c) in pooled.index and pooled.loc[(k, c), "injected"] > 0:
                 share[i, j] = pooled.loc[(k, c), "caught"] / pooled.loc[(k, c), "injected"]
 
-    width = max(_COL_W, 2.3 + 0.62 * len(controls))
-    fig = _figure(width, 1.3 + 0.27 * max(len(kinds), 1))
+    counts = np.zeros((len(kinds), len(controls)))
+    for i, k in enumerate(kinds):
+        for j, c in enumerate(controls):
+            if (k, c) in pooled.index:
+                counts[i, j] = pooled.loc[(k, c), "injected"]
+
+    width = max(_COL_W, 2.3 + 0.78 * len(controls))
+    fig = _figure(width, 1.3 + 0.36 * max(len(kinds), 1))
     ax = fig.subplots()
     ax.grid(False)
     ax.set_title(f"Misuse caught by kind{where}")
@@ -557,17 +588,30 @@ def misuse_heatmap(misuse: pd.DataFrame) -> Figure:
                 pct = 100.0 * v
                 text = (f"{pct:.0f}%" if pct in (0.0, 100.0) or 1.0 <= pct <= 99.0
                         else ("<1%" if pct < 1.0 else ">99%"))
+                # The 95 % interval of the pooled share (Wilson; one-sided at 0 or n).
+                n = counts[i, j]
+                _, lo, hi = wilson(round(v * n), n)
+                text += f"\n[{100 * lo:.0f}, {100 * hi:.0f}]"
                 colour = "black" if v > 0.6 else "white"  # viridis turns light above ~0.6
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
+            ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color=colour,
+                    linespacing=1.1)
     ax.set_xticks(range(len(controls)), controls, rotation=30, ha="right",
                   rotation_mode="anchor")
-    ax.set_yticks(range(len(kinds)), [_kind_label(k) for k in kinds])
+    def n_label(row: np.ndarray) -> str:
+        seen = row[row > 0]
+        if not seen.size:
+            return "n=0"
+        lo, hi = int(seen.min()), int(seen.max())
+        return f"n={lo}" if lo == hi else f"n={lo}-{hi}"
+
+    ax.set_yticks(range(len(kinds)), [f"{_kind_label(k)}, {n_label(counts[i])}"
+                                      for i, k in enumerate(kinds)])
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
     cbar = fig.colorbar(im, ax=ax, shrink=0.9, aspect=25, pad=0.02)
-    cbar.ax.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
-    cbar.set_label("prevented or detected")
+    cbar.ax.yaxis.set_major_formatter(ticker.FuncFormatter(_percent))
+    cbar.set_label("prevented or detected [95 % CI]; n = instances injected")
     cbar.outline.set_visible(False)
     return fig
 
