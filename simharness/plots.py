@@ -683,12 +683,21 @@ def sweep_metric(aggregate: pd.DataFrame, param: str, metric: str) -> Figure:
     elif len(xs) <= 8:
         ax.set_xticks(xs, [_fmt_value(v) for v in sorted(xs_raw)])
         ax.xaxis.set_minor_locator(ticker.NullLocator())
-    ax.set_xlabel(param)
+    ax.set_xlabel(f"{param_label(param)}\n({param})")
     ax.set_ylabel(ylabel)
-    title = f"{metric.removesuffix('_ms').replace('_', ' ').capitalize()} vs {param}"
+    title = f"{metric.removesuffix('_ms').replace('_', ' ').capitalize()} vs {param_label(param)}"
     ax.set_title(title + (f" ({', '.join(held)})" if held else ""))
     _legend_below(fig, ax)
     return fig
+
+
+def param_label(param: str) -> str:
+    """A swept parameter in words: 'misuse.rate' -> 'misuse rate',
+    'controls.jit_per_task.ttl' -> 'jit_per_task ttl', 'agents.0.count' -> 'agents 0 count'."""
+    parts = param.split(".")
+    if parts[0] == "controls" and len(parts) > 2:
+        return f"{parts[1]} " + " ".join(p.replace("_", " ") for p in parts[2:])
+    return " ".join(p.replace("_", " ") for p in parts)
 
 
 # --------------------------------------------------------------------------- files

@@ -209,8 +209,10 @@ def test_sweep_metric(sweep_dir):
     controls = _controls(r)
     fig = plots.sweep_metric(r.aggregate, "misuse.rate", "false_deny_rate")
     (ax,) = fig.axes
-    assert ax.get_title() == "False deny rate vs misuse.rate"
-    assert ax.get_xlabel() == "misuse.rate"
+    assert ax.get_title() == "False deny rate vs misuse rate"
+    assert ax.get_xlabel() == "misuse rate\n(misuse.rate)"  # in words, then the exact path
+    assert plots.param_label("controls.per_action_policy.pdp.service_time.p99") == (
+        "per_action_policy pdp service time p99")
     assert ax.get_ylabel() == "false deny rate (%)"
     lines = ax.get_lines()
     assert [ln.get_label() for ln in lines] == controls
