@@ -70,7 +70,7 @@ METRICS: tuple[MetricInfo, ...] = (
     M("false_deny_rate", "share", "denied legitimate actions / legitimate actions", "rate",
       "legit_denied", "legit_actions", False, True),
     M("task_success_rate", "share", "completed / (completed + failed) tasks", "rate",
-      "tasks_completed", "tasks_ended", True),
+      "tasks_completed", "tasks_ended", True, True),
     M("tasks_ended", "tasks", "completed + failed tasks", "count"),
     M("decision_mean_ms", "ms", "mean decision latency (queueing included)", "value",
       higher_is_better=False),
@@ -128,4 +128,12 @@ METRICS: tuple[MetricInfo, ...] = (
 
 METRIC_INFO: dict[str, MetricInfo] = {m.name: m for m in METRICS}
 METRIC_NAMES: tuple[str, ...] = tuple(METRIC_INFO)
-HEADLINE: tuple[str, ...] = tuple(m.name for m in METRICS if m.headline)
+def _headline() -> tuple[str, ...]:
+    # Catalogue order, but task_success_rate right before task_inflation: inflation is
+    # measured on completed tasks, so the two are read together.
+    names = [m.name for m in METRICS if m.headline and m.name != "task_success_rate"]
+    names.insert(names.index("task_inflation"), "task_success_rate")
+    return tuple(names)
+
+
+HEADLINE: tuple[str, ...] = _headline()
