@@ -166,9 +166,35 @@ def run(
     audit: AuditOpt = False,
     max_actions: MaxActionsOpt = None,
 ) -> None:
-    """Run a scenario: every control x replication, into a results folder."""
-    _simulate(scenario, None, controls, _overrides(set_, replications, seed, horizon), out,
-              workers, quiet, force, executor, scheduler, audit, max_actions)
+    """Run a scenario and print what answers its question (its `answer:`): the controls
+    compared (default), its sweep, its budget, or the bound on its injection cases."""
+    from simharness import loader
+
+    overrides = _overrides(set_, replications, seed, horizon)
+    try:
+        spec = loader.load_scenario(scenario, overrides, _controls(controls))
+    except ScenarioError as e:
+        _fail(e)
+    answer = "controls" if controls else spec.answer  # --controls: the user's comparison
+    if answer != "controls":
+        typer.echo(f"{spec.name} answers its question with its {answer} "
+                   f"(`answer: {answer}`; --controls compares controls instead)", err=True)
+    if answer == "sweep":
+        _simulate(scenario, {}, controls, overrides, out, workers, quiet, force, executor,
+                  scheduler, audit, max_actions)
+    elif answer == "budget":
+        assert spec.budget is not None  # validation requires it
+        b = spec.budget
+        budget(scenario, control=b.control, param=b.param, slo=list(b.slo),
+               lo=None if b.lo is None else str(b.lo), hi=None if b.hi is None else str(b.hi),
+               replications=replications, set_=list(set_ or []) + (
+                   [f"seed={seed}"] if seed is not None else []) + (
+                   [f"horizon={horizon}"] if horizon is not None else []))
+    elif answer == "bound":
+        bound([scenario], controls=None, per_injection=False, out=None)
+    else:
+        _simulate(scenario, None, controls, overrides, out, workers, quiet, force, executor,
+                  scheduler, audit, max_actions)
 
 
 @app.command("sweep")

@@ -321,6 +321,17 @@ class ControlEntry(Frozen):
         "the model's parameters (README, control models; checked by the model)"))
 
 
+class BudgetQuestion(Frozen):
+    """What `simharness run` sizes when a scenario's answer is a budget."""
+
+    control: str = Field(description="the control whose parameter is sized")
+    param: str = Field(description="dotted path inside its params, e.g. pdp.service_time.p99")
+    slo: list[str] = Field(min_length=1, description=(
+        "service levels that must hold, e.g. 'task_inflation<=0.05' (the first is searched)"))
+    lo: str | float | None = Field(default=None, description="lower end of the search")
+    hi: str | float | None = Field(default=None, description="upper end of the search")
+
+
 class ScenarioSpec(Frozen):
     schema_version: int = Field(description="the scenario format's version: 1")
     name: Name = Field(description="the scenario's name (results folders, reports)")
@@ -358,6 +369,12 @@ class ScenarioSpec(Frozen):
         "the controls compared: profile names or inline {name, model, params}"))
     sweep: dict[str, list[Any]] | None = Field(default=None, description=(
         "a parameter grid `simharness sweep` runs: dotted.path -> values"))
+    answer: Literal["controls", "sweep", "budget", "bound"] = Field(default="controls", description=(
+        "what answers the scenario's question, and so what `simharness run` does: compare the "
+        "controls; run the `sweep` grid; size the `budget`; or bound the scripted injection "
+        "cases (misuse.cases)"))
+    budget: BudgetQuestion | None = Field(default=None, description=(
+        "the parameter `run` sizes when answer is budget"))
 
     @field_validator("schema_version")
     @classmethod
@@ -511,6 +528,13 @@ def check_references(spec: ScenarioSpec) -> list[Problem]:
         add((("warmup",), "warmup must be shorter than horizon"))
     if not any(ag.tasks for ag in spec.agents):
         add((("agents",), "no agent has tasks: give at least one agent a `tasks:` mix"))
+    needs = {"sweep": (spec.sweep, "a `sweep:` grid"), "budget": (spec.budget, "a `budget:` block"),
+             "bound": (spec.misuse.cases, "misuse.cases")}
+    if spec.answer in needs and not needs[spec.answer][0]:
+        add((("answer",), f"answer {spec.answer} needs {needs[spec.answer][1]}"))
+    if spec.budget is not None and spec.budget.control not in {c.name for c in spec.controls}:
+        add((("budget", "control"), _unknown("control", spec.budget.control,
+                                             [c.name for c in spec.controls])))
     return problems
 
 

@@ -95,8 +95,12 @@ def _table(agg: pd.DataFrame, title: str, metrics: Sequence[str]) -> Table | Non
     show_n = len(reps) > 1
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                   show_edge=False, collapse_padding=True)
-    for k in keys:
-        table.add_column(k, no_wrap=True)
+    for k in keys:  # a swept dotted path by its last part (the full path is in the caption)
+        table.add_column(k.rsplit(".", 1)[-1], no_wrap=True)
+    dotted = [k for k in keys if "." in k]
+    if dotted:
+        table.caption = "; ".join(f"{k.rsplit('.', 1)[-1]} = {k}" for k in dotted)
+        table.caption_justify = "left"
     if show_n:
         table.add_column("n", justify="right")
     for m in shown:  # shares show a % in their cells; other units are in the names

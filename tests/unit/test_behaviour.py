@@ -66,9 +66,11 @@ def test_plan_following_baseline_reproduces_the_previous_code(tmp_path):
     the new `unreached` outcome (an instance whose task failed before its goal action was
     `prevented` then), and exposure as authority (issue 14): the old ledger-based exposure is
     `credential_exposure` now, byte for byte; exposure, standing exposure, exposure per agent
-    hour and blast radius are the authority-based measures."""
+    hour and blast radius are the authority-based measures; task inflation is paired with
+    `none` on the tasks both completed (issue 22), with task_time_added_s beside it."""
     new = run_csvs(DATA / "baseline_plan_following.yaml", tmp_path)
-    redefined = ("exposure", "standing_exposure", "exposure_per_agent_hour", "blast_radius")
+    redefined = ("exposure", "standing_exposure", "exposure_per_agent_hour", "blast_radius",
+                 "task_inflation")
     for name, moved in (("summary", ("misuse_injected", "misuse_prevented", "misuse_caught",
                                      "misuse_caught_rate", *redefined)),
                         ("misuse", ("injected", "prevented", "caught_rate"))):
@@ -81,7 +83,8 @@ def test_plan_following_baseline_reproduces_the_previous_code(tmp_path):
                   "approval_wait_p95_s", "review_timeouts", "misuse_escalated",
                   "misuse_judged", "misuse_approved_actions", "misuse_approved", "reviewer_utilization"]
         assert [c for c in cur.columns if c not in old.columns] == (
-            ["misuse_unreached", "credential_exposure", *review] if name == "summary"
+            ["misuse_unreached", "credential_exposure", "task_time_added_s", *review]
+            if name == "summary"
             else ["unreached"])
         if name == "summary":
             assert (cur[review] == "").all().all()  # empty cells: not defined without review

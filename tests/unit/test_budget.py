@@ -129,3 +129,18 @@ def test_budget_command_prints_each_probe_and_its_verdict(tiny):
     assert len(probes) >= 4 and probes[0].startswith("probe 1: pdp.servers=")
     assert all(("meets the SLO" in p) != ("misses the SLO" in p) for p in probes)
     assert {"meets the SLO", "misses the SLO"} <= {p.split(": ")[-1].split(" (")[0] for p in probes}
+
+
+def test_run_sizes_the_budget_a_scenario_asks_for(tmp_path):
+    from typer.testing import CliRunner
+
+    from simharness.cli import app
+
+    data = {**TINY, "answer": "budget",
+            "budget": {"control": "pdp", "param": "pdp.servers", "slo": ["decision_p95_ms<=110"]}}
+    path = tmp_path / "tiny_budget.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = CliRunner().invoke(app, ["run", str(path), "--replications", "2"])
+    assert r.exit_code == 0, r.output
+    assert "answers its question with its budget" in r.output
+    assert "probe 1: pdp.servers=" in r.output and "answer: pdp.servers = " in r.output
