@@ -953,12 +953,67 @@ def load_scenario(source: str | Path, overrides: Iterable[str] | None = (),
             report.add(at, message)
         if not references:  # the control models need a consistent scenario to check against
             _check_control_params(spec, report, origins)
+    else:  # report the cross-reference problems too, in the same pass
+        for at, message in _salvaged_references(data):
+            report.add(at, message)
     report.raise_if_any()
     assert spec is not None  # a failed validation added problems
     if selected:
         # Chosen after validation so that problems keep the positions of the file.
         spec = spec.model_copy(update={"controls": [spec.control(n) for n in selected]})
     return spec
+
+
+_LISTS = ("resources", "tools", "agents", "controls")
+_PLACEHOLDERS = {"schema_version": 1, "name": "scenario"}
+
+
+def _salvaged_references(data: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """Cross-reference problems of a scenario that failed its schema: the items with schema
+    errors are set aside (list items and tasks dropped, other fields back to their defaults),
+    the rest checked, and problems that could come from what was set aside left out (they
+    would name a dropped item). Paths point into the original file. Empty when nothing
+    sound is left to check."""
+    if not isinstance(data, dict):
+        return []
+    work = _unshare(data)
+    # For each list section, the file index of each item still in `work`.
+    kept = {k: list(range(len(work[k]))) for k in _LISTS if isinstance(work.get(k), list)}
+    names: set[str] = set()
+    for _ in range(4):  # setting one part aside can expose errors elsewhere: a few rounds
+        try:
+            spec = ScenarioSpec.model_validate(work)
+            break
+        except ValidationError as err:
+            drop: dict[str, set[int]] = {k: set() for k in kept}
+            for e in err.errors():
+                loc = e["loc"]
+                head = loc[0] if loc else None
+                if head in kept and len(loc) > 1 and isinstance(loc[1], int):
+                    item = work[head][loc[1]]
+                    if isinstance(item, dict) and isinstance(item.get("name"), str):
+                        names.add(item["name"])
+                    drop[head].add(loc[1])
+                elif head == "tasks" and len(loc) > 1 and isinstance(work.get("tasks"), dict):
+                    names.add(str(loc[1]))
+                    work["tasks"].pop(loc[1], None)
+                elif head in _PLACEHOLDERS:
+                    work[head] = _PLACEHOLDERS[head]
+                elif isinstance(head, str):
+                    work.pop(head, None)
+            for k, gone in drop.items():
+                work[k] = [x for i, x in enumerate(work[k]) if i not in gone]
+                kept[k] = [j for i, j in enumerate(kept[k]) if i not in gone]
+    else:
+        return []
+    out = []
+    for at, message in check_references(spec):
+        if any(f"'{n}'" in message for n in names):
+            continue  # it names something set aside for its own errors
+        if at and at[0] in kept and len(at) > 1 and isinstance(at[1], int):
+            at = (at[0], kept[at[0]][at[1]], *at[2:])
+        out.append((at, message))
+    return out
 
 
 def _infinite_weights(spec: ScenarioSpec) -> list[tuple[tuple[Any, ...], str]]:

@@ -544,3 +544,23 @@ def test_parsed_files_are_cached_by_content_and_handed_out_as_copies(tmp_path):
     assert again == {"a": {"b": [1, 2]}, "c": "x"} and marks_again[("c",)] == (2, 1)
     path.write_text("a: {b: [9]}\n")  # new content: parsed again, never the stale result
     assert loader.load_yaml(path)[0] == {"a": {"b": [9]}}
+
+
+def test_validate_reports_schema_and_reference_problems_in_one_pass(tmp_path):
+    from simharness.loader import validate_files
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "schema_version: 1\nname: bad\nhorizon: 8x\nresources:\n"
+        "- {name: crm, sensitivity: secret, destination: x}\n"
+        "- {name: wiki, sensitivity: internal}\n"
+        "tools:\n- {name: t, actions: [read, fly], resources: [crm, nope]}\n"
+        "- {name: w, actions: [read], resources: [wiki]}\n"
+        "agents:\n- {name: a, count: 1, role: {t: [read]}, task_rate: 2/h, tasks: {x: 1}}\n"
+        "tasks:\n  x: {steps: [{tool: t, action: read, resource: crm}, "
+        "{tool: u, action: read, resource: crm}]}\ncontrols: [none]\n")
+    got = {(p.line, p.path) for p in validate_files([path])}
+    assert got == {(3, "horizon"), (6, "resources.1.destination"),  # the schema's
+                   (5, "resources.0.sensitivity"), (8, "tools.0.actions.1"),  # references
+                   (8, "tools.0.resources.1"), (13, "tasks.x.steps.1.tool")}
+    # Nothing is reported about `wiki` itself being unknown: it was set aside for its own error.
