@@ -954,7 +954,11 @@ def load_scenario(source: str | Path, overrides: Iterable[str] | None = (),
         if not references:  # the control models need a consistent scenario to check against
             _check_control_params(spec, report, origins)
     else:  # report the cross-reference problems too, in the same pass
-        for at, message in _salvaged_references(data):
+        try:
+            salvaged = _salvaged_references(data)
+        except Exception:  # noqa: BLE001 - best effort on a broken file: the schema's
+            salvaged = []  # problems are reported either way, never a traceback instead
+        for at, message in salvaged:
             report.add(at, message)
     report.raise_if_any()
     assert spec is not None  # a failed validation added problems
@@ -989,6 +993,8 @@ def _salvaged_references(data: Any) -> list[tuple[tuple[Any, ...], str]]:
             for e in err.errors():
                 loc = e["loc"]
                 head = loc[0] if loc else None
+                if head in kept and len(loc) == 1:
+                    return []  # a whole required section is unusable: nothing sound to check
                 if head in kept and len(loc) > 1 and isinstance(loc[1], int):
                     item = work[head][loc[1]]
                     if isinstance(item, dict) and isinstance(item.get("name"), str):
@@ -1002,6 +1008,8 @@ def _salvaged_references(data: Any) -> list[tuple[tuple[Any, ...], str]]:
                 elif isinstance(head, str):
                     work.pop(head, None)
             for k, gone in drop.items():
+                if not isinstance(work.get(k), list):
+                    return []
                 work[k] = [x for i, x in enumerate(work[k]) if i not in gone]
                 kept[k] = [j for i, j in enumerate(kept[k]) if i not in gone]
     else:
