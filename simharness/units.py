@@ -182,21 +182,40 @@ class Exponential(_Dist):
 
 
 class Lognormal(_Dist):
-    """Lognormal given by its median and 99th percentile (how latency is usually reported)."""
+    """Lognormal given by its 99th percentile and either its median (p50) or its mean (how
+    latency is usually reported)."""
 
     dist: Literal["lognormal"]
-    p50: FiniteDuration
+    p50: FiniteDuration | None = None
+    mean_: FiniteDuration | None = Field(default=None, alias="mean")
     p99: FiniteDuration
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
     def _order(self) -> Lognormal:
-        if self.p50 <= 0 or self.p99 < self.p50:
+        if (self.p50 is None) == (self.mean_ is None):
+            raise ValueError("lognormal needs p99 and one of p50 or mean")
+        if self.p50 is not None and (self.p50 <= 0 or self.p99 < self.p50):
             raise ValueError("lognormal needs 0 < p50 <= p99")
+        if self.mean_ is not None:
+            # mean = exp(mu + s^2/2), p99 = exp(mu + z s): s^2/2 - z s + ln(p99/mean) = 0 has a
+            # real root only when ln(p99/mean) <= z^2/2 (p99 at most ~15x the mean).
+            if self.mean_ <= 0 or self.p99 <= self.mean_:
+                raise ValueError("lognormal needs 0 < mean < p99")
+            if math.log(self.p99 / self.mean_) > Z99 * Z99 / 2:
+                raise ValueError(f"no lognormal has p99 more than {math.exp(Z99 * Z99 / 2):.3g}"
+                                 " x its mean: give p50 and p99, or another distribution")
         return self
 
     @property
     def mu_sigma(self) -> tuple[float, float]:
-        return math.log(self.p50), math.log(self.p99 / self.p50) / Z99
+        if self.p50 is not None:
+            return math.log(self.p50), math.log(self.p99 / self.p50) / Z99
+        assert self.mean_ is not None
+        # The smaller root: of the two lognormals with this mean and p99, the lighter tail.
+        sigma = Z99 - math.sqrt(Z99 * Z99 - 2 * math.log(self.p99 / self.mean_))
+        return math.log(self.mean_) - sigma * sigma / 2, sigma
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         mu, sigma = self.mu_sigma
@@ -205,6 +224,56 @@ class Lognormal(_Dist):
     def mean(self) -> float:
         mu, sigma = self.mu_sigma
         return math.exp(mu + sigma * sigma / 2)
+
+
+class Gamma(_Dist):
+    """Gamma by its mean and shape k (k = 1: exponential; larger k: less spread, cv = 1/sqrt k)."""
+
+    dist: Literal["gamma"]
+    mean_: FiniteDuration = Field(alias="mean")
+    shape: float = Field(gt=0, allow_inf_nan=False)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.gamma(self.shape, self.mean_ / self.shape, n)
+
+    def mean(self) -> float:
+        return self.mean_
+
+
+class Weibull(_Dist):
+    """Weibull by scale and shape k (k < 1: heavy early failures; k = 1: exponential)."""
+
+    dist: Literal["weibull"]
+    scale: FiniteDuration
+    shape: float = Field(gt=0, allow_inf_nan=False)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.scale * rng.weibull(self.shape, n)
+
+    def mean(self) -> float:
+        return self.scale * math.gamma(1 + 1 / self.shape)
+
+
+class Pareto(_Dist):
+    """Pareto (type I) by its minimum and tail index alpha > 1 (a finite mean): heavy tails."""
+
+    dist: Literal["pareto"]
+    minimum: FiniteDuration
+    alpha: float = Field(gt=1, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _positive(self) -> Pareto:
+        if self.minimum <= 0:
+            raise ValueError("pareto needs minimum > 0")
+        return self
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.minimum * (1.0 + rng.pareto(self.alpha, n))  # numpy draws Lomax (type II)
+
+    def mean(self) -> float:
+        return self.alpha * self.minimum / (self.alpha - 1)
 
 
 class Uniform(_Dist):
@@ -272,10 +341,11 @@ def _bare_to_constant(value: object) -> object:
 
 
 Distribution = Annotated[
-    Constant | Exponential | Lognormal | Uniform | Empirical | Beta,
+    Constant | Exponential | Lognormal | Gamma | Weibull | Pareto | Uniform | Empirical | Beta,
     Field(discriminator="dist"),
     BeforeValidator(_bare_to_constant),
     JsonForms({**DURATION_SCHEMA, "description": "or a bare duration: a constant"}, extend=True),
 ]
 
-DIST_KINDS = ("constant", "exponential", "lognormal", "uniform", "empirical", "beta")
+DIST_KINDS = ("constant", "exponential", "lognormal", "gamma", "weibull", "pareto", "uniform",
+              "empirical", "beta")

@@ -438,7 +438,8 @@ def test_many_problems_in_one_pass(scenario_dir):
     assert [p.line for p in scenario] == sorted(p.line for p in scenario)
     by_path = {p.path: p.message for p in problems}
     assert "did you mean 'exponential'" not in by_path["timing.think.dist"]
-    assert "constant, exponential, lognormal, uniform, empirical, beta" in by_path["timing.think.dist"]
+    assert "(did you mean 'gamma'?); expected one of: constant, exponential, lognormal, gamma" in (
+        by_path["timing.think.dist"])
     assert by_path["timing.step.samples"] == "expected a valid list or a valid string, got 5"
 
 

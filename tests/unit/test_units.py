@@ -179,7 +179,12 @@ def test_beta():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"dist": "gamma", "k": 1}, {"mean": "2s"}, {"dist": "exponential", "mean": "2s", "extra": 1}, "soon"],
+    [{"dist": "gamma", "k": 1}, {"mean": "2s"}, {"dist": "exponential", "mean": "2s", "extra": 1}, "soon",
+     {"dist": "gamma", "mean": "1s", "shape": 0}, {"dist": "weibull", "scale": "1s", "shape": -1},
+     {"dist": "pareto", "minimum": "1s", "alpha": 1}, {"dist": "pareto", "minimum": 0, "alpha": 2},
+     {"dist": "gamma", "mean": "1s", "shape": "inf"},
+     {"dist": "lognormal", "p99": "1s"}, {"dist": "lognormal", "p50": "1s", "mean": "1s", "p99": "2s"},
+     {"dist": "lognormal", "mean": "1s", "p99": "0.5s"}, {"dist": "lognormal", "mean": "1s", "p99": "20s"}],
 )
 def test_bad_distributions(bad):
     with pytest.raises(ValidationError):
@@ -191,3 +196,46 @@ def test_dist_kinds_lists_every_alternative():
     kinds = tuple(typing.get_args(m.model_fields["dist"].annotation)[0] for m in typing.get_args(union))
     assert kinds == DIST_KINDS
     assert units.UNITS["h"] == 3600.0
+
+
+RNG_N = 400_000
+
+
+def _draws(spec):
+    d = DIST.validate_python(spec)
+    return d, d.sample(np.random.default_rng(20261203), RNG_N)
+
+
+def test_lognormal_by_mean_and_p99():
+    # Closed form: s = z - sqrt(z^2 - 2 ln(p99/mean)), mu = ln(mean) - s^2/2.
+    d, x = _draws({"dist": "lognormal", "mean": "1s", "p99": "5s"})
+    z = units.Z99
+    s = z - math.sqrt(z * z - 2 * math.log(5.0))
+    assert d.mu_sigma == pytest.approx((-s * s / 2, s))
+    assert x.mean() == pytest.approx(1.0, rel=0.02)
+    assert np.quantile(x, 0.99) == pytest.approx(5.0, rel=0.04)
+    assert d.mean() == pytest.approx(1.0)
+
+
+def test_gamma_mean_and_variance():
+    # Gamma(k, theta = mean / k): variance k theta^2 = mean^2 / k.
+    d, x = _draws({"dist": "gamma", "mean": "2s", "shape": 4})
+    assert x.mean() == pytest.approx(2.0, rel=0.01) and d.mean() == 2.0
+    assert x.var() == pytest.approx(4.0 / 4, rel=0.02)
+
+
+def test_weibull_mean_and_median():
+    # mean = scale * Gamma(1 + 1/k); median = scale * ln(2)^(1/k).
+    d, x = _draws({"dist": "weibull", "scale": "3s", "shape": 0.7})
+    assert d.mean() == pytest.approx(3.0 * math.gamma(1 + 1 / 0.7))
+    assert x.mean() == pytest.approx(d.mean(), rel=0.02)
+    assert np.median(x) == pytest.approx(3.0 * math.log(2) ** (1 / 0.7), rel=0.02)
+
+
+def test_pareto_minimum_mean_and_median():
+    # Type I: P(X > x) = (m / x)^alpha for x >= m; mean alpha m / (alpha - 1); median m 2^(1/alpha).
+    d, x = _draws({"dist": "pareto", "minimum": "100ms", "alpha": 3})
+    assert x.min() >= 0.1
+    assert d.mean() == pytest.approx(0.15)
+    assert x.mean() == pytest.approx(0.15, rel=0.02)
+    assert np.median(x) == pytest.approx(0.1 * 2 ** (1 / 3), rel=0.01)
