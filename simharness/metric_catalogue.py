@@ -93,8 +93,16 @@ METRICS: tuple[MetricInfo, ...] = (
     M("pdp_utilization", "share", "busy fraction of the policy decision point servers", "value",
       upper=1.0),
     M("tokens_issued", "tokens", "credentials issued by the token service", "count"),
-    M("policy_evaluations", "evaluations", "policy evaluations performed (cache hits excluded)",
+    M("policy_evaluations", "evaluations",
+      "requests a PDP station answered in time and evaluated, reaching it after the warm-up "
+      "(cache hits and timeouts excluded; a layered stack with two PDPs evaluates twice)",
       "count"),
+    M("decision_timeouts", "requests",
+      "requests a queueing station (PDP, token service) did not answer before its timeout: "
+      "allowed without a decision when it fails open, denied (and so in actions_denied) when "
+      "it fails closed", "count"),
+    M("decision_timeout_rate", "share", "decision_timeouts / actions", "rate",
+      "decision_timeouts", "actions", False),
     M("allowed_without_decision", "actions", "actions allowed by fail-open after a PDP timeout",
       "count"),
     M("audit_attributed", "actions", "executed actions whose record names agent and task", "count"),

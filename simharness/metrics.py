@@ -203,6 +203,8 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
         "tasks_ended": len(completed) + failed,
         "actions": c["actions"],
         "actions_denied": c["actions"] - c["executed"],
+        "decision_timeouts": c["timeouts"],
+        "decision_timeout_rate": _ratio(c["timeouts"], c["actions"]),
         "legit_actions": c["legit"],
         "legit_denied": c["legit_denied"],
         "collateral_denials": c["collateral"],
@@ -267,6 +269,9 @@ def _review(log: RunLog) -> dict[str, float]:
     }
 
 
+TIMEOUT_MARK = "-timeout-fail-"  # in the reason of a request a station did not answer in time
+
+
 def _count_actions(log: RunLog) -> dict[str, int]:
     """Action counts after warm-up in one pass (no filtered copies of a million-row log)."""
     t_i, allowed_i, mid_i = A["time"], A["allowed"], A["misuse_id"]
@@ -274,11 +279,14 @@ def _count_actions(log: RunLog) -> dict[str, int]:
     wo_i, attr_i, vis_i = A["without_decision"], A["attributed"], A["visible"]
     flagged_ids = {log.actions[i][ident_i] for i in log.flagged}
     n = executed = legit = legit_denied = collateral = without = attributed = invisible = 0
+    timeouts = 0
     for r in log.actions:
         if r[t_i] < log.warmup:
             continue
         n += 1
         without += r[wo_i]
+        if r[wo_i] or not r[allowed_i]:  # a timeout is decided without the control, either way
+            timeouts += TIMEOUT_MARK in r[reasons_i]
         if r[allowed_i]:
             executed += 1
             attributed += r[attr_i]
@@ -292,7 +300,7 @@ def _count_actions(log: RunLog) -> dict[str, int]:
                     collateral += 1
     return {"actions": n, "executed": executed, "legit": legit, "legit_denied": legit_denied,
             "collateral": collateral, "without_decision": without, "attributed": attributed,
-            "invisible": invisible}
+            "invisible": invisible, "timeouts": timeouts}
 
 
 def _latencies_ms(log: RunLog) -> np.ndarray:

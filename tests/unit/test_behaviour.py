@@ -77,13 +77,15 @@ def test_plan_following_baseline_reproduces_the_previous_code(tmp_path):
         old = pd.read_csv(DATA / f"baseline_plan_following.{name}.csv", dtype=str,
                           keep_default_na=False)
         cur = new[name]
-        # Added since: the unreached outcome, credential exposure, the human-review metrics
+        # Added since: decision timeouts, the unreached outcome, credential exposure, the
+        # paired task time, the human-review metrics
         # (NaN for models that never escalate).
         review = ["approvals_requested", "approvals_requested_per_hour", "approval_wait_p50_s",
                   "approval_wait_p95_s", "review_timeouts", "misuse_escalated",
                   "misuse_judged", "misuse_approved_actions", "misuse_approved", "reviewer_utilization"]
         assert [c for c in cur.columns if c not in old.columns] == (
-            ["misuse_unreached", "credential_exposure", "task_time_added_s", *review]
+            ["decision_timeouts", "decision_timeout_rate", "misuse_unreached",
+             "credential_exposure", "task_time_added_s", *review]
             if name == "summary"
             else ["unreached"])
         if name == "summary":

@@ -143,3 +143,30 @@ def test_task_inflation_in_a_run_is_paired_with_none(tmp_path):
                 / sum(times["none"][i] for i in common) - 1)
     row = res.summary[res.summary.control == "jit_per_task"].iloc[0]
     assert row.task_inflation == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("timeout, fail_mode, expect", [
+    ("5ms", "closed", "all"), ("5ms", "open", "all"), ("20ms", "closed", "none")])
+def test_decision_timeouts_counted_and_denied_when_failing_closed(tmp_path, timeout, fail_mode,
+                                                                   expect):
+    """A PDP with a constant 10 ms service and no queue: a 5 ms timeout is missed by every
+    request, a 20 ms one by none (by construction, no simulation needed to know it)."""
+    import simharness
+    from simharness.spec import ScenarioSpec
+    from tests.unit.test_budget import TINY
+
+    data = {**TINY, "controls": [{"name": "pdp", "model": "per_action_policy", "params": {
+        "pdp": {"servers": "inf", "rtt": 0, "service_time": "10ms", "timeout": timeout,
+                "fail_mode": fail_mode}, "detector": None, "revoke_on_deviation": False}}]}
+    res = simharness.run(ScenarioSpec.model_validate(data), controls=["pdp"],
+                         out=tmp_path / "out", overrides=["replications=1"])
+    row = res.summary[res.summary.control == "pdp"].iloc[0]
+    assert row.actions > 100
+    if expect == "none":
+        assert row.decision_timeouts == 0 and row.decision_timeout_rate == 0
+        return
+    assert row.decision_timeouts == row.actions and row.decision_timeout_rate == 1.0
+    if fail_mode == "closed":
+        assert row.actions_denied == row.actions and row.executed_actions == 0
+    else:
+        assert row.actions_denied == 0 and row.allowed_without_decision == row.actions
