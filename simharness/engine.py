@@ -14,6 +14,7 @@ benchmark this is what takes the engine past a bare SimPy model of the same even
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import math
@@ -131,7 +132,7 @@ class StationState:
     events (see tests/validation for the Erlang-C check)."""
 
     __slots__ = ("spec", "servers", "free", "rtt", "service", "busy", "served", "cache",
-                 "warmup", "horizon", "is_pdp")
+                 "warmup", "horizon", "is_pdp", "waiting", "rejected", "keep_serving")
 
     def __init__(self, spec: Station, rtt: BlockSampler, service: BlockSampler, warmup: float,
                  horizon: float):
@@ -144,9 +145,17 @@ class StationState:
         self.cache: dict = {}
         self.warmup, self.horizon = warmup, horizon
         self.is_pdp = spec.name == "pdp"  # its evaluations are counted as policy_evaluations
+        # Start times of the requests accepted so far that may still be waiting: FCFS start
+        # times never decrease, so those before `t` have left the queue (only with max_queue).
+        self.waiting: collections.deque[float] | None = (
+            collections.deque() if math.isfinite(spec.max_queue) and self.free is not None
+            else None)
+        self.rejected = 0  # turned away at once: the queue was full
+        self.keep_serving = spec.on_timeout == "keep_serving"
 
-    def visit(self, t: float) -> tuple[float, bool]:
-        """(latency, answered in time) of a request issued at t: rtt + wait + service."""
+    def visit(self, t: float) -> tuple[float, bool | None]:
+        """(latency, answered in time) of a request issued at t: rtt + wait + service. A full
+        queue answers at once (after the round trip) with a rejection: (rtt, None)."""
         rtt = self.rtt.next()
         service = self.service.next()
         timeout = self.spec.timeout
@@ -154,9 +163,18 @@ class StationState:
             start = t
         else:
             start = max(t, self.free[0])
-            if start - t + rtt >= timeout:
-                return timeout, False  # gave up while queued: the server never sees it
+            waiting = self.waiting
+            if waiting is not None:
+                while waiting and waiting[0] <= t:
+                    waiting.popleft()
+                if start > t and len(waiting) >= self.spec.max_queue:
+                    self.rejected += 1
+                    return min(rtt, timeout), None
+            if start - t + rtt >= timeout and not self.keep_serving:
+                return timeout, False  # gave up while queued and dropped: never served
             heapq.heapreplace(self.free, start + service)
+            if waiting is not None and start > t:
+                waiting.append(start)
         busy = min(start + service, self.horizon) - max(start, self.warmup)
         if busy > 0:
             self.busy += busy
@@ -504,7 +522,7 @@ class Engine:
             latency += d
             if not ok:
                 without = True
-                decision = self._fail(spec)
+                decision = self._fail(spec, "queue-full" if ok is None else "timeout")
                 break
             if st.is_pdp and t_req + latency >= self.warmup:
                 self.policy_evaluations += 1
@@ -567,10 +585,11 @@ class Engine:
         return text
 
     @staticmethod
-    def _fail(spec: Station) -> Decision:
+    def _fail(spec: Station, why: str) -> Decision:
+        """No answer from a station (`why`: timeout or queue-full): its fail mode decides."""
         if spec.fail_mode == "open":
-            return Decision(True, (f"{spec.name}-timeout-fail-open",))
-        return Decision(False, (f"{spec.name}-timeout-fail-closed",))
+            return Decision(True, (f"{spec.name}-{why}-fail-open",))
+        return Decision(False, (f"{spec.name}-{why}-fail-closed",))
 
     def _crash(self, e: Exception) -> Decision:
         # Fail open only where the operator configured a station to (and it is counted then).

@@ -103,6 +103,9 @@ METRICS: tuple[MetricInfo, ...] = (
       "it fails closed", "count"),
     M("decision_timeout_rate", "share", "decision_timeouts / actions", "rate",
       "decision_timeouts", "actions", False),
+    M("decision_rejections", "requests",
+      "requests a station turned away at once because its queue was full (max_queue); its "
+      "fail mode decides them as for a timeout", "count"),
     M("allowed_without_decision", "actions", "actions allowed by fail-open after a PDP timeout",
       "count"),
     M("audit_attributed", "actions", "executed actions whose record names agent and task", "count"),

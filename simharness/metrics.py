@@ -205,6 +205,7 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
         "actions_denied": c["actions"] - c["executed"],
         "decision_timeouts": c["timeouts"],
         "decision_timeout_rate": _ratio(c["timeouts"], c["actions"]),
+        "decision_rejections": c["rejections"],
         "legit_actions": c["legit"],
         "legit_denied": c["legit_denied"],
         "collateral_denials": c["collateral"],
@@ -270,6 +271,7 @@ def _review(log: RunLog) -> dict[str, float]:
 
 
 TIMEOUT_MARK = "-timeout-fail-"  # in the reason of a request a station did not answer in time
+REJECT_MARK = "-queue-full-fail-"  # ... of one a full station queue turned away
 
 
 def _count_actions(log: RunLog) -> dict[str, int]:
@@ -279,7 +281,7 @@ def _count_actions(log: RunLog) -> dict[str, int]:
     wo_i, attr_i, vis_i = A["without_decision"], A["attributed"], A["visible"]
     flagged_ids = {log.actions[i][ident_i] for i in log.flagged}
     n = executed = legit = legit_denied = collateral = without = attributed = invisible = 0
-    timeouts = 0
+    timeouts = rejections = 0
     for r in log.actions:
         if r[t_i] < log.warmup:
             continue
@@ -287,6 +289,7 @@ def _count_actions(log: RunLog) -> dict[str, int]:
         without += r[wo_i]
         if r[wo_i] or not r[allowed_i]:  # a timeout is decided without the control, either way
             timeouts += TIMEOUT_MARK in r[reasons_i]
+            rejections += REJECT_MARK in r[reasons_i]
         if r[allowed_i]:
             executed += 1
             attributed += r[attr_i]
@@ -300,7 +303,7 @@ def _count_actions(log: RunLog) -> dict[str, int]:
                     collateral += 1
     return {"actions": n, "executed": executed, "legit": legit, "legit_denied": legit_denied,
             "collateral": collateral, "without_decision": without, "attributed": attributed,
-            "invisible": invisible, "timeouts": timeouts}
+            "invisible": invisible, "timeouts": timeouts, "rejections": rejections}
 
 
 def _latencies_ms(log: RunLog) -> np.ndarray:

@@ -136,6 +136,23 @@ SERVERS_SCHEMA = {
     "description": "servers: a whole number >= 1, or 'inf' (no queue)",
     "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["inf", "infinity"]}]}
 
+def parse_queue_limit(value: object) -> float:
+    """A queue limit: a whole number >= 0 (0: no waiting at all), or inf (no limit)."""
+    if isinstance(value, str) and value.strip() in ("inf", "infinity"):
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a whole number of waiting requests >= 0 or inf, got {value!r}")
+    if value == math.inf:
+        return math.inf
+    if not (value >= 0 and float(value).is_integer()):
+        raise ValueError(f"expected a whole number of waiting requests >= 0 or inf, got {value!r}")
+    return float(value)
+
+
+QUEUE_LIMIT_SCHEMA = {
+    "description": "waiting requests: a whole number >= 0, or 'inf' (no limit)",
+    "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "enum": ["inf", "infinity"]}]}
+QueueLimit = Annotated[float, BeforeValidator(parse_queue_limit), JsonForms(QUEUE_LIMIT_SCHEMA)]
 Duration = Annotated[float, BeforeValidator(parse_duration), JsonForms(DURATION_SCHEMA)]
 FiniteDuration = Annotated[float, BeforeValidator(parse_finite_duration), JsonForms(DURATION_SCHEMA)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_positive_duration),

@@ -166,6 +166,10 @@ class Station:
     fail_mode: str = "closed"
     cache_ttl: float = 0.0
     cache_key: tuple[str, ...] = ("identity", "tool", "action", "resource")
+    max_queue: float = math.inf  # requests waiting beyond this are rejected at once
+    # A request that times out while queued: the server still serves it when it gets to it
+    # (the client left, the server does not know) or drops it unserved.
+    on_timeout: str = "keep_serving"
 
 
 @dataclass(frozen=True, slots=True)

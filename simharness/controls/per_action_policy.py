@@ -19,6 +19,7 @@ them, and differ between runs and machines even with the same seed.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +37,14 @@ from simharness.controls.base import (
     register,
 )
 from simharness.policy.engines import DEFAULT_POLICIES, load_policy, time_decisions, world_requests
-from simharness.units import Distribution, Duration, Empirical, PositiveDuration, Servers
+from simharness.units import (
+    Distribution,
+    Duration,
+    Empirical,
+    PositiveDuration,
+    QueueLimit,
+    Servers,
+)
 
 DEFAULT_POLICY = DEFAULT_POLICIES["rules"]
 CALIBRATION_REQUESTS = 300
@@ -59,6 +67,11 @@ class PDPParams(BaseModel):
     timeout: PositiveDuration = 0.2
     fail_mode: Literal["open", "closed"] = "closed"
     cache: CacheParams = CacheParams()
+    max_queue: QueueLimit = Field(default=math.inf, description=(
+        "requests that may wait for a server; more are rejected at once (fail_mode decides)"))
+    on_timeout: Literal["keep_serving", "abandon"] = Field(default="keep_serving", description=(
+        "a request that times out while queued: still served when its turn comes (most "
+        "servers do not know the client left) or dropped unserved"))
 
 
 class PolicyParams(ControlParams):
@@ -135,7 +148,7 @@ class PerActionPolicy(Control):
     def path(self):
         p = self.params.pdp
         return [Station("pdp", p.servers, p.rtt, self.service_time, p.timeout, p.fail_mode,
-                        p.cache.ttl, tuple(p.cache.key))]
+                        p.cache.ttl, tuple(p.cache.key), p.max_queue, p.on_timeout)]
 
     def attributes(self, req: Request) -> bool:
         # The PDP decision log carries the task; the identity names the agent unless shared.

@@ -165,7 +165,7 @@ class TaskPolicyControl(Control):
             return [Local(self.params.check)]
         p = self.params.pdp
         return [Station("pdp", p.servers, p.rtt, p.service_time, p.timeout, p.fail_mode,
-                        p.cache.ttl, tuple(p.cache.key))]
+                        p.cache.ttl, tuple(p.cache.key), p.max_queue, p.on_timeout)]
 
     def reviewers(self):
         return self.params.reviewers.pool() if self.params.on_unknown == "escalate" else None

@@ -1,0 +1,67 @@
+"""A PDP's queue limit (max_queue) and what happens to a request that times out while queued
+(on_timeout), against closed forms and an independent Lindley recursion."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from simharness.controls.base import World, make
+from simharness.engine import simulate
+from simharness.metrics import compute
+from simharness.workload import build_workload
+from tests.validation._mmc import allow_all_policy, mmc_spec
+
+MEAN_S = 0.001  # 1 ms mean service (exponential)
+
+
+def _run(tmp_path, rho: float, **pdp) -> dict:
+    spec = mmc_spec(allow_all_policy(tmp_path), servers=1, mean_service=MEAN_S, rho=rho,
+                    requests=120_000, warmup_requests=5_000, agents=4000)
+    entry = spec.controls[0]
+    params = {**entry.params, "pdp": {**entry.params["pdp"], **pdp}}
+    log = simulate(build_workload(spec, 0), make(entry.name, entry.model, params, World(spec)))
+    return compute(log)
+
+
+def test_max_queue_blocks_as_mm1k(tmp_path):
+    # M/M/1/K with K = 1 + max_queue: P(block) = (1 - rho) rho^K / (1 - rho^(K + 1)) (PASTA).
+    rho, waiting = 0.8, 2
+    k = 1 + waiting
+    expected = (1 - rho) * rho**k / (1 - rho ** (k + 1))
+    m = _run(tmp_path, rho, max_queue=waiting)
+    share = m["decision_rejections"] / m["actions"]
+    assert share == pytest.approx(expected, rel=0.05), (share, expected)
+    assert m["decision_timeouts"] == 0 and m["actions_denied"] == m["decision_rejections"]
+
+
+def _lindley(rho: float, tau: float, keep_serving: bool, n: int = 400_000, seed: int = 5
+             ) -> float:
+    """Timeout share of an M/M/1 FCFS queue with patience tau, by the workload recursion
+    V' = max(0, V + S [served] - A): a request times out when V + S > tau; when V >= tau it
+    left while queued and, if dropped, adds no work."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(MEAN_S / rho, n)
+    service = rng.exponential(MEAN_S, n)
+    v = late = 0.0
+    for a, s in zip(gaps, service, strict=True):
+        served = keep_serving or v < tau
+        late += v + s > tau
+        v = max(0.0, v + (s if served else 0.0) - a)
+    return late / n
+
+
+@pytest.mark.parametrize("mode", ["keep_serving", "abandon"])
+def test_on_timeout_keep_serving_or_abandon(tmp_path, mode):
+    rho, tau = 0.9, 0.010
+    m = _run(tmp_path, rho, timeout=f"{tau}s", on_timeout=mode, fail_mode="open")
+    share = m["decision_timeout_rate"]
+    oracle = _lindley(rho, tau, mode == "keep_serving")
+    assert share == pytest.approx(oracle, rel=0.08), (mode, share, oracle)
+    if mode == "keep_serving":
+        # Everyone is served: sojourn ~ Exp(mu - lambda), P(> tau) = exp(-(mu - lambda) tau).
+        assert share == pytest.approx(math.exp(-(1 - rho) / MEAN_S * tau), rel=0.08)
+    else:
+        assert 0.07 < share < 0.14  # dropping the late ones keeps the queue short
