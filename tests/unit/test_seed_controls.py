@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from simharness.actions import AgentInfo, Task
-from simharness.controls.base import Ledger, Local, Station, TaskContext, World, make
+from simharness.controls.base import Decision, Ledger, Local, Station, TaskContext, World, make
 from simharness.loader import load_scenario
 from simharness.testing import request_for
 
@@ -470,3 +470,53 @@ def test_registry_suggests_loads_plug_ins_and_skips_broken_ones(world, monkeypat
     assert base.get_model("plugin_for_test") is StaticIAM  # loaded on the registry miss
     assert "broken_plugin" not in base._REGISTRY
     monkeypatch.delitem(base._REGISTRY, "plugin_for_test")
+
+
+def test_sse_only_proxy_branches(world):
+    """What a network proxy can see and decide: nothing off its path, unapproved destinations,
+    large egress to external ones (DLP); the role check first."""
+    c = make("s", "sse_only", {}, world)
+    perms = frozenset({READ, SEND, PASTE})
+    cred = Ledger(world.weight).issue("support-0", perms, 0.0)
+
+    def ask(perm, **kw):
+        return c.decide(req(world, perm, credential=cred, **kw))
+
+    assert ask(READ) == Decision(True, ("in-role", "inspected"))
+    # Off the proxy's path (an embedded third-party agent): allowed unseen.
+    assert ask(PASTE, platform="third_party") == Decision(True, ("in-role", "not-inspected"))
+    assert c.visible(req(world, READ, platform="third_party")) is False
+    assert ask(PASTE) == Decision(False, ("destination-unapproved",))
+    assert ask(SEND, bytes_out=1_000_001) == Decision(False, ("dlp-egress",))
+    assert ask(SEND, bytes_out=1_000_000) == Decision(True, ("in-role", "inspected"))
+    # Parameters: the DLP limit and the destination block.
+    loose = make("s", "sse_only", {"dlp_max_bytes": 10**9, "block_unapproved": False}, world)
+    assert loose.decide(req(world, SEND, credential=cred, bytes_out=1_000_001)).allow is True
+    assert loose.decide(req(world, PASTE, credential=cred)).allow is True
+    assert make("n", "none", {}, world).visible(req(world, READ)) is False  # no log, no proxy
+
+
+def test_measured_pdp_service_time_units(world):
+    """service_time: measured times the policy engine here: the PDP samples those times in
+    seconds and the facts report them in microseconds (p50, p99, mean of the same samples)."""
+    c = make("p", "per_action_policy", {"pdp": {"service_time": "measured"}}, world)
+    seconds = np.asarray(c.service_time.samples)
+    facts = c.facts()
+    us = facts["measured_service_us"]
+    assert facts["pdp_service_time"] == "measured" and us["n"] == len(seconds) > 100
+    assert us["p50"] == pytest.approx(np.percentile(seconds, 50) * 1e6)
+    assert us["p99"] == pytest.approx(np.percentile(seconds, 99) * 1e6)
+    assert us["mean"] == pytest.approx(seconds.mean() * 1e6)
+    assert 0.1 < us["p50"] < 10_000 and us["p50"] <= us["p99"]  # microseconds, not ns or s
+    station = c.path()[0]
+    assert station.service is c.service_time
+    assert make("q", "per_action_policy", {}, world).facts() == {}  # nothing measured
+
+
+def test_missing_policy_file_says_where_it_looked(world):
+    from simharness.loader import data_dir
+
+    with pytest.raises(FileNotFoundError) as e:
+        make("p", "per_action_policy", {"policy": "no_such_policy.yaml"}, world)
+    assert str(e.value) == ("policy file 'no_such_policy.yaml' not found (looked in the working "
+                            f"directory and {data_dir('controls')})")
