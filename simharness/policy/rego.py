@@ -34,6 +34,18 @@ def _code(text: str) -> str:
     return _COMMENTS.sub(lambda m: m.group() if m.group()[0] in "\"`" else " ", text)
 
 
+# Built-ins a decision must not depend on: the process environment (secrets leak into
+# reasons), the network, the clock and randomness (same seed, same bytes).
+_FORBIDDEN = re.compile(r"\b(opa\s*\.\s*runtime|http\s*\.\s*send|net\s*\.\s*lookup_ip_addr"
+                        r"|time\s*\.\s*now_ns|rand\s*\.\s*intn|uuid\s*\.\s*rfc4122)\s*\(")
+_FORBIDDEN_WHY = {
+    "opa": "a policy may not read the process environment (decide on the request's input)",
+    "http": "a policy may not reach the network", "net": "a policy may not reach the network",
+    "time": "a decision may not depend on the wall clock (the simulated time is input.time)",
+    "rand": "a decision may not be random (runs must be reproducible)",
+    "uuid": "a decision may not be random (runs must be reproducible)"}
+
+
 class RegoPolicy:
     """A Rego module compiled once; `evaluate` is pure, `observe` feeds the rate window."""
 
@@ -50,6 +62,9 @@ class RegoPolicy:
         if m is None:
             raise PolicyError(f"{path}: no `package` line")
         package = m.group(1)
+        for name in _FORBIDDEN.findall(code):
+            raise PolicyError(f"{path}: {name.replace(' ', '')}() is not allowed: "
+                              f"{_FORBIDDEN_WHY[name.replace(' ', '').split('.')[0]]}")
         self._entry = package.replace(".", "/") + "/decision"
         used = fields_used([a or b for a, b in _INPUT_REF.findall(code)], self.source)
         self._fields = [(f, FIELDS[f]) for f in used if f != RATE_FIELD]

@@ -209,3 +209,28 @@ def test_manifest_records_a_measured_service_time(tmp_path):
     facts = runs[0]["facts"]
     assert facts["pdp_service_time"] == "measured"
     assert 0 < facts["measured_service_us"]["p50"] <= facts["measured_service_us"]["p99"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("regopy") is None,
+                    reason="needs the rego extra (pip install 'simharness[rego]')")
+@pytest.mark.parametrize("call, why", [
+    ("opa.runtime().env.SECRET_X", "process environment"),
+    ('http.send({"method": "get", "url": "http://x"})', "network"),
+    ("time.now_ns()", "wall clock"), ("rand.intn(\"k\", 10)", "random")])
+def test_rego_policies_cannot_read_the_environment_network_clock_or_randomness(
+        tmp_path, monkeypatch, call, why):
+    """An environment variable once reached the reasons column through opa.runtime(): such
+    built-ins are refused when the policy loads (validate reports it too)."""
+    from simharness.loader import validate_files
+    from simharness.policy.engines import PolicyError, load_policy
+
+    monkeypatch.setenv("SECRET_X", "leaked")
+    path = tmp_path / "p.rego"
+    path.write_text("package simharness\n\nimport rego.v1\n\n"
+                    'default decision := {"allow": false, "reasons": ["default-deny"]}\n\n'
+                    f'decision := {{"allow": true, "reasons": [sprintf("%v", [{call}])]}} if {{\n'
+                    "\ttrue\n}\n")
+    with pytest.raises(PolicyError, match=why):
+        load_policy("rego", path, [])
+    problems = validate_files([path])
+    assert problems and why in problems[0].message and "leaked" not in problems[0].message
