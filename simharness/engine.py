@@ -280,7 +280,11 @@ class Engine:
         if self.probe is not None:
             self.probe.start(0.0)
         for idx, tasks in by_agent.items():
-            self.env.start(self._agent(self.w.agents[idx], tasks))
+            agent = self.w.agents[idx]
+            slots = self.w.spec.agent(agent.archetype).concurrency
+            # One at a time keeps the original process (same events, same bytes).
+            self.env.start(self._agent(agent, tasks) if slots == 1
+                           else self._agent_concurrent(agent, tasks, slots))
         self.env.run(self.horizon)
         return RunLog(self.w, self.control, self.actions, self.tasks, self.ledger,
                       self.flagged, self.stations, self.policy_evaluations, self.horizon,
@@ -293,6 +297,29 @@ class Engine:
             if env.now < task.arrival:
                 yield task.arrival - env.now
             yield from self._task(task, None, None)
+
+    def _agent_concurrent(self, agent: AgentInfo, tasks: list[Task], slots: float):
+        """An agent working on up to `slots` tasks at once: each starts on arrival if a slot
+        is free, else when the earliest waiting task gets one (FCFS)."""
+        env = self.env
+        waiting: collections.deque[Task] = collections.deque()
+        running = [0]
+
+        def work(task: Task):
+            yield from self._task(task, None, None)
+            running[0] -= 1
+            if waiting:
+                running[0] += 1
+                env.start(work(waiting.popleft()))
+
+        for task in tasks:
+            if env.now < task.arrival:
+                yield task.arrival - env.now
+            if running[0] < slots:
+                running[0] += 1
+                env.start(work(task))
+            else:
+                waiting.append(task)
 
     def _identity(self, agent: AgentInfo, task: Task) -> str:
         return agent.standing_identity or f"{agent.name}/t{task.id}"

@@ -80,6 +80,10 @@ METRICS: tuple[MetricInfo, ...] = (
       higher_is_better=False, headline=True),
     M("decision_max_ms", "ms", "largest decision latency", "value", higher_is_better=False),
     M("task_time_mean_s", "s", "mean task time, start to end", "value", higher_is_better=False),
+    M("task_wait_mean_s", "s",
+      "mean time a task waited for its agent before starting (the agent busy with earlier "
+      "tasks, up to its concurrency)", "value", higher_is_better=False),
+    M("task_wait_p95_s", "s", "95th percentile of that wait", "value", higher_is_better=False),
     M("task_inflation", "share",
       "slow-down of legitimate work: on the tasks that completed both under this control and "
       "under `none` on the same workload (no injected misuse, arrived after the warm-up), "

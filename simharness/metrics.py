@@ -183,6 +183,8 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
     # actions does not look faster than `none`: inflation is the cost to legitimate work.
     clean = [r[T["end"]] - r[T["start"]] for r in completed if r[T["misuse_id"]] < 0]
     failed = sum(1 for r in top if r[T["status"]] == FAILED)
+    # Time tasks waited for their agent (busy with earlier ones, up to its concurrency).
+    waits = np.array([r[T["start"]] - r[T["arrival"]] for r in top], dtype=float)
     outcomes = misuse_outcomes(log)
     tot = {k: sum(o[k] for o in outcomes)
            for k in ("injected", "prevented", "detected", "missed", "unreached")}
@@ -231,6 +233,8 @@ def compute(log: RunLog, exposure: float | None = None) -> dict:
         "decision_p99_ms": float(q[2]),
         "decision_max_ms": float(lat_ms.max()) if len(lat_ms) else math.nan,
         "task_time_mean_s": float(np.mean(clean)) if clean else math.nan,
+        "task_wait_mean_s": float(waits.mean()) if len(waits) else math.nan,
+        "task_wait_p95_s": float(np.percentile(waits, 95)) if len(waits) else math.nan,
         "task_inflation": math.nan,  # paired with `none` later (sweeps.fill_task_inflation)
         "task_time_added_s": math.nan,
         "pdp_utilization": util,

@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from simharness.misuse_catalogue import MISUSE_KINDS
-from simharness.units import Distribution, Duration, JsonForms, Rate
+from simharness.units import Distribution, Duration, JsonForms, Rate, Servers
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 DEFAULT_CONTROLS = ("none", "static_iam", "sse_only", "jit_per_task", "per_action_policy")
@@ -146,6 +146,9 @@ class Agent(Frozen):
     platform: Literal["first_party", "third_party"] = Field(default="first_party", description=(
         "third_party: an embedded agent the organisation does not run (no tool-level audit)"))
     task_rate: Rate = Field(description="tasks per agent per unit of time, e.g. '6/h'")
+    concurrency: Servers = Field(default=1, description=(
+        "tasks one agent works on at once (1: one after another, later arrivals wait; inf: "
+        "each task starts when it arrives, an open arrival process)"))
     tasks: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict, description=(
         "task mix: task type -> relative weight"))
     behaviour: Behaviour | None = Field(default=None, description=(

@@ -84,7 +84,8 @@ def test_plan_following_baseline_reproduces_the_previous_code(tmp_path):
                   "approval_wait_p95_s", "review_timeouts", "misuse_escalated",
                   "misuse_judged", "misuse_approved_actions", "misuse_approved", "reviewer_utilization"]
         assert [c for c in cur.columns if c not in old.columns] == (
-            ["misuse_unreached", "credential_exposure", "task_time_added_s",
+            ["misuse_unreached", "credential_exposure", "task_wait_mean_s", "task_wait_p95_s",
+             "task_time_added_s",
              "decision_timeouts", "decision_timeout_rate", "decision_rejections", *review]
             if name == "summary"
             else ["unreached"])
