@@ -19,7 +19,7 @@ MEAN_S = 0.001  # 1 ms mean service (exponential)
 
 def _run(tmp_path, rho: float, **pdp) -> dict:
     spec = mmc_spec(allow_all_policy(tmp_path), servers=1, mean_service=MEAN_S, rho=rho,
-                    requests=120_000, warmup_requests=5_000, agents=4000)
+                    requests=80_000, warmup_requests=5_000, agents=4000)
     entry = spec.controls[0]
     params = {**entry.params, "pdp": {**entry.params["pdp"], **pdp}}
     log = simulate(build_workload(spec, 0), make(entry.name, entry.model, params, World(spec)))
@@ -75,7 +75,7 @@ def test_agent_concurrency_gives_the_pdp_the_arrival_process_asked_for(tmp_path,
     from tests.validation._mmc import erlang_c
 
     spec = mmc_spec(allow_all_policy(tmp_path), servers=1, mean_service=MEAN_S, rho=0.9,
-                    requests=150_000, warmup_requests=5_000, agents=20)
+                    requests=80_000, warmup_requests=5_000, agents=20)
     agents = [a.model_copy(update={"concurrency": slots}) for a in spec.agents]
     spec = spec.model_copy(update={"agents": agents})
     entry = spec.controls[0]
