@@ -77,3 +77,46 @@ def test_a_rule_that_raises_goes_the_careful_way_and_never_allows(world):
         {"id": "big-send", "effect": "deny", "when": {"bytes_out": {"gt": 10}}}]})
     d = p.evaluate(req(world, bytes_out=None))  # None > 10 raises in the rule
     assert d.allow is False and d.errors
+
+
+def test_calibration_requests_come_from_the_world_and_the_seed(world):
+    from simharness.policy.engines import time_decisions, world_requests
+
+    a, b = world_requests(world, n=200, seed=1), world_requests(world, n=200, seed=1)
+    assert [(r.identity, r.perm, r.time) for r in a] == [(r.identity, r.perm, r.time) for r in b]
+    c = world_requests(world, n=200, seed=2)
+    assert [r.perm for r in a] != [r.perm for r in c]
+    assert {r.identity for r in a} == {f"{name}-0" for name in world.roles}
+    assert {r.perm for r in a} <= world.all_perms
+    # entitled as the directory says: the identity's role holds the permission.
+    assert all(r.entitled == (r.perm in world.roles[r.identity[:-2]]) for r in a)
+    times = [r.time for r in a]
+    assert times == sorted(times)
+    ns = time_decisions(compile_rules({"policy_version": 1, "rules": []}), a, repeat=3, warmup=5)
+    assert ns.shape == (200,) and (ns > 0).all()
+
+
+def test_a_rego_policy_reading_the_rate_without_a_window_is_refused(tmp_path):
+    pytest.importorskip("regopy", reason="needs the rego extra (pip install 'simharness[rego]')")
+    from simharness.policy.engines import PolicyError, load_policy
+
+    path = tmp_path / "r.rego"
+    path.write_text('package simharness\n\nimport rego.v1\n\ndefault decision := '
+                    '{"allow": false, "reasons": ["d"]}\n\ndecision := {"allow": true, '
+                    '"reasons": ["r"]} if { not input.rate_exceeded }\n')
+    with pytest.raises(PolicyError, match=r"r\.rego: reads rate_exceeded but declares no rate "
+                                          r"window"):
+        load_policy("rego", path, [])
+
+
+def test_cedar_resources_carry_their_attributes(world, tmp_path):
+    pytest.importorskip("cedarpy", reason="needs the cedar extra (pip install 'simharness[cedar]')")
+    from simharness.policy.engines import load_policy
+
+    path = tmp_path / "p.cedar"
+    path.write_text('@id("crm-internal")\npermit (principal, action, resource)\nwhen { '
+                    'resource.name == "crm" && resource.sensitivity == "confidential" && '
+                    '!resource.external };\n')
+    p = load_policy("cedar", path, world.resources.values())
+    assert p.evaluate(req(world, READ)).allow is True
+    assert p.evaluate(req(world, ("docs", "read", "wiki"))).allow is False
