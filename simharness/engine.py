@@ -50,7 +50,7 @@ from simharness.controls.base import (
 )
 from simharness.reviewers import APPROVED, TIMEOUT, ReviewDesk
 from simharness.rng import BlockSampler, keyed_uniform
-from simharness.units import Uniform
+from simharness.units import Constant, Uniform
 from simharness.workload import Workload
 
 # One action-log record per requested action (a tuple: cheap to append, easy to export).
@@ -125,8 +125,9 @@ def _bad_delay(process, delay: object) -> None:
 class StationState:
     """A FCFS multi-server queue, computed arithmetically.
 
-    Requests reach a station in the order the simulation issues them, so with pre-sampled
-    service times the start of each service is max(arrival, earliest server-free time): a heap
+    Requests reach a station in the order they arrive there (a process waits out varying
+    local checks in front of it before visiting: Engine._lead), so with pre-sampled service
+    times the start of each service is max(arrival, earliest server-free time): a heap
     of c free times gives exact FCFS waiting times (with reneging at the timeout) without any
     SimPy event. This is the hot path; it replaces a SimPy Resource and its request/release
     events (see tests/validation for the Erlang-C check)."""
@@ -237,6 +238,16 @@ class Engine:
         self.stages: list[tuple[bool, Any]] = [
             (True, sampler(stage.latency)) if isinstance(stage, Local)
             else (False, self._station(stage, sampler)) for stage in control.path()]
+        # Local checks in front of the first queue whose time varies: a request reaches that
+        # queue only after them, so the requesting process waits them out first and the queue
+        # sees requests in the order they arrive there, not the order they were issued.
+        path = control.path()
+        lead = 0
+        while lead < len(path) and isinstance(path[lead], Local):
+            lead += 1
+        varies = any(isinstance(st, Local) and not isinstance(st.latency, Constant)
+                     for st in path[:lead])
+        self._lead = lead if lead < len(path) and varies else 0
         # Skip a method call per action for models that see everything (most of them).
         self._always_visible = type(control).visible is Control.visible
         self.caching = [st for local, st in self.stages
@@ -382,8 +393,14 @@ class Engine:
                     identity, agent.archetype, revocable, ledger, env.now)
                 env.start(self._outside_task(task.attacker, task, agent, identity, leaked,
                                                record, stolen=True))
-            allowed, pending = self._act(step, task, agent, identity, cred, ctx, origin_identity,
-                                         origin_role, parent_cred, data, reads)
+            if self._lead:
+                allowed, pending = yield from self._act_queued(
+                    step, task, agent, identity, cred, ctx, origin_identity, origin_role,
+                    parent_cred, data, reads)
+            else:
+                allowed, pending = self._act(step, task, agent, identity, cred, ctx,
+                                             origin_identity, origin_role, parent_cred, data,
+                                             reads)
             if not allowed and step.misuse_id < 0:
                 if on_deny.retry or on_deny.replan:
                     act: ActContext = (task, agent, identity, cred, ctx, origin_identity,
@@ -422,7 +439,10 @@ class Engine:
         replan choice is keyed on (task, step), so it is the same under every control."""
         for _ in range(on_deny.retry):
             yield pending + on_deny.backoff
-            allowed, pending = self._act(a, *act, source=RETRY)
+            if self._lead:
+                allowed, pending = yield from self._act_queued(a, *act, source=RETRY)
+            else:
+                allowed, pending = self._act(a, *act, source=RETRY)
             if allowed:
                 return True, pending, a
         task, agent = act[0], act[1]
@@ -431,7 +451,10 @@ class Engine:
                                                                   task.id, i, 1))
             if alt is not None:
                 yield pending + on_deny.backoff
-                allowed, pending = self._act(alt, *act, source=REPLAN)
+                if self._lead:
+                    allowed, pending = yield from self._act_queued(alt, *act, source=REPLAN)
+                else:
+                    allowed, pending = self._act(alt, *act, source=REPLAN)
                 return allowed, pending, alt
         return False, pending, a
 
@@ -465,7 +488,10 @@ class Engine:
             else:
                 req = self._request(a, task, agent, identity, True, "agent", presented, False,
                                     identity, agent.role, "none")
-            self._decide(a, req, task, agent)  # the next use is at its own offset: no wait
+            lead = self._lead_time() if self._lead else 0.0
+            if lead > 0:
+                yield lead
+            self._decide(a, req, task, agent, lead=lead)  # the next use has its own offset
 
     def _act(self, a: Action, task: Task, agent: AgentInfo, identity: str,
              cred: Credential | None, ctx: TaskContext, origin: str, origin_role,
@@ -474,6 +500,15 @@ class Engine:
         """Request and decide one action of a task: (allowed, time it then takes). `data`: the
         sensitivity of what the task has read, carried by a send; `reads`: the resources it
         has read; `source` overrides the action's own (a retry)."""
+        req, a, task, agent = self._step_request(a, task, agent, identity, cred, ctx, origin,
+                                                 origin_role, parent_cred, data, reads)
+        return self._decide(a, req, task, agent, source)
+
+    def _step_request(self, a: Action, task: Task, agent: AgentInfo, identity: str,
+                      cred: Credential | None, ctx: TaskContext, origin: str, origin_role,
+                      parent_cred: Credential | None, data: str | None, reads: frozenset[str]
+                      ) -> tuple[Request, Action, Task, AgentInfo]:
+        """The request a task's action makes now (what it presents, as whom)."""
         control, ledger, now = self.control, self.ledger, self.env.now
         attested = True
         token_mode = "none" if task.depth == 0 else (
@@ -505,7 +540,21 @@ class Engine:
         if req.data_sensitivity is None and req.action == "send":
             req.data_sensitivity = data
         req.read_sources = reads
-        return self._decide(a, req, task, agent, source)
+        return req, a, task, agent
+
+    def _lead_time(self) -> float:
+        """Draw the leading local checks' latency (only when they vary; see __init__)."""
+        return sum(stage.next() for _, stage in self.stages[:self._lead])
+
+    def _act_queued(self, *args, source: str | None = None):
+        """_act for a path whose varying local checks precede a queue: build the request now,
+        wait out the checks, then decide (the queue sees it when it arrives)."""
+        req, a, task, agent = self._step_request(*args)
+        lead = self._lead_time()
+        if lead > 0:
+            yield lead
+        allowed, took = self._decide(a, req, task, agent, source, lead)
+        return allowed, took - lead
 
     def _request(self, a: Action, task: Task, agent: AgentInfo, identity: str, attested: bool,
                  source: str, cred: Credential | None, active: bool, origin: str, origin_role,
@@ -523,16 +572,17 @@ class Engine:
             NO_NAMES if args is None else args.derived, NO_NAMES if args is None else args.carries)
 
     def _decide(self, a: Action, req: Request, task: Task, agent: AgentInfo,
-                source: str | None = None) -> tuple[bool, float]:
+                source: str | None = None, lead: float = 0.0) -> tuple[bool, float]:
         """Decide a request now and log it: (allowed, latency + execution time if allowed).
-        Queues are arithmetic (StationState), so this takes no simulated time itself."""
+        Queues are arithmetic (StationState), so this takes no simulated time itself. `lead`:
+        the leading local checks already waited out (issued at now - lead; see _lead)."""
         env, control = self.env, self.control
-        t_req = env.now
+        t_req = env.now - lead
         visible = self._always_visible or control.visible(req)
-        latency = 0.0
+        latency = lead
         decision: Decision | None = None
         without = False
-        for local, stage in self.stages:
+        for local, stage in (self.stages[self._lead:] if lead or self._lead else self.stages):
             if local:
                 latency += stage.next()  # type: ignore[union-attr]
                 continue
@@ -553,7 +603,7 @@ class Engine:
                 break
             if st.is_pdp and t_req + latency >= self.warmup:
                 self.policy_evaluations += 1
-        req.time = env.now + latency
+        req.time = t_req + latency
         if decision is None:
             try:
                 decision = control.decide(req)

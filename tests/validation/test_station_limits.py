@@ -89,3 +89,35 @@ def test_agent_concurrency_gives_the_pdp_the_arrival_process_asked_for(tmp_path,
     else:
         assert m["decision_mean_ms"] / 1e3 < 0.85 * w
         assert m["task_wait_mean_s"] > 0.0
+
+
+def test_requests_reach_a_queue_in_the_order_they_arrive_there(tmp_path):
+    """A varying local check (0-20 ms) in front of a one-server PDP with a constant 5 ms
+    service: each request must be served in the order it *arrives* at the PDP (issue time +
+    its check), not the order it was issued. Oracle: FCFS by arrival, computed here from the
+    log's issue times and the check's own draws (replayed from its random stream)."""
+    from simharness.engine import A
+    from simharness.rng import BlockSampler, stream
+    from simharness.units import Uniform
+
+    spec = mmc_spec(allow_all_policy(tmp_path), servers=1, mean_service=MEAN_S, rho=0.5,
+                    requests=4_000, warmup_requests=0, agents=2000)
+    pdp = {**spec.controls[0].params["pdp"], "service_time": "5ms", "rtt": 0}
+    check = {"dist": "uniform", "low": 0.0, "high": 0.020}
+    params = {"members": [{"model": "task_policy", "params": {"check": check, "constrain": []}},
+                          {"model": "per_action_policy",
+                           "params": {**spec.controls[0].params, "pdp": pdp}}]}
+    world = World(spec)
+    log = simulate(build_workload(spec, 0), make("stack", "layered", params, world))
+    rows = sorted(log.actions, key=lambda r: r[A["time"]])  # issue order
+    # The check's draws, in the order requests were issued (its stream is the control's first).
+    draws = BlockSampler(Uniform(**check), stream(spec.seed, 0, "control", 1))
+    arrive = [(r[A["time"]] + draws.next(), i) for i, r in enumerate(rows)]
+    free, expected = 0.0, [0.0] * len(rows)
+    for at, i in sorted(arrive):
+        start = max(at, free)
+        free = start + 0.005
+        expected[i] = free - rows[i][A["time"]]
+    got = [r[A["latency"]] for r in rows]
+    assert len(rows) > 2500
+    assert np.allclose(got, expected, rtol=0, atol=1e-9)
