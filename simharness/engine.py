@@ -601,7 +601,7 @@ class Engine:
                 without = True
                 decision = self._fail(spec, "queue-full" if ok is None else "timeout")
                 break
-            if st.is_pdp and t_req + latency >= self.warmup:
+            if st.is_pdp and t_req >= self.warmup:  # measured as actions are: by issue time
                 self.policy_evaluations += 1
         req.time = t_req + latency
         if decision is None:

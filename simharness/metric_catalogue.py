@@ -98,8 +98,9 @@ METRICS: tuple[MetricInfo, ...] = (
       upper=1.0),
     M("tokens_issued", "tokens", "credentials issued by the token service", "count"),
     M("policy_evaluations", "evaluations",
-      "requests a PDP station answered in time and evaluated, reaching it after the warm-up "
-      "(cache hits and timeouts excluded; a layered stack with two PDPs evaluates twice)",
+      "requests issued after the warm-up that a PDP answered in time and evaluated (cache "
+      "hits, timeouts and rejections excluded): at most the actions counted, times the PDPs "
+      "on the path (a layered stack with two PDPs evaluates twice)",
       "count"),
     M("decision_timeouts", "requests",
       "requests a queueing station (PDP, token service) did not answer before its timeout: "

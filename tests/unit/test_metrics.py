@@ -170,3 +170,15 @@ def test_decision_timeouts_counted_and_denied_when_failing_closed(tmp_path, time
         assert row.actions_denied == row.actions and row.executed_actions == 0
     else:
         assert row.actions_denied == 0 and row.allowed_without_decision == row.actions
+
+
+def test_policy_evaluations_count_the_actions_a_pdp_answered(tmp_path):
+    """One PDP on every action, no cache: each action issued after the warm-up is evaluated
+    once unless its PDP timed out, so evaluations = actions - timeouts (the warm-up edge counts
+    by issue time, as actions do)."""
+    import simharness
+
+    res = simharness.run("baseline", controls=["per_action_policy"], out=tmp_path / "o",
+                         overrides=["horizon=1h", "warmup=20m", "replications=2"])
+    for _, row in res.summary[res.summary.control == "per_action_policy"].iterrows():
+        assert row.policy_evaluations == row.actions - row.decision_timeouts > 0
