@@ -669,10 +669,12 @@ def speed_scenario(agents: int = 200, steps: int = 3, servers: int = 8,
 def bare_simpy(agents: int, steps: int, servers: int, horizon: float, rate: float,
                think_mean: float = 2.0, step_p50: float = 0.3, step_p99: float = 3.0,
                rtt: float = 0.001, svc_p50: float = 0.001, svc_p99: float = 0.005,
-               seed: int = 1) -> int:
+               seed: int = 1, events: list[int] | None = None) -> int:
     """The same event structure in plain SimPy: per agent Poisson task arrivals; per step a
     think timeout, an rtt timeout, a PDP resource request, a service timeout, a step timeout.
-    Random numbers are drawn in numpy blocks. Returns the number of actions decided."""
+    Random numbers are drawn in numpy blocks. Returns the number of actions decided (and puts
+    the events SimPy scheduled in `events[0]`)."""
+    events = events if events is not None else [0]
     from simharness.units import Z99
 
     rng = np.random.default_rng(seed)
@@ -703,19 +705,21 @@ def bare_simpy(agents: int, steps: int, servers: int, horizon: float, rate: floa
         n = rng.poisson(rate * horizon)
         env.process(agent(np.sort(rng.uniform(0, horizon, n)).tolist()))
     env.run(until=horizon)
+    events[0] = next(env._eid)  # type: ignore[attr-defined]
     return done[0]
 
 
 def engine_speed(agents: int = 200, steps: int = 3, servers: int = 8, horizon: str = "1h",
                  task_rate: str = "60/h", repeats: int = 3) -> dict[str, Any]:
-    """Actions per second of simharness vs a bare SimPy model of the same events, same run.
+    """Actions per second of the engine on its kernel against the same engine on SimPy (like
+    for like), and, as a labelled extra, a bare SimPy model of the same kind of work, same run.
 
     simharness is timed whole-process per run (workload sampling, control, engine; metrics
     excluded) and engine-only; the best of `repeats` of each is kept. The bare model measures
     nothing, so simharness runs without authority probing for the comparison; the engine with
     probing is timed too (`probe_cost`: its time over the engine's without).
     """
-    from simharness.engine import simulate
+    from simharness.engine import Engine, simulate
     from simharness.units import parse_duration, parse_rate
     from simharness.workload import build_workload
 
@@ -723,7 +727,8 @@ def engine_speed(agents: int = 200, steps: int = 3, servers: int = 8, horizon: s
     entry = spec.controls[0]
     world = World(spec)
     h, rate = parse_duration(horizon), parse_rate(task_rate)
-    best_whole = best_engine = best_bare = best_probed = math.inf
+    best_whole = best_engine = best_bare = best_probed = best_simpy = math.inf
+    kernel_events = simpy_events = 0
     actions = bare_actions = 0
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -739,11 +744,26 @@ def engine_speed(agents: int = 200, steps: int = 3, servers: int = 8, horizon: s
         t1 = time.perf_counter()
         simulate(workload, control)
         best_probed = min(best_probed, time.perf_counter() - t1)
+        # Like for like: the same engine and processes on simpy.Environment.
+        workload = build_workload(spec, 0)
+        control = make(entry.name, entry.model, entry.params, world)
+        t1 = time.perf_counter()
+        on_simpy = Engine(workload, control, probe=False, backend="simpy")
+        on_simpy.run()
+        best_simpy = min(best_simpy, time.perf_counter() - t1)
+        simpy_events = on_simpy.env.events()
+        workload = build_workload(spec, 0)
+        on_kernel = Engine(workload, make(entry.name, entry.model, entry.params, world),
+                           probe=False)
+        on_kernel.run()
+        kernel_events = on_kernel.env.events()
         t0 = time.perf_counter()
-        bare_actions = bare_simpy(agents, steps, servers, h, rate)
+        bare_events = [0]
+        bare_actions = bare_simpy(agents, steps, servers, h, rate, events=bare_events)
         best_bare = min(best_bare, time.perf_counter() - t0)
     sim_rate, engine_rate = actions / best_whole, actions / best_engine
     bare_rate = bare_actions / best_bare
+    simpy_rate = actions / best_simpy
     return {
         "workload": {"agents": agents, "steps": steps, "servers": servers, "horizon": horizon,
                      "task_rate": task_rate},
@@ -757,4 +777,10 @@ def engine_speed(agents: int = 200, steps: int = 3, servers: int = 8, horizon: s
         "ratio": sim_rate / bare_rate,
         "engine_only_ratio": engine_rate / bare_rate,
         "probe_cost": best_probed / best_engine,
+        # Like for like: the engine on the kernel against the same engine on SimPy.
+        "engine_on_simpy_actions_per_s": simpy_rate,
+        "kernel_vs_simpy": engine_rate / simpy_rate,
+        "events_per_action": {"kernel": kernel_events / actions,
+                              "simpy": simpy_events / actions,
+                              "bare_simpy": bare_events[0] / bare_actions},
     }

@@ -43,8 +43,12 @@ def _fail(problems: object) -> None:
 
 
 def _overrides(sets: list[str] | None, replications: int | None, seed: int | None,
-               horizon: str | None) -> list[str]:
+               horizon: str | None, engine: str | None = None) -> list[str]:
     out = list(sets or [])
+    if engine is not None:
+        if engine not in ("kernel", "simpy"):
+            _fail(f"--engine: {engine!r} is not an event loop; choose kernel or simpy")
+        out.append(f"engine={engine}")
     if replications is not None:
         out.append(f"replications={replications}")
     if seed is not None:
@@ -87,6 +91,8 @@ ExecutorOpt = Annotated[str, typer.Option(help="process (local pool) or dask")]
 SchedulerOpt = Annotated[str | None, typer.Option(
     help="Dask scheduler address (default: a LocalCluster)")]
 AuditOpt = Annotated[bool, typer.Option("--audit", help="also write the action log to actions.parquet")]
+EngineOpt = Annotated[str | None, typer.Option(
+    "--engine", help="event loop: kernel (fast, default) or simpy (the reference)")]
 MaxActionsOpt = Annotated[float | None, typer.Option(
     "--max-actions", min=1, help="cap on the estimated actions of one run (default 2,000,000)")]
 
@@ -165,12 +171,13 @@ def run(
     scheduler: SchedulerOpt = None,
     audit: AuditOpt = False,
     max_actions: MaxActionsOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Run a scenario and print what answers its question (its `answer:`): the controls
     compared (default), its sweep, its budget, or the bound on its injection cases."""
     from simharness import loader
 
-    overrides = _overrides(set_, replications, seed, horizon)
+    overrides = _overrides(set_, replications, seed, horizon, engine)
     try:
         spec = loader.load_scenario(scenario, overrides, _controls(controls))
     except ScenarioError as e:
@@ -214,6 +221,7 @@ def sweep_cmd(
     scheduler: SchedulerOpt = None,
     audit: AuditOpt = False,
     max_actions: MaxActionsOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Run a parameter grid (cartesian product) x controls x replications."""
     parsed: dict[str, list] = {}
@@ -222,7 +230,7 @@ def sweep_cmd(
         if not eq or not path or not values:
             _fail(f"--grid {g!r}: expected dotted.path=v1,v2,...")
         parsed[path.strip()] = _grid_values(g, len(path) + 1)
-    _simulate(scenario, parsed, controls, _overrides(set_, replications, seed, horizon), out,
+    _simulate(scenario, parsed, controls, _overrides(set_, replications, seed, horizon, engine), out,
               workers, quiet, force, executor, scheduler, audit, max_actions)
 
 

@@ -115,6 +115,59 @@ class Kernel:
             push(heap, (t + delay, next(seq), process))
         self.now = until
 
+    def events(self) -> int:
+        """Wake-ups scheduled so far (after a run: its events; the next one is not used)."""
+        return next(self._seq)
+
+
+class SimPyKernel:
+    """The same processes on `simpy.Environment` (the reference backend): each generator is
+    driven by a SimPy process that turns every delay it yields into a Timeout.
+
+    The Timeout that starts a process is created when `start` is called, as the Kernel takes
+    its sequence number then, so wake-ups at equal times run in the same order on both and the
+    two give identical action logs (tests/unit/test_backends.py). A plug-in that needs SimPy
+    resources (Resource, Store, interrupts) can reach the environment as `engine.env.env`
+    and start its own processes there (backend simpy only)."""
+
+    __slots__ = ("env",)
+
+    def __init__(self) -> None:
+        import simpy
+
+        self.env = simpy.Environment()
+
+    @property
+    def now(self) -> float:
+        return float(self.env.now)
+
+    def start(self, process, delay: float = 0.0) -> None:
+        """Run `process` (a generator) from now + delay."""
+        if not 0.0 <= delay < math.inf:
+            _bad_delay(process, delay)
+        first = self.env.timeout(delay)  # scheduled now: the Kernel's order
+        self.env.process(self._drive(process, first))
+
+    def _drive(self, process, first):
+        yield first
+        timeout = self.env.timeout
+        for delay in process:
+            if not 0.0 <= delay < math.inf:
+                _bad_delay(process, delay)
+            yield timeout(delay)
+
+    def run(self, until: float) -> None:
+        """Advance time, waking processes, until the next wake-up is at or after `until`."""
+        if until > self.env.now:
+            self.env.run(until=until)
+
+    def events(self) -> int:
+        """Events scheduled so far: timeouts and SimPy's own (process starts, the stop)."""
+        return next(self.env._eid)  # type: ignore[attr-defined]
+
+
+BACKENDS = ("kernel", "simpy")
+
 
 def _bad_delay(process, delay: object) -> None:
     name = getattr(process, "__qualname__", type(process).__name__)
@@ -208,11 +261,14 @@ class Engine:
     """Runs one workload against one control."""
 
     def __init__(self, workload: Workload, control: Control, root_seed: int | None = None,
-                 keep_plans: bool = True, probe: bool = True):
+                 keep_plans: bool = True, probe: bool = True, backend: str | None = None):
         spec = workload.spec
         self.w = workload
         self.control = control
-        self.env = Kernel()
+        backend = backend or spec.engine
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown engine backend {backend!r}; choose {' or '.join(BACKENDS)}")
+        self.env: Kernel | SimPyKernel = Kernel() if backend == "kernel" else SimPyKernel()
         self.ledger = Ledger(workload.weight)
         self.actions: list[tuple] = []
         self.tasks: list[tuple] = []
@@ -687,7 +743,8 @@ class Engine:
 
 
 def simulate(workload: Workload, control: Control, root_seed: int | None = None,
-             keep_plans: bool = True, probe: bool = True) -> RunLog:
+             keep_plans: bool = True, probe: bool = True, backend: str | None = None) -> RunLog:
     """Run one control on one workload (keep_plans=False: see Engine; probe=False: no
-    authority measurement, so no exposure or blast radius)."""
-    return Engine(workload, control, root_seed, keep_plans, probe).run()
+    authority measurement, so no exposure or blast radius; backend: kernel | simpy, default
+    the scenario's `engine`)."""
+    return Engine(workload, control, root_seed, keep_plans, probe, backend).run()

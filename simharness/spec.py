@@ -372,6 +372,9 @@ class ScenarioSpec(Frozen):
         "the controls compared: profile names or inline {name, model, params}"))
     sweep: dict[str, list[Any]] | None = Field(default=None, description=(
         "a parameter grid `simharness sweep` runs: dotted.path -> values"))
+    engine: Literal["kernel", "simpy"] = Field(default="kernel", description=(
+        "the event loop: the fast kernel, or simpy.Environment (the reference; identical "
+        "results, slower)"))
     answer: Literal["controls", "sweep", "budget", "bound"] = Field(default="controls", description=(
         "what answers the scenario's question, and so what `simharness run` does: compare the "
         "controls; run the `sweep` grid; size the `budget`; or bound the scripted injection "

@@ -137,6 +137,10 @@ def test_engine_speed_smoke():
     assert out["simharness_actions"] > 0 and out["bare_actions"] > 0
     assert out["ratio"] == pytest.approx(out["simharness_actions_per_s"]
                                          / out["bare_actions_per_s"])
+    assert out["kernel_vs_simpy"] == pytest.approx(out["engine_only_actions_per_s"]
+                                                   / out["engine_on_simpy_actions_per_s"])
+    ev = out["events_per_action"]
+    assert 1.0 < ev["kernel"] < ev["bare_simpy"] and 1.0 < ev["simpy"] < ev["bare_simpy"]
 
 
 def test_committed_baseline_is_comparable():
