@@ -35,14 +35,16 @@ def sweep(scenario: str | Path | ScenarioSpec, grid: dict[str, list[Any]] | None
           controls: list[str] | None = None, overrides: list[str] | None = None,
           out: str | Path | None = None, workers: int = 1, quiet: bool = True,
           force: bool = False, executor: str = "process", scheduler: str | None = None,
-          audit: bool = False, max_actions: float = DEFAULT_MAX_ACTIONS) -> Results:
+          audit: bool = False, max_actions: float = DEFAULT_MAX_ACTIONS,
+          otel: str | Path | None = None) -> Results:
     """Run every grid point x control x replication; returns the results DataFrames.
 
     `grid` maps dotted paths to values (their cartesian product is swept, in the order given);
     without one the scenario's `sweep:` block is used; `{}` runs the scenario as is. Every point
     is loaded and checked before anything runs. `executor` is "process" (a pool of `workers`
     processes) or "dask" (`scheduler` address, or a LocalCluster of `workers` processes);
-    `audit` also writes the action log to `actions.parquet` (extra `parquet`). A point whose
+    `audit` also writes the action log to `actions.parquet` (extra `parquet`); `otel` (a folder)
+    writes each reported run as OTLP JSON spans, `<control>-r<rep>-<key>.otlp.jsonl`. A point whose
     runs would each simulate more than `max_actions` actions (estimated) is refused with a
     ScenarioError before anything runs.
     """
@@ -87,18 +89,19 @@ def sweep(scenario: str | Path | ScenarioSpec, grid: dict[str, list[Any]] | None
         "controls_resolved": _resolved_controls(base),
     }
     return sweeping.run_tasks(tasks, out_dir, list(grid), manifest, workers=workers, quiet=quiet,
-                              force=force, executor=executor, scheduler=scheduler, audit=audit)
+                              force=force, executor=executor, scheduler=scheduler, audit=audit,
+                              otel=None if otel is None else str(otel))
 
 
 def run(scenario: str | Path | ScenarioSpec, *, controls: list[str] | None = None,
         overrides: list[str] | None = None, out: str | Path | None = None, workers: int = 1,
         quiet: bool = True, force: bool = False, executor: str = "process",
         scheduler: str | None = None, audit: bool = False,
-        max_actions: float = DEFAULT_MAX_ACTIONS) -> Results:
+        max_actions: float = DEFAULT_MAX_ACTIONS, otel: str | Path | None = None) -> Results:
     """Run a scenario (every control x replication) into a results folder."""
     return sweep(scenario, {}, controls=controls, overrides=overrides, out=out, workers=workers,
                  quiet=quiet, force=force, executor=executor, scheduler=scheduler, audit=audit,
-                 max_actions=max_actions)
+                 max_actions=max_actions, otel=otel)
 
 
 def _resolved_controls(spec: ScenarioSpec) -> dict[str, Any]:

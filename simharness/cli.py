@@ -35,6 +35,8 @@ ScenarioArg = Annotated[str, typer.Argument(help="a scenario file, or the name o
 ControlsOpt = Annotated[str | None, typer.Option("--controls", help="comma-separated control names")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: dotted.path=value")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="results folder")]
+OtelOpt = Annotated[Path | None, typer.Option(
+    "--otel", help="also write each run as OTLP JSON spans (GenAI conventions) into this folder")]
 
 
 def _fail(problems: object) -> None:
@@ -106,7 +108,7 @@ PLAN_FOLLOWING_NOTICE = (
 def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
               overrides: list[str], out: Path | None, workers: int, quiet: bool, force: bool,
               executor: str, scheduler: str | None, audit: bool,
-              max_actions: float | None) -> None:
+              max_actions: float | None, otel: Path | None = None) -> None:
     """What `run` (grid None) and `sweep` share: check options, run, print the headline table."""
     from simharness import advice, api, loader, sweeps
     from simharness.audit import MissingExtraError
@@ -119,6 +121,8 @@ def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
     if scheduler is not None and executor != "dask":
         _fail("--scheduler needs --executor dask")
     selected = _controls(controls)
+    if otel is not None and otel.exists() and not otel.is_dir():
+        _fail(f"--otel {otel}: is a file; give a folder for the OTLP files")
     try:
         spec = loader.load_scenario(scenario, overrides, selected)
         if grid is not None and not grid and not spec.sweep:
@@ -134,7 +138,7 @@ def _simulate(scenario: str, grid: dict[str, list] | None, controls: str | None,
         res = api.sweep(scenario, {} if grid is None else (grid or None), controls=selected,
                         overrides=overrides, out=out, workers=workers or sweeps.default_workers(),
                         quiet=quiet, force=force, executor=executor, scheduler=scheduler,
-                        audit=audit, max_actions=max_actions or DEFAULT_MAX_ACTIONS)
+                        audit=audit, max_actions=max_actions or DEFAULT_MAX_ACTIONS, otel=otel)
     except ScenarioError as e:
         _fail(e)
     except (MissingExtraError, OutputFolderError) as e:
@@ -172,6 +176,7 @@ def run(
     audit: AuditOpt = False,
     max_actions: MaxActionsOpt = None,
     engine: EngineOpt = None,
+    otel: OtelOpt = None,
 ) -> None:
     """Run a scenario and print what answers its question (its `answer:`): the controls
     compared (default), its sweep, its budget, or the bound on its injection cases."""
@@ -188,7 +193,7 @@ def run(
                    f"(`answer: {answer}`; --controls compares controls instead)", err=True)
     if answer == "sweep":
         _simulate(scenario, {}, controls, overrides, out, workers, quiet, force, executor,
-                  scheduler, audit, max_actions)
+                  scheduler, audit, max_actions, otel)
     elif answer == "budget":
         assert spec.budget is not None  # validation requires it
         b = spec.budget
@@ -201,7 +206,7 @@ def run(
         bound([scenario], controls=None, per_injection=False, out=None)
     else:
         _simulate(scenario, None, controls, overrides, out, workers, quiet, force, executor,
-                  scheduler, audit, max_actions)
+                  scheduler, audit, max_actions, otel)
 
 
 @app.command("sweep")
@@ -222,6 +227,7 @@ def sweep_cmd(
     audit: AuditOpt = False,
     max_actions: MaxActionsOpt = None,
     engine: EngineOpt = None,
+    otel: OtelOpt = None,
 ) -> None:
     """Run a parameter grid (cartesian product) x controls x replications."""
     parsed: dict[str, list] = {}
@@ -231,7 +237,7 @@ def sweep_cmd(
             _fail(f"--grid {g!r}: expected dotted.path=v1,v2,...")
         parsed[path.strip()] = _grid_values(g, len(path) + 1)
     _simulate(scenario, parsed, controls, _overrides(set_, replications, seed, horizon, engine), out,
-              workers, quiet, force, executor, scheduler, audit, max_actions)
+              workers, quiet, force, executor, scheduler, audit, max_actions, otel)
 
 
 def _grid_values(option: str, start: int) -> list:
@@ -447,7 +453,7 @@ def bound(
     typer.echo(f"wrote {out}")
 
 
-import_app = typer.Typer(no_args_is_help=True, help="benchmark suites as scenarios",
+import_app = typer.Typer(no_args_is_help=True, help="benchmark suites as scenarios; agent traces",
                          context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(import_app, name="import")
 
@@ -469,6 +475,107 @@ def import_agentdojo(
     for imp, path in written:
         typer.echo(summary(imp))
         typer.echo(f"  wrote {path}")
+
+
+@import_app.command("traces")
+def import_traces(
+    files: Annotated[list[Path], typer.Argument(help="OTLP JSON files (GenAI or OpenInference spans)")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="the calls file to write (JSONL)")] = Path("calls.jsonl"),
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML: tools: {name: {action, resource}}")] = None,
+) -> None:
+    """Agent traces (OpenTelemetry GenAI or OpenInference spans, as OTLP JSON) as one JSONL
+    of tasks and tool calls, for `replay` and `calibrate`."""
+    from simharness.traces.calls import import_traces as run_import
+    from simharness.traces.otlp import TraceInputError
+
+    try:
+        calls, notes = run_import(files, out, mapping)
+    except TraceInputError as e:
+        _fail(e)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    archetypes = sorted({t.archetype for t in calls.tasks})
+    typer.echo(f"{len(calls.calls)} tool calls in {len(calls.tasks)} tasks of "
+               f"{len({t.agent for t in calls.tasks})} agents ({', '.join(archetypes)}); "
+               f"wrote {out}")
+
+
+TraceOpt = Annotated[Path, typer.Option("--trace", help="a calls file from `import traces`")]
+
+
+@app.command()
+def replay(
+    scenario: ScenarioArg,
+    trace: TraceOpt,
+    controls: ControlsOpt = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="write every metric per control as CSV")] = None,
+    otel: OtelOpt = None,
+) -> None:
+    """A recorded trace judged under each control: decisions changed, latency added, what the
+    agents would then have done. The scenario gives resources, roles, controls and behaviour."""
+    from simharness import loader
+    from simharness.traces import export
+    from simharness.traces import replay as replaying
+    from simharness.traces.calls import read_calls
+    from simharness.traces.otlp import TraceInputError
+
+    try:
+        spec = loader.load_scenario(scenario, controls=_controls(controls))
+        calls = read_calls(trace)
+        results = replaying.replay(spec, calls)
+    except ScenarioError as e:
+        _fail(e)
+    except TraceInputError as e:
+        _fail(e)
+    typer.echo(replaying.format_rows([r.row for r in results]))
+    if out is not None:
+        import pandas as pd
+
+        from simharness.results import atomic_write_text
+        atomic_write_text(out, pd.DataFrame([r.row for r in results]).to_csv(index=False))
+        typer.echo(f"wrote {out}")
+    if otel is not None:
+        for r in results:
+            export.write_run(Path(otel) / f"replay-{r.control}.otlp.jsonl", r.log, r.parents,
+                             spec.name, r.control, 0)
+        typer.echo(f"wrote {len(results)} OTLP files to {otel}")
+
+
+@app.command()
+def calibrate(
+    calls_file: Annotated[Path, typer.Argument(help="a calls file from `import traces`")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="the scenario YAML to write")] = Path("calibrated.yaml"),
+    like: Annotated[str | None, typer.Option("--like", help="take resources, weights, roles and controls from this scenario")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="scenario name (default: the file's stem)")] = None,
+) -> None:
+    """Fit a scenario to a trace: archetypes, task mix and plans, rates, think and step time
+    (the goodness of fit of each is printed)."""
+    import yaml
+
+    from simharness import loader
+    from simharness.traces import calibrate as fitting
+    from simharness.traces.calls import read_calls
+    from simharness.traces.otlp import TraceInputError
+
+    try:
+        calls = read_calls(calls_file)
+        base = loader.load_scenario(like) if like is not None else None
+    except (ScenarioError, TraceInputError) as e:
+        _fail(e)
+    scenario, fits, notes = fitting.calibrate(calls, name or out.stem, base)
+    text = (f"# Calibrated by `simharness calibrate {calls_file}` from "
+            f"{len(calls.calls)} calls.\n"
+            + "".join(f"# {line}\n" for line in fitting.format_fits(fits).splitlines())
+            + yaml.safe_dump(scenario, sort_keys=False, width=100))
+    from simharness.results import atomic_path
+
+    with atomic_path(out) as tmp:  # written only if it loads
+        Path(tmp).write_text(text, encoding="utf-8")
+        loader.load_scenario(tmp)
+    typer.echo(fitting.format_fits(fits))
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"wrote {out}")
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from simharness.controls.base import World, make
 from simharness.engine import simulate
 from simharness.rng import replication_int_seed
 from simharness.spec import ControlEntry, ScenarioSpec
+from simharness.traces import export as otel_export
 from simharness.workload import build_workload
 
 REFERENCE = "none"
@@ -61,14 +62,17 @@ def expand_grid(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
 
 
 def run_one(task: RunTask, audit_dir: str | None = None,
-            audit_types: Mapping[str, Any] | None = None) -> dict:
+            audit_types: Mapping[str, Any] | None = None, otel_dir: str | None = None) -> dict:
     """Simulate one run and return its RunResult (see results.py). With `audit_dir`, also write
-    the action log of a reported run to `audit_dir/<key>.parquet` (see audit.py)."""
+    the action log of a reported run to `audit_dir/<key>.parquet` (see audit.py); with
+    `otel_dir`, as OTLP JSON spans to `otel_dir/<control>-r<rep>-<key>.otlp.jsonl` (see traces/export.py)."""
     spec = task.spec
     entry = task.entry
     workload = build_workload(spec, task.replication)
     control = make(entry.name, entry.model, entry.params, World(spec))
     digest = workload.digest()
+    exporting = otel_dir is not None and not task.hidden
+    parents = otel_export.delegation_parents(workload) if exporting else {}
     log = simulate(workload, control, keep_plans=False)
     row: dict[str, Any] = {
         "scenario": spec.name,
@@ -90,6 +94,10 @@ def run_one(task: RunTask, audit_dir: str | None = None,
         # Per task (workload order), for task inflation paired with `none`: base64 float64.
         "task_times": base64.b64encode(metrics.task_times(log).tobytes()).decode("ascii"),
     }
+    if exporting:
+        assert otel_dir is not None
+        otel_export.write_run(otel_export.run_path(otel_dir, entry.name, task.replication, task.key), log, parents, spec.name,
+                              entry.name, task.replication)
     if audit_dir is not None and not task.hidden:
         # Last: the writer's chunk buffers then come after the metrics' peak, not on top of it.
         auditing.write_run(auditing.run_path(audit_dir, task.key), log.actions, entry.name,
@@ -186,19 +194,25 @@ class Progress:
 
 def execute(tasks: list[RunTask], out: results.ResultsDir, workers: int = 1, quiet: bool = True,
             force: bool = False, executor: str = "process", scheduler: str | None = None,
-            on_result: Callable[[dict], None] | None = None, audit: bool = False) -> int:
+            on_result: Callable[[dict], None] | None = None, audit: bool = False,
+            otel: str | None = None) -> int:
     """Run every task not already saved in `out`; returns how many were computed.
 
-    With `audit`, a reported run whose audit file is missing is computed again too."""
+    With `audit` (or `otel`, a folder), a reported run whose audit (or OTLP) file is missing is
+    computed again too."""
     fn: Callable[[RunTask], dict] = run_one
-    if audit:
-        types_ = auditing.sweep_types(dict(t.point) for t in tasks)
-        fn = partial(run_one, audit_dir=str(out.path), audit_types=types_)
+    if audit or otel is not None:
+        types_ = auditing.sweep_types(dict(t.point) for t in tasks) if audit else None
+        fn = partial(run_one, audit_dir=str(out.path) if audit else None, audit_types=types_,
+                     otel_dir=None if otel is None else str(otel))
 
     def needed(t: RunTask) -> bool:
         if force or not out.has(t.key):
             return True
-        return audit and not t.hidden and not auditing.run_path(out.path, t.key).is_file()
+        if t.hidden:
+            return False
+        return ((audit and not auditing.run_path(out.path, t.key).is_file())
+                or (otel is not None and not otel_export.run_path(otel, t.control, t.replication, t.key).is_file()))
 
     todo = [t for t in tasks if needed(t)]
     progress = Progress(len(tasks), quiet)
@@ -315,19 +329,21 @@ def _same(old: Any, new: float) -> bool:
 
 def run_tasks(tasks: list[RunTask], out_dir: str | Path, sweep_cols: list[str], manifest: dict,
               workers: int = 1, quiet: bool = True, force: bool = False, executor: str = "process",
-              scheduler: str | None = None, audit: bool = False) -> results.Results:
+              scheduler: str | None = None, audit: bool = False, otel: str | None = None
+              ) -> results.Results:
     """Claim the folder, execute, then write manifest and tables. The tables depend only on
     the saved runs."""
     with results.claim_folder(out_dir, manifest.get("scenario")) as out:
         return _run_into(out, tasks, sweep_cols, manifest, workers, quiet, force, executor,
-                         scheduler, audit)
+                         scheduler, audit, otel)
 
 
 def _run_into(out: results.ResultsDir, tasks: list[RunTask], sweep_cols: list[str],
               manifest: dict, workers: int, quiet: bool, force: bool, executor: str,
-              scheduler: str | None, audit: bool) -> results.Results:
+              scheduler: str | None, audit: bool, otel: str | None = None) -> results.Results:
     t0 = time.monotonic()
-    computed = execute(tasks, out, workers, quiet, force, executor, scheduler, audit=audit)
+    computed = execute(tasks, out, workers, quiet, force, executor, scheduler, audit=audit,
+                       otel=otel)
     runs = fill_task_inflation(out, tasks)
     visible = [t.key for t in tasks if not t.hidden]
     digests = {f"{dict(t.point)}|{t.replication}": runs[t.key].get("workload_digest")

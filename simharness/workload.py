@@ -169,7 +169,7 @@ class WorkloadBuilder:
         self._next_misuse_id = 0
         self._plans: dict[str, tuple[list, frozenset[Perm]]] = {}
         self._explore: dict[tuple[str, str], tuple[list[Perm], list[float]]] = {}
-        self._predict: dict[tuple[str, str], tuple[list[Perm], list[Perm]]] = {}
+        self._predict: dict[tuple[str, frozenset[Perm]], tuple[list[Perm], list[Perm]]] = {}
 
     def build(self) -> Workload:
         """Arrivals, plans and misuse for every agent over the horizon."""
@@ -270,7 +270,7 @@ class WorkloadBuilder:
             # Positional, in the order of `action()`: think, duration, risk.
             steps.append(cls(perm, think(), step_time(), risk(), bytes_out, args))
         return Task(tid, ttype, agent, arrival, steps, scope, depth,
-                    declared=self._declare(archetype, ttype, scope),
+                    declared=self.declare(archetype, scope),
                     declared_args={k: frozenset(v) for k, v in declared_args.items()}
                     if declared_args else NO_ARGS)
 
@@ -308,14 +308,15 @@ class WorkloadBuilder:
         return hit
 
     # -- declared scope ------------------------------------------------------------------------
-    def _declare(self, archetype: str, ttype: str, scope: frozenset[Perm]) -> frozenset[Perm]:
+    def declare(self, archetype: str, scope: frozenset[Perm]) -> frozenset[Perm]:
         """What the control is told when the task begins (DeclaredScope)."""
         rule = self.declared_rule
         if rule.source == "plan":
             return scope
         if rule.source == "role":
             return self.role_of[archetype]
-        key = (archetype, ttype)
+        # Keyed by the scope (one per task type here; a replayed trace has one per task).
+        key = (archetype, scope)
         hit = self._predict.get(key)
         if hit is None:
             hit = self._predict[key] = (sorted(scope), sorted(self.role_of[archetype] - scope))
@@ -360,6 +361,10 @@ class WorkloadBuilder:
                 dist, seedtree.stream(self._root, self.replication, "arguments",
                                       1 + len(self._arg_samplers)))
         return sampler
+
+    def benign_risk(self) -> float:
+        """A risk score of a legitimate action (from the scenario's signals)."""
+        return self._risk_benign.next()
 
     def injected(self, perm: Perm, **labels) -> InjectedAction:
         """A freshly sampled injected action (think, duration, misuse-risk) for a permission."""

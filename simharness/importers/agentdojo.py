@@ -28,10 +28,9 @@ from typing import Any
 
 import yaml
 
+from simharness.importers.tool_actions import infer_action
+
 CANARY = "@@SIMHARNESS_CANARY_{}@@"
-READ = ("get_", "read_", "search_", "list_", "check_")
-SEND = ("send_", "share_", "post_")
-DELETE = ("delete_", "remove_")
 SUITES = ("workspace", "travel", "banking", "slack")
 CONTROLS: list[Any] = [
     "none", "static_iam",
@@ -61,14 +60,6 @@ def require() -> Any:
         raise MissingExtraError("the agentdojo importer needs the extra: "
                                 "pip install 'simharness[agentdojo]'") from e
     return load_suites
-
-
-def infer_action(tool: str) -> str:
-    """The action a tool's name implies."""
-    for prefixes, action in ((READ, "read"), (SEND, "send"), (DELETE, "delete")):
-        if tool.startswith(prefixes):
-            return action
-    return "write"
 
 
 def _plain(value: Any) -> Any:
