@@ -488,6 +488,7 @@ def import_traces(
     from simharness.traces.calls import import_traces as run_import
     from simharness.traces.otlp import TraceInputError
 
+    _writable_file(out, "-o")
     try:
         calls, notes = run_import(files, out, mapping)
     except TraceInputError as e:
@@ -501,6 +502,17 @@ def import_traces(
 
 
 TraceOpt = Annotated[Path, typer.Option("--trace", help="a calls file from `import traces`")]
+
+
+def _writable_file(path: Path | None, option: str) -> None:
+    """Exit 2 before any work if `path` cannot be written as a file."""
+    if path is None:
+        return
+    if path.is_dir():
+        _fail(f"{option} {path}: is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        _fail(f"{option} {path}: cannot write in {parent}")
 
 
 @app.command()
@@ -519,6 +531,9 @@ def replay(
     from simharness.traces.calls import read_calls
     from simharness.traces.otlp import TraceInputError
 
+    _writable_file(out, "-o")
+    if otel is not None and otel.exists() and not otel.is_dir():
+        _fail(f"--otel {otel}: is a file; give a folder for the OTLP files")
     try:
         spec = loader.load_scenario(scenario, controls=_controls(controls))
         calls = read_calls(trace)
@@ -557,6 +572,7 @@ def calibrate(
     from simharness.traces.calls import read_calls
     from simharness.traces.otlp import TraceInputError
 
+    _writable_file(out, "-o")
     try:
         calls = read_calls(calls_file)
         base = loader.load_scenario(like) if like is not None else None

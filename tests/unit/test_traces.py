@@ -383,3 +383,18 @@ def test_cli_import_replay_calibrate(tmp_path, helpdesk):
     assert {a.name: a.count for a in spec.agents} == {"researcher": 1, "support": 2}
     r = runner.invoke(app, ["replay", str(path), "--trace", str(tmp_path / "missing.jsonl")])
     assert r.exit_code == 2 and "cannot read" in r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["calibrate", "{calls}", "-o", "{tmp}"], "is a folder"),
+    (["replay", "{scenario}", "--trace", "{calls}", "--otel", "{calls}"], "is a file"),
+    (["replay", "{scenario}", "--trace", "{calls}", "--controls", "nope"], "did you mean"),
+    (["import", "traces", "{trace}", "-o", "{tmp}"], "is a folder"),
+    (["calibrate", "{trace}"], "not a calls file"),
+])
+def test_cli_bad_input_exits_2_with_one_message(tmp_path, helpdesk, args, message):
+    path, calls = helpdesk
+    values = {"calls": str(write_calls(tmp_path / "c.jsonl", calls)), "tmp": str(tmp_path),
+              "scenario": str(path), "trace": str(agent.write_otlp(tmp_path / "t.json"))}
+    r = CliRunner().invoke(app, [a.format(**values) for a in args])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
