@@ -229,7 +229,8 @@ def calibrate(calls: Calls, name: str = "calibrated", like: Any = None
                   for tn, t in sorted(tools.items())],
         "agents": agents,
         "tasks": tasks,
-        "declared_scope": {"source": "role"},
+        "declared_scope": _predicted_scope(tops, by_task, role, {
+            tn: t["resources"] for tn, t in tools.items()}),
     }
     if like is not None:
         scenario["controls"] = [c.model_dump(mode="json", exclude_defaults=True)
@@ -238,9 +239,53 @@ def calibrate(calls: Calls, name: str = "calibrated", like: Any = None
     if not like_res:
         notes.append("every resource is `internal` (a trace has no sensitivity); edit them or "
                      "pass --like SCENARIO")
+    ds = scenario["declared_scope"]
     notes.append(f"{len(tasks)} task types from distinct call sequences; plans include whatever "
-                 "departures the agents made, and scope is declared as the role")
+                 "departures the agents made")
+    notes.append("declared scope: " + (
+        f"predicted, recall {ds['recall']}, extra {ds['extra']} (what a predictor would declare that "
+        "names the permissions most other tasks of the archetype with the same first call "
+        "used)" if ds["source"] == "predicted" else
+        "the whole role (too few similar tasks to estimate a prediction)"))
     return scenario, [think_fit, step_fit], notes
+
+
+def _predicted_scope(tops, by_task, role, resources_of) -> dict[str, Any]:
+    """What a control could be told when a task begins, estimated from the trace: for each
+    top-level task, the permissions used by at least half of the *other* tasks of its archetype
+    with the same first call (leave-one-out), against the permissions it then used. `recall`:
+    the mean share of a task's permissions so predicted; `extra`: the mean share of the rest of
+    its archetype's role predicted anyway. Fewer than MIN_SIMILAR similar tasks in every group:
+    the whole role (no prediction to speak of)."""
+    groups: dict[tuple, list[frozenset]] = {}
+    for t in tops:
+        calls = by_task[t.task]
+        if not calls:
+            continue
+        first = (calls[0].tool, calls[0].action, calls[0].resource)
+        perms = frozenset((c.tool, c.action, c.resource) for c in calls)
+        groups.setdefault((t.archetype, first), []).append(perms)
+    recalls, extras = [], []
+    for (arch, _), members in groups.items():
+        if len(members) < MIN_SIMILAR:
+            continue
+        granted = {(tool, a, r) for tool, acts in role.get(arch, {}).items() for a in acts
+                   for r in resources_of[tool]}  # the calibrated role, as permissions
+        counts: Counter = Counter(p for m in members for p in m)
+        n = len(members)
+        for m in members:
+            # leave this task out: a permission is predicted if at least half the others used it
+            pred = {p for p, k in counts.items() if (k - (p in m)) * 2 >= n - 1}
+            recalls.append(len(m & pred) / len(m))
+            extras.append(len(pred - m) / max(len(granted - m), 1))
+    if not recalls:
+        return {"source": "role"}
+    return {"source": "predicted", "recall": _round(float(np.mean(recalls))),
+            "extra": _round(float(np.mean(extras)))}
+
+
+#: similar tasks (same archetype and first call) needed to estimate a predicted scope
+MIN_SIMILAR = 5
 
 
 def _overlapping_agents(tops) -> set[str]:

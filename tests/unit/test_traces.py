@@ -328,6 +328,27 @@ def test_fit_picks_the_family_that_generated_the_data(family):
         assert fit.dist["p99"] == pytest.approx(0.3 * math.exp(2.326), rel=0.1)
 
 
+def test_predicted_scope_is_a_leave_one_out_majority():
+    """Six tasks with one first call: five use {A, B}, one {A, C}; the role is {A, B, C, D}.
+    By hand: a {A, B} task's predictor (4 x AB, 1 x AC) declares {A, B}: recall 1, extra 0;
+    the {A, C} task's (5 x AB) declares {A, B}: recall 1/2, extra |{B}| / |{B, D}| = 1/2."""
+    from simharness.traces.calls import Call, Calls, TaskRecord
+
+    tasks, calls = [], []
+    for i, perms in enumerate(["AB"] * 5 + ["AC"]):
+        tasks.append(TaskRecord(f"t{i}", "a0", "a0", "bot", 10.0 * i, 10.0 * i + 5))
+        for k, p in enumerate(perms):
+            calls.append(Call(10.0 * i + k, 10.0 * i + k + 0.5, f"t{i}", "a0", "a0", "bot",
+                              "tool", {"A": "read", "B": "write", "C": "send"}[p], "r"))
+    calls.append(Call(100.0, 101.0, "t9", "a1", "a1", "bot", "tool", "delete", "r"))
+    tasks.append(TaskRecord("t9", "a1", "a1", "bot", 99.0, 101.0))
+    scenario, _, _ = fitting.calibrate(Calls(0.0, tasks, calls))
+    # t9 (first call D) has no similar tasks: it is left out of the estimate
+    assert scenario["declared_scope"] == {"source": "predicted",
+                                          "recall": pytest.approx((5 + 0.5) / 6, abs=1e-5),
+                                          "extra": pytest.approx(0.5 / 6, abs=1e-5)}
+
+
 def _profile(log, horizon):
     acts = [a for a in log.actions if a[A["misuse_id"]] < 0]
     tops = [r for r in log.tasks if r[T["depth"]] == 0]
