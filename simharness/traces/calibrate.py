@@ -194,11 +194,11 @@ def calibrate(calls: Calls, name: str = "calibrated", like: Any = None
         entry_t["actions"].add(c.action)
         entry_t["resources"].add(c.resource)
     like_res = {r.name: r for r in like.resources} if like is not None else {}
-    if like is not None:
+    if like is not None:  # the scenario's tools too: the roles taken from it name them
         for lt in like.tools:
-            if lt.name in tools:
-                tools[lt.name]["actions"] |= set(lt.actions)
-                tools[lt.name]["resources"] |= set(lt.resources)
+            entry_t = tools.setdefault(lt.name, {"actions": set(), "resources": set()})
+            entry_t["actions"] |= set(lt.actions)
+            entry_t["resources"] |= set(lt.resources)
     resources = []
     for rname in sorted({r for t in tools.values() for r in t["resources"]}):
         if rname in like_res:

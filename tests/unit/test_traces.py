@@ -419,3 +419,316 @@ def test_cli_bad_input_exits_2_with_one_message(tmp_path, helpdesk, args, messag
               "scenario": str(path), "trace": str(agent.write_otlp(tmp_path / "t.json"))}
     r = CliRunner().invoke(app, [a.format(**values) for a in args])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+HEADER = '{"format": "simharness-calls", "version": 1, "t0": 5.5}'
+TASK = {"record": "task", "task": "t1", "agent": "a", "identity": "a", "archetype": "bot",
+        "start": 0.0, "end": 3.0}
+CALL = {"record": "call", "time": 1.0, "end": 2.0, "task": "t1", "agent": "a", "identity": "a",
+        "archetype": "bot", "tool": "crm", "action": "read", "resource": "crm"}
+
+
+def _calls_file(tmp_path, *records, header=HEADER):
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join([header, *(r if isinstance(r, str) else json.dumps(r)
+                                         for r in records)]) + "\n")
+    return path
+
+
+def test_calls_file_minimal_records_take_defaults_and_skip_blank_lines(tmp_path):
+    path = _calls_file(tmp_path, TASK, "", "   ", CALL, {**CALL, "time": 2.5, "end": 2.5})
+    calls = read_calls(path)
+    assert calls.t0 == 5.5 and len(calls.tasks) == 1 and len(calls.calls) == 2
+    c = calls.calls[0]
+    assert (c.arguments, c.call_id, c.parent_call, c.outcome) == ({}, "", None, "ok")
+    assert calls.tasks[0].parent_task is None and calls.tasks[0].name == ""
+
+
+@pytest.mark.parametrize("record, message", [
+    ("{oops", ":3: not JSON ("),
+    ({"record": "span"}, ':3: "record" must be "task" or "call"'),
+    ([1, 2], ':3: "record" must be "task" or "call"'),
+    ({k: v for k, v in CALL.items() if k != "tool"}, ":3: missing tool"),
+    ({**CALL, "colour": 1}, ":3: unknown colour"),
+    ({k: v for k, v in {**CALL, "x": 1}.items() if k != "end"}, ":3: missing end; unknown x"),
+    ({**CALL, "end": 0.5}, ":3: time and end must be numbers, end >= time"),
+    ({**CALL, "time": "1"}, ":3: time and end must be numbers, end >= time"),
+    ({**CALL, "time": float("nan")}, ":3: time and end must be numbers"),
+    ({**TASK, "end": -1}, ":3: start and end must be numbers, end >= start"),
+    ({**CALL, "tool": ""}, ":3: task, agent, identity, archetype, tool, action, resource must"),
+    ({**TASK, "agent": 7}, ":3: task, agent, identity, archetype must be non-empty text"),
+    ({**CALL, "task": "t9"}, ": call  names task 't9', which has no task record"),
+    ({**TASK, "task": "t2", "parent_task": "t7"},
+     ": task t2 names parent task 't7', which has no record"),
+])
+def test_calls_file_problems_name_the_line(tmp_path, record, message):
+    path = _calls_file(tmp_path, TASK, record)
+    with pytest.raises(TraceInputError) as e:
+        read_calls(path)
+    assert e.value.problems == [p for p in e.value.problems if p.startswith(str(path))]
+    assert any(message in p for p in e.value.problems), e.value.problems
+
+
+def test_calls_file_reports_every_problem_in_one_pass(tmp_path):
+    path = _calls_file(tmp_path, TASK, "{oops", {**CALL, "end": 0}, {"record": "x"})
+    with pytest.raises(TraceInputError) as e:
+        read_calls(path)
+    assert [p.split(":")[1] for p in e.value.problems] == ["3", "4", "5"]
+
+
+@pytest.mark.parametrize("header, message", [
+    ("", "not a calls file"),
+    ("[]", "not a calls file"),
+    ('{"format": "other"}', "not a calls file"),
+    ('{"format": "simharness-calls", "version": 2}',
+     ":1: version 2; this simharness reads version 1"),
+])
+def test_calls_file_header_is_checked(tmp_path, header, message):
+    path = _calls_file(tmp_path, header=header)
+    if not header:
+        path.write_text("")
+    with pytest.raises(TraceInputError) as e:
+        read_calls(path)
+    assert len(e.value.problems) == 1 and message in e.value.problems[0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tools: [a, b]\n", "expected `tools: {name: {action: ..., resource: ...}}`"),
+    ("- 1\n", "expected `tools:"),
+    ("", "expected `tools:"),
+    ("tools:\n  t: {verb: read}\n", "tools.t: give `action` and/or `resource` only"),
+    ("tools:\n  t: read\n", "tools.t: give `action` and/or `resource` only"),
+    ("tools:\n  t: {action: ''}\n", "tools.t: action and resource are names (text)"),
+    ("tools:\n  t: {resource: 3}\n", "tools.t: action and resource are names (text)"),
+    ("tools: {t: [\n", "cannot read the mapping"),
+])
+def test_bad_mapping_files_say_what_is_wrong(tmp_path, text, message):
+    m = tmp_path / "map.yaml"
+    m.write_text(text)
+    with pytest.raises(TraceInputError) as e:
+        Mapping.load(m)
+    assert e.value.problems[0].startswith(f"{m}: ") and message in e.value.problems[0]
+
+
+def test_mapping_resolve_rules():
+    m = Mapping({"a_tool": {"action": "delete"}, "get_x": {"resource": "xs"},
+                 "both": {"action": "send", "resource": "mail"}})
+    assert m.resolve("a_tool") == ("delete", "a_tool", True)
+    assert m.resolve("get_x") == ("read", "xs", True)
+    assert m.resolve("both") == ("send", "mail", True)
+    assert m.resolve("frobnicate") == ("write", "frobnicate", False)
+    assert m.resolve("Send_Mail") == ("send", "Send_Mail", True)  # the prefix is case-blind
+    assert Mapping.load(None).tools == {}
+
+
+def test_replay_table_and_fit_report_formats():
+    row = {"control": "jit", "actions": 12, "decisions_changed": 3, "false_deny_rate": 0.25,
+           "tasks_failed": 1, "latency_added_p50_ms": 1.5, "latency_added_p99_ms": 9.25,
+           "task_time_added_mean_s": 0.125, "exposure": 12345.0}
+    lines = replaying.format_rows([row]).splitlines()
+    assert lines[0].split() == ["control", "actions", "denied*", "false", "deny", "tasks",
+                                "failed", "p50", "ms", "p99", "ms", "task", "+s", "exposure"]
+    assert lines[1].split() == ["jit", "12", "3", "25.0%", "1", "1.50", "9.25", "0.125",
+                                "1.234e+04"]
+    assert lines[2].startswith("* traced calls denied") and max(map(len, lines[:2])) < 100
+    assert replaying.format_rows([{"control": "x"}]).splitlines()[1].split() == ["x"]
+    fits = [fitting.Fit("think", 10, "exponential", {"exponential": 0.01, "lognormal": 0.2},
+                        {}, 1.5)]
+    assert fitting.format_fits(fits) == ("think: 10 values, median 1.5 s; exponential KS 0.010, "
+                                         "lognormal KS 0.200; using exponential")
+    assert fitting.format_fits([fitting.fit_duration("step", [])]) == (
+        "step: 0 values, median 0 s; no fit; using constant")
+
+
+def test_declared_arguments_are_the_values_the_calls_used():
+    from simharness.actions import Action, Args, Delegation
+
+    steps = [Action(("t", "read", "r"), 0, 0, 0, 0, Args({"id": 7, "q": "x", "obj": {"a": 1}})),
+             Action(("t", "read", "r"), 0, 0, 0, 0, None),
+             Delegation(1.0, None),
+             Action(("t", "send", "r"), 0, 0, 0, 0, Args({"id": 8, "flag": True}))]
+    assert replaying._declared_args(steps) == {"id": frozenset({7, 8}), "q": frozenset({"x"}),
+                                               "flag": frozenset({True})}
+    assert replaying._declared_args(steps[1:3]) == {}
+
+
+@pytest.mark.parametrize("text, ns", [
+    ("2026-01-01T00:00:00.000001Z", 1_767_225_600_000_001_000),
+    ("2026-01-01T01:00:00+01:00", 1_767_225_600_000_000_000),
+    ("2026-01-01T00:00:00", 1_767_225_600_000_000_000),  # naive: UTC, as the SDK writes
+])
+def test_console_times_are_whole_nanoseconds(text, ns):
+    from simharness.traces.otlp import _iso
+
+    assert _iso(text) == ns
+
+
+def test_written_calls_file_is_sorted_json_lines(tmp_path):
+    calls, _ = _import(agent.write_otlp(tmp_path / "t.json"))
+    text = write_calls(tmp_path / "c.jsonl", calls).read_text()
+    lines = text.splitlines()
+    assert json.loads(lines[0]) == {"format": "simharness-calls", "version": 1, "t0": calls.t0}
+    records = [json.loads(x) for x in lines[1:]]
+    assert [r["record"] for r in records] == ["task"] * 3 + ["call"] * 6
+    assert all(list(r) == sorted(r) for r in records)
+    assert records[3]["arguments"] == {"ticket_id": 7} and records[5]["outcome"] == "error"
+    assert text.endswith("\n")
+
+
+def _mini_trace():
+    """Two bot agents and a helper, times by hand (see the test below)."""
+    from simharness.traces.calls import Call, Calls, TaskRecord
+
+    def call(t, e, task, agent, arch, tool, action, res):
+        return Call(t, e, task, agent, agent, arch, tool, action, res)
+
+    tasks = [TaskRecord("t1", "a0", "a0", "bot", 0.0, 10.0),
+             TaskRecord("t3", "a1", "a1", "bot", 0.0, 5.0),
+             TaskRecord("t2", "h0", "h0", "helper", 3.0, 6.0, parent_task="t1"),
+             TaskRecord("t4", "a0", "a0", "bot", 20.0, 30.0)]
+    calls = [call(1, 2, "t1", "a0", "bot", "crm", "read", "crm"),
+             call(2, 3, "t3", "a1", "bot", "crm", "read", "crm"),
+             call(4, 5, "t2", "h0", "helper", "wiki", "read", "wiki"),
+             call(7, 8, "t1", "a0", "bot", "mail", "send", "out"),
+             call(21, 22, "t4", "a0", "bot", "crm", "read", "crm"),
+             call(25, 26, "t4", "a0", "bot", "mail", "send", "out")]
+    return Calls(0.0, tasks, calls)
+
+
+def test_calibrate_writes_the_scenario_computed_by_hand():
+    scenario, fits, notes = fitting.calibrate(_mini_trace())
+    crm = {"tool": "crm", "action": "read", "resource": "crm"}
+    mail = {"tool": "mail", "action": "send", "resource": "out"}
+    # think: 1 (t1's first call), 1 (hand-off), 1 (helper's call), 2 (after the hand-off ended
+    # at 5), 2 (t3), 1 and 3 (t4); every call lasts 1 s. Neither is near a parametric family:
+    # both are kept as their observed values.
+    assert scenario == {
+        "schema_version": 1, "name": "calibrated",
+        "description": "calibrated from a trace of 6 tool calls in 3 tasks over 0.00833 h",
+        "horizon": "30.0s", "replications": 5, "seed": 1,
+        "weights": {"action": {"read": 1, "send": 2}},
+        "timing": {"think": {"dist": "empirical", "samples": [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 3.0]},
+                   "step": {"dist": "empirical", "samples": [1.0] * 6}},
+        "resources": [{"name": n, "sensitivity": "internal", "destination": n}
+                      for n in ("crm", "out", "wiki")],
+        "tools": [{"name": "crm", "actions": ["read"], "resources": ["crm"]},
+                  {"name": "mail", "actions": ["send"], "resources": ["out"]},
+                  {"name": "wiki", "actions": ["read"], "resources": ["wiki"]}],
+        "agents": [{"name": "bot", "count": 2, "role": {"crm": ["read"], "mail": ["send"]},
+                    "task_rate": "180/h", "tasks": {"bot_1": 1, "bot_2": 1, "bot_3": 1}},
+                   {"name": "helper", "count": 1, "role": {"wiki": ["read"]},
+                    "task_rate": "0/h"}],
+        "tasks": {"bot_1": {"steps": [crm, {"delegate": "helper", "task": "helper_1"}, mail]},
+                  "bot_2": {"steps": [crm]},
+                  "helper_1": {"steps": [{"tool": "wiki", "action": "read", "resource": "wiki"}]},
+                  "bot_3": {"steps": [crm, mail]}},
+        "declared_scope": {"source": "role"},  # 3 similar tasks: too few to predict from
+    }
+    assert [(f.name, f.n, f.chosen, f.median) for f in fits] == [
+        ("think", 7, "empirical", 1.0), ("step", 6, "empirical", 1.0)]
+    assert "the whole role" in notes[-1] and "internal" in notes[0]
+
+
+def test_calibrate_with_overlapping_tasks_and_a_known_scenario(tmp_path):
+    """--like takes resources, weights, identity, platform and controls from the scenario and
+    widens the role to it; an agent whose tasks overlapped gets unlimited concurrency."""
+    from simharness.traces.calls import Call, Calls, TaskRecord
+
+    tasks = [TaskRecord("t1", "support-0", "support-0", "support", 0.0, 10.0),
+             TaskRecord("t2", "support-0", "support-0", "support", 5.0, 12.0)]
+    calls = [Call(1, 2, "t1", "support-0", "support-0", "support", "crm_api", "read", "crm"),
+             Call(6, 7, "t2", "support-0", "support-0", "support", "crm_api", "write", "crm")]
+    like = load_scenario("baseline")
+    scenario, _, notes = fitting.calibrate(Calls(0.0, tasks, calls), "x", like)
+    (support,) = scenario["agents"]
+    assert support["concurrency"] == "inf"
+    assert support["role"] == {k: sorted(v) for k, v in like.agent("support").role.items()}
+    assert (support["identity"], support["platform"]) == ("per_agent", "first_party")
+    assert scenario["resources"] == [r.model_dump(mode="json", exclude_defaults=True)
+                                     for r in sorted(like.resources, key=lambda r: r.name)]
+    assert scenario["tools"] == sorted(
+        ({"name": t.name, "actions": sorted(t.actions), "resources": sorted(t.resources)}
+         for t in like.tools), key=lambda t: t["name"])
+    assert scenario["weights"] == like.weights.model_dump(mode="json")
+    assert [c["name"] for c in scenario["controls"]] == [c.name for c in like.controls]
+    assert not any("internal" in n for n in notes)
+    import yaml
+
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(scenario))
+    load_scenario(tmp_path / "x.yaml")  # it runs
+
+
+def test_replay_with_a_constant_check_adds_exactly_that_per_call(helpdesk, tmp_path):
+    """static_iam with a 2 ms local check: every call waits 2 ms (6 calls: 12 ms), and a
+    completed task takes 2 ms per call it made longer than in the trace (support-0: 3 calls,
+    one of them its helper's; support-1: 3), so the mean added is 6 ms."""
+    path, calls = helpdesk
+    p2 = tmp_path / "slow.yaml"
+    p2.write_text(SCENARIO.replace("params: {}", "params: {check: 2ms}"))
+    spec = load_scenario(p2, controls=["no_send"])
+    (res,) = replaying.replay(spec, calls)
+    row = res.row
+    assert row["actions"] == 6 and row["decisions_changed"] == 0
+    assert row["latency_added_s"] == pytest.approx(0.012)
+    assert row["latency_added_p50_ms"] == pytest.approx(2.0)
+    assert row["latency_added_p99_ms"] == pytest.approx(2.0)
+    assert row["task_time_added_mean_s"] == pytest.approx(0.006)
+    assert row["calls_overlapping"] == 0 and row["control"] == "no_send"
+
+
+def test_replay_spec_horizon_concurrency_and_no_misuse(helpdesk):
+    path, calls = helpdesk
+    spec = load_scenario(path)
+    r = replaying.replay_spec(spec, calls, replications=3)
+    # the trace ends at 9 s (support-0's agent span): horizon 9 + max(60, 4.5) s
+    assert r.horizon == pytest.approx(69.0) and r.warmup == 0 and r.replications == 3
+    assert all(a.concurrency == math.inf for a in r.agents) and r.misuse.rate == 0
+    from simharness.traces.calls import Call, Calls
+
+    long = Calls(0.0, calls.tasks, [*calls.calls, Call(0.0, 1000.0, calls.tasks[0].task, "a",
+                                                       "a", "support", "t", "read", "r")])
+    assert replaying.replay_spec(spec, long).horizon == pytest.approx(1500.0)
+
+
+def test_overlapping_calls_of_a_task_are_replayed_in_turn_and_counted(helpdesk):
+    path, calls = helpdesk
+    from simharness.traces.calls import Calls
+
+    first = calls.calls[0]  # support-0's get_ticket, 1.0-1.5
+    moved = [dataclasses_replace(c, time=1.2, end=1.4) if c.tool == "send_reply" else c
+             for c in calls.calls]
+    spec = load_scenario(path, controls=["none"])
+    built = replaying.build(replaying.replay_spec(spec, Calls(0.0, calls.tasks, moved)),
+                            Calls(0.0, calls.tasks, sorted(moved, key=lambda c: c.time)))
+    assert built.overlaps == 1
+    task = next(t for t in built.workload.tasks if t.arrival == 0.0)
+    # get_ticket, then send_reply starts when it ends (think 0), lasting its 0.2 s
+    assert [(s.perm[0], s.think, round(s.duration, 9)) for s in task.steps[:2]] == [
+        ("get_ticket", first.time, 0.5), ("send_reply", 0.0, 0.2)]
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+def test_a_scenario_missing_many_permissions_lists_ten_then_counts(helpdesk):
+    path, calls = helpdesk
+    from simharness.traces.calls import Calls
+
+    extra = [dataclasses_replace(calls.calls[0], tool=f"tool{i}") for i in range(12)]
+    spec = load_scenario(path)
+    with pytest.raises(TraceInputError) as e:
+        replaying.check_fits(spec, Calls(0.0, calls.tasks, [*calls.calls, *extra]))
+    lines = e.value.problems
+    assert len(lines) == 11 and lines[-1] == "... and 2 more permissions missing"
+    assert lines[0] == ("trace call tool0/read on 'get_ticket' is not a permission of scenario "
+                        "helpdesk: add it to the tool's actions and resources, or map the tool "
+                        "(`import traces --mapping`)")
+    p2 = spec.model_copy(update={"agents": [a for a in spec.agents if a.name == "support"]})
+    with pytest.raises(TraceInputError) as e:
+        replaying.check_fits(p2, calls)
+    assert e.value.problems[0] == (
+        "trace archetype 'researcher' is not an agent of scenario helpdesk; add it to `agents`, "
+        "or write the scenario with `simharness calibrate`")
