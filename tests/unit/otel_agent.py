@@ -119,3 +119,15 @@ def write_console(path: Path, convention: str = "genai") -> Path:
     record(convention, console=out)
     path.write_text(out.getvalue())
     return path
+
+
+def write_custom(path: Path, build, service: str = "svc") -> Path:
+    """OTLP JSON of the spans `build(tracer, at)` makes with the SDK; `at(seconds)` gives a
+    start/end time argument. For shapes the scripted agent does not have."""
+    mem = InMemorySpanExporter()
+    provider = sdk_trace.TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(mem))
+    build(provider.get_tracer("custom"), lambda s: T0 + int(s * S))
+    provider.shutdown()
+    path.write_text(json.dumps(MessageToDict(encode_spans(mem.get_finished_spans()))))
+    return path

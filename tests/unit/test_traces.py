@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -732,3 +733,248 @@ def test_a_scenario_missing_many_permissions_lists_ten_then_counts(helpdesk):
     assert e.value.problems[0] == (
         "trace archetype 'researcher' is not an agent of scenario helpdesk; add it to `agents`, "
         "or write the scenario with `simharness calibrate`")
+
+
+# ------------------------------------------------------------------- span shapes (SDK-written)
+
+def _tool(tracer, at, name, t0, t1, attrs=None, convention="genai"):
+    from opentelemetry import trace
+
+    base = ({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+            if convention == "genai" else {"openinference.span.kind": "TOOL", "tool.name": name})
+    span = tracer.start_span(f"execute_tool {name}", start_time=at(t0),
+                             attributes={**base, **(attrs or {})})
+    return span, trace.use_span(span, end_on_exit=False), lambda: span.end(end_time=at(t1))
+
+
+def test_a_trace_without_agent_spans_is_one_task_of_its_service(tmp_path):
+    from opentelemetry import trace
+
+    def build(tracer, at):
+        root = tracer.start_span("request", start_time=at(0))
+        with trace.use_span(root, end_on_exit=False):
+            for name, t0, t1 in (("get_a", 1, 2), ("get_b", 3, 4)):
+                _, _, end = _tool(tracer, at, name, t0, t1)
+                end()
+        root.end(end_time=at(5))
+        _, _, end = _tool(tracer, at, "get_c", 6, 7)  # a trace of its own: a second task
+        end()
+
+    calls, _ = _import(agent.write_custom(tmp_path / "t.json", build, service="billing-bot"))
+    task, other = calls.tasks
+    assert task.task.startswith("trace-") and task.task != other.task
+    assert (task.agent, task.archetype, task.identity) == ("billing-bot",) * 3
+    assert [c.task for c in calls.calls] == [task.task] * 2 + [other.task]
+    # the task spans the whole trace (every span, not only the tools)
+    assert (task.start, task.end, other.start, other.end) == (0.0, 5.0, 6.0, 7.0)
+
+
+def test_nested_tools_agent_names_and_attribute_fallbacks(tmp_path):
+    """A tool inside a tool records its parent call; an agent named only by its span name, by
+    agent.name, by graph.node.id, or a create_agent span; arguments that are text or a list."""
+    from opentelemetry import trace
+
+    def build(tracer, at):
+        specs = [("invoke_agent planner", {"gen_ai.operation.name": "create_agent"}),
+                 ("x", {"openinference.span.kind": "AGENT", "agent.name": "writer"}),
+                 ("y", {"openinference.span.kind": "AGENT", "graph.node.id": "router"}),
+                 ("", {"gen_ai.operation.name": "invoke_agent"})]
+        for i, (name, attrs) in enumerate(specs):
+            a = tracer.start_span(name, start_time=at(10 * i), attributes=attrs)
+            with trace.use_span(a, end_on_exit=False):
+                outer, ctx, end_outer = _tool(tracer, at, "get_doc", 10 * i + 1, 10 * i + 4, {
+                    "gen_ai.tool.call.arguments": "not json" if i == 0 else "[1, 2]"})
+                with ctx:
+                    _, _, end = _tool(tracer, at, "read_page", 10 * i + 2, 10 * i + 3, {
+                        "input.value": '{"page": 3}', "simharness.identity": "x"},
+                        convention="openinference")
+                    end()
+                end_outer()
+            a.end(end_time=at(10 * i + 5))
+
+    calls, _ = _import(agent.write_custom(tmp_path / "t.json", build))
+    by_arch = collections.defaultdict(list)
+    for c in calls.calls:
+        by_arch[c.archetype].append(c)
+    assert sorted(by_arch) == ["agent", "planner", "router", "writer"]
+    outer, inner = by_arch["planner"]
+    assert inner.parent_call == outer.call_id and outer.parent_call is None
+    assert outer.arguments == {"input": "not json"} and inner.arguments == {"page": 3}
+    assert by_arch["writer"][0].arguments == {"input": [1, 2]}
+    assert by_arch["agent"][0].agent == "agent"  # nothing names it
+
+
+def test_spans_written_by_simharness_carry_their_mapping_and_identity(tmp_path):
+    from opentelemetry import trace
+
+    def build(tracer, at):
+        a = tracer.start_span("invoke_agent support", start_time=at(0), attributes={
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support",
+            "gen_ai.agent.id": "support-3", "simharness.identity": "support"})
+        with trace.use_span(a, end_on_exit=False):
+            _, _, end = _tool(tracer, at, "crm_api", 1, 2, {"simharness.action": "delete",
+                                                              "simharness.resource": "crm"})
+            end()
+        a.end(end_time=at(3))
+
+    calls, notes = _import(agent.write_custom(tmp_path / "t.json", build))
+    (c,) = calls.calls
+    assert (c.action, c.resource, c.agent, c.identity) == ("delete", "crm", "support-3", "support")
+    assert notes == []
+    # a mapping file entry wins over the span's own attributes
+    calls, _ = _import(tmp_path / "t.json", Mapping({"crm_api": {"action": "read"}}))
+    assert (calls.calls[0].action, calls.calls[0].resource) == ("read", "crm_api")
+
+
+def test_delegating_task_without_calls_of_its_own_is_kept(tmp_path):
+    from opentelemetry import trace
+
+    def build(tracer, at):
+        boss = tracer.start_span("b", start_time=at(0), attributes={
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "boss"})
+        idle = tracer.start_span("i", start_time=at(0), attributes={
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "idle"})
+        idle.end(end_time=at(1))
+        with trace.use_span(boss, end_on_exit=False):
+            w = tracer.start_span("w", start_time=at(1), attributes={
+                "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "worker"})
+            with trace.use_span(w, end_on_exit=False):
+                _, _, end = _tool(tracer, at, "get_x", 2, 3)
+                end()
+            w.end(end_time=at(4))
+        boss.end(end_time=at(5))
+
+    calls, _ = _import(agent.write_custom(tmp_path / "t.json", build))
+    assert [(t.archetype, t.parent_task is None) for t in calls.tasks] == [
+        ("boss", True), ("worker", False)]  # the idle agent made no call: left out
+
+
+def test_duplicate_span_ids_and_empty_inputs_are_refused(tmp_path):
+    path = agent.write_otlp(tmp_path / "t.json")
+    twice = tmp_path / "twice.json"
+    twice.write_text(path.read_text() + path.read_text())
+    with pytest.raises(TraceInputError, match="the span id appears twice in trace"):
+        _import(twice)
+    with pytest.raises(TraceInputError, match="no spans in the input"):
+        calls_from_spans([])
+
+    def build(tracer, at):
+        tracer.start_span("just a span", start_time=at(0)).end(end_time=at(1))
+
+    with pytest.raises(TraceInputError, match="no tool spans found"):
+        _import(agent.write_custom(tmp_path / "none.json", build))
+
+
+def test_any_value_and_ids_decode_every_otlp_form():
+    from simharness.traces.otlp import _any_value, _hex_id
+
+    assert _any_value({"stringValue": "a"}) == "a"
+    assert _any_value({"boolValue": False}) is False
+    assert _any_value({"intValue": "12"}) == 12
+    assert _any_value({"doubleValue": 1.5}) == 1.5
+    assert _any_value({"bytesValue": "AAE="}) == "AAE="
+    assert _any_value({"arrayValue": {"values": [{"intValue": 1}, {"stringValue": "x"}]}}) == [1, "x"]
+    assert _any_value({"arrayValue": {}}) == []
+    assert _any_value({"kvlistValue": {"values": [{"key": "k", "value": {"doubleValue": 2}}]}}) == {"k": 2.0}
+    assert _any_value({}) is None and _any_value("x") is None
+    assert _hex_id("0x" + "ab" * 8, 8) == "ab" * 8
+    assert _hex_id("AB" * 8, 8) == "ab" * 8
+    assert _hex_id("q80=", 2) == "abcd"  # base64
+    assert _hex_id("ab" * 8, 16) is None and _hex_id("", 8) is None and _hex_id(None, 8) is None
+    assert _hex_id("zz" * 8, 8) is None and _hex_id("!!!", 8) is None
+
+
+def test_status_and_old_field_names_are_read(tmp_path):
+    """Hand-made only in what the SDK cannot write: the string status code of OTLP/JSON and
+    the pre-1.0 `instrumentationLibrarySpans` key; a span without endTimeUnixNano."""
+    span = {"traceId": "1" * 32, "spanId": "2" * 16, "name": "t", "startTimeUnixNano": "7",
+            "status": {"code": "STATUS_CODE_ERROR"},
+            "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "execute_tool"}},
+                           {"key": "gen_ai.tool.name", "value": {"stringValue": "get_x"}}]}
+    doc = {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "old"}}]},
+        "instrumentationLibrarySpans": [{"spans": [span]}]}]}
+    p = tmp_path / "old.json"
+    p.write_text(json.dumps(doc))
+    (s,) = read_spans([p])
+    assert (s.start, s.end, s.error, s.resource) == (7, 7, True, {"service.name": "old"})
+    assert s.label() == f"{p}:1: span {'2' * 16}"
+
+
+def test_unreadable_files_are_named(tmp_path):
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes(b"\xff\xfe{")
+    with pytest.raises(TraceInputError) as e:
+        read_spans([bad, tmp_path / "missing.json"])
+    assert len(e.value.problems) == 2
+    assert e.value.problems[0].startswith(f"{bad}: cannot read (UnicodeDecodeError")
+    assert e.value.problems[1].startswith(f"{tmp_path / 'missing.json'}: cannot read (")
+
+
+def test_export_span_by_span(helpdesk, tmp_path, monkeypatch):
+    """The replay of the scripted trace under a control that denies send_reply, exported: ids,
+    parents, names, times, attributes and status worked out from the export's definition."""
+    _, calls = helpdesk
+    nosend = tmp_path / "nosend.yaml"
+    nosend.write_text(SCENARIO.replace(", send_reply: [send]}", "}"))
+    (res,) = replaying.replay(load_scenario(nosend, controls=["no_send"]), calls)
+    log = res.log
+    monkeypatch.setattr(export, "TASKS_PER_LINE", 1)
+    out = export.write_run(tmp_path / "x.jsonl", log, res.parents, "helpdesk", "no_send", 4)
+    docs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(docs) == 2  # two top-level tasks, one per line
+    resource = docs[0]["resourceSpans"][0]["resource"]["attributes"]
+    assert resource == [{"key": "service.name", "value": {"stringValue": "simharness"}},
+                        {"key": "simharness.scenario", "value": {"stringValue": "helpdesk"}},
+                        {"key": "simharness.control", "value": {"stringValue": "no_send"}},
+                        {"key": "simharness.replication", "value": {"intValue": "4"}}]
+    assert docs[0]["resourceSpans"][0]["scopeSpans"][0]["scope"] == {"name": "simharness",
+                                                                     "version": "1"}
+    spans = {s["spanId"]: s for d in docs for s in d["resourceSpans"][0]["scopeSpans"][0]["spans"]}
+    assert res.parents == {2: 0}  # the researcher's task (id 2) was delegated by task 0
+    root, researcher = spans["1000000000000000"], spans["1000000000000002"]
+    assert root["traceId"] == researcher["traceId"] == "00000004" + "0" * 24
+    assert spans["1000000000000001"]["traceId"] == "00000004" + "0" * 23 + "1"
+    assert "parentSpanId" not in root and researcher["parentSpanId"] == "1000000000000000"
+    assert root["name"] == "invoke_agent support" and root["kind"] == 1
+    records = {r[T["task"]]: r for r in log.tasks}
+    assert root["startTimeUnixNano"] == str(export.EPOCH_NS)
+    assert root["endTimeUnixNano"] == str(export.EPOCH_NS + round(records[0][T["end"]] * 1e9))
+    for i, a in enumerate(log.actions):
+        tool, decision = spans[f"2{i:015x}"], spans[f"3{i:015x}"]
+        assert tool["parentSpanId"] == f"1{a[A['task']]:015x}"
+        assert decision["parentSpanId"] == tool["spanId"] and decision["name"] == "apply_guardrail"
+        t, lat = a[A["time"]], a[A["latency"]]
+        assert tool["startTimeUnixNano"] == decision["startTimeUnixNano"] == str(
+            export.EPOCH_NS + round(t * 1e9))
+        assert decision["endTimeUnixNano"] == str(export.EPOCH_NS + round((t + lat) * 1e9))
+        assert tool["endTimeUnixNano"] == str(
+            export.EPOCH_NS + round((t + lat + a[A["duration"]]) * 1e9))
+        attrs = {kv["key"]: kv["value"] for kv in tool["attributes"]}
+        dattrs = {kv["key"]: kv["value"] for kv in decision["attributes"]}
+        denied = a[A["tool"]] == "send_reply"
+        assert a[A["allowed"]] is (not denied)
+        assert attrs["gen_ai.tool.name"] == {"stringValue": a[A["tool"]]}
+        assert attrs["gen_ai.tool.call.id"] == {"stringValue": f"r4-a{i}"}
+        assert attrs["simharness.action"] == {"stringValue": a[A["action"]]}
+        assert ("error.type" in attrs) is denied and ("simharness.misuse.kind" not in attrs)
+        assert dattrs["gen_ai.security.decision.type"] == {"stringValue": "deny" if denied else "allow"}
+        assert dattrs["gen_ai.security.policy.id"] == {"stringValue": "no_send"}
+        assert dattrs["simharness.decision.latency_s"] == {"doubleValue": lat}
+        if denied:
+            assert tool["status"] == {"code": 2, "message": "denied: " + a[A["reasons"]]}
+        else:
+            assert "status" not in tool
+    assert export.run_path("d", "jit", 3, "abcdef0123456789") == Path("d/jit-r3-abcdef0123.otlp.jsonl")
+
+
+def test_export_attribute_types_and_unfinished_tasks(helpdesk, tmp_path):
+    assert export._attr("b", True) == {"key": "b", "value": {"boolValue": True}}
+    assert export._attr("i", 3) == {"key": "i", "value": {"intValue": "3"}}
+    assert export._attr("f", 0.5) == {"key": "f", "value": {"doubleValue": 0.5}}
+    assert export._attr("s", "x") == {"key": "s", "value": {"stringValue": "x"}}
+    path, calls = helpdesk
+    (res,) = replaying.replay(load_scenario(path, controls=["none"]), calls)
+    res.log.tasks[1][T["end"]] = math.nan  # still running at the horizon
+    (_, spans), = [g for g in export.spans(res.log, res.parents, "none", 0) if g[0] == 1]
+    assert spans[0]["endTimeUnixNano"] == str(export.EPOCH_NS + round(res.log.horizon * 1e9))
