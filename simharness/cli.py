@@ -560,7 +560,7 @@ def replay(
 def calibrate(
     calls_file: Annotated[Path, typer.Argument(help="a calls file from `import traces`")],
     out: Annotated[Path, typer.Option("-o", "--out", help="the scenario YAML to write")] = Path("calibrated.yaml"),
-    like: Annotated[str | None, typer.Option("--like", help="take resources, weights, roles and controls from this scenario")] = None,
+    like: Annotated[str | None, typer.Option("--like", help="take tools, resources, weights, roles and controls from this scenario")] = None,
     name: Annotated[str | None, typer.Option("--name", help="scenario name (default: the file's stem)")] = None,
 ) -> None:
     """Fit a scenario to a trace: archetypes, task mix and plans, rates, think and step time

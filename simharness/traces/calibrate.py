@@ -6,11 +6,12 @@ What is fitted, and how:
   `role` every (tool, action) the archetype used, `task_rate` top-level tasks per agent over the
   trace's length, `concurrency` unlimited when one agent's tasks overlapped, else 1;
 - tools and resources: those called, each resource `internal` (a trace has no sensitivity:
-  edit them, or pass a scenario with `--like` to take resources, weights and roles from it);
+  edit them, or pass a scenario as `like` to take its resources, tools, weights, roles,
+  identity modes and controls where the names match);
 - task types: every distinct call sequence (with its hand-offs) is a plan, weighted by how often
-  it ran. A trace cannot tell a planned call from a departure, so the fitted plans include the
-  agents' departures and the scenario declares the `role` as scope: state `behaviour` and
-  `declared_scope` yourself if you know what the tasks declare;
+  it ran. A trace cannot tell a planned call from a departure, so the plans include the agents'
+  departures; what a control is told at task start is a *prediction* estimated from the trace
+  (see _predicted_scope), never the realised plan;
 - think time (gap before a call) and step time (a call's duration): exponential and lognormal
   fitted by moments, the one with the smaller Kolmogorov-Smirnov distance kept, the empirical
   distribution when neither comes within KS_EMPIRICAL.
@@ -90,8 +91,9 @@ def _rate(per_second: float) -> str:
 
 def calibrate(calls: Calls, name: str = "calibrated", like: Any = None
               ) -> tuple[dict[str, Any], list[Fit], list[str]]:
-    """(scenario as plain data, the timing fits, notes). `like`: a ScenarioSpec whose
-    resources, weights, roles and controls are kept where the trace's names match."""
+    """(scenario as plain data, the timing fits, notes). `like`: a ScenarioSpec whose tools,
+    resources, weights, controls and (per archetype of the same name) role, identity and
+    platform are taken."""
     by_task = calls.by_task()
     children: dict[str, list] = {t.task: [] for t in calls.tasks}
     for t in calls.tasks:
