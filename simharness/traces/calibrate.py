@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from simharness.traces.calls import Calls
+from simharness.traces.calls import Calls, TaskRecord
 
 #: above this KS distance neither parametric fit is used: the observed values are resampled
 KS_EMPIRICAL = 0.05
@@ -95,35 +95,27 @@ def calibrate(calls: Calls, name: str = "calibrated", like: Any = None
     resources, weights, controls and (per archetype of the same name) role, identity and
     platform are taken."""
     by_task = calls.by_task()
-    children: dict[str, list] = {t.task: [] for t in calls.tasks}
-    for t in calls.tasks:
-        if t.parent_task is not None:
-            children[t.parent_task].append(t)
+    timelines = calls.timelines()
     thinks: list[float] = []
     steps_t: list[float] = []
     signature: dict[str, tuple] = {}
+    ends: dict[str, float] = {}  # when a task's last step ended
 
     def walk(rec) -> tuple:
-        items = sorted([(c.time, 0, i, c) for i, c in enumerate(by_task[rec.task])]
-                       + [(s.start, 1, i, s) for i, s in enumerate(children[rec.task])],
-                       key=lambda x: (x[0], x[1], x[2]))
-        cursor, sig = rec.start, []
-        for start, is_sub, _, item in items:
-            thinks.append(max(0.0, start - cursor))
-            if is_sub:
-                sub = walk(item)
-                sig.append(("delegate", item.archetype, sub))
-                cursor = max(start, _end_of(item))
+        cursor = rec.start
+        sig: list[tuple] = []
+        for item in timelines[rec.task]:
+            if isinstance(item, TaskRecord):
+                thinks.append(max(0.0, item.start - cursor))
+                sig.append(("delegate", item.archetype, walk(item)))
+                cursor = max(item.start, ends[item.task])
             else:
+                thinks.append(max(0.0, item.time - cursor))
                 steps_t.append(item.end - item.time)
                 sig.append((item.tool, item.action, item.resource))
-                cursor = max(start, item.end)
-        signature[rec.task] = tuple(sig)
+                cursor = max(item.time, item.end)
+        signature[rec.task], ends[rec.task] = tuple(sig), cursor
         return signature[rec.task]
-
-    def _end_of(rec) -> float:
-        ends = [c.end for c in by_task[rec.task]] + [_end_of(s) for s in children[rec.task]]
-        return max(ends, default=rec.start)
 
     tops = [t for t in calls.tasks if t.parent_task is None]
     for t in tops:

@@ -74,6 +74,18 @@ class Calls:
             out[c.task].append(c)
         return out
 
+    def timelines(self) -> dict[str, list[Call | TaskRecord]]:
+        """Per task, its calls and the sub-tasks it handed work to, in the order they began
+        (a call before a hand-off at the same instant): the steps a replay or a fit walks."""
+        items: dict[str, list[tuple[float, int, int, Call | TaskRecord]]] = {
+            t.task: [] for t in self.tasks}
+        for i, c in enumerate(self.calls):
+            items[c.task].append((c.time, 0, i, c))
+        for i, t in enumerate(self.tasks):
+            if t.parent_task is not None:
+                items[t.parent_task].append((t.start, 1, i, t))
+        return {k: [x[3] for x in sorted(v, key=lambda x: x[:3])] for k, v in items.items()}
+
 
 @dataclass
 class Mapping:

@@ -29,7 +29,7 @@ from simharness.actions import NO_ARGS, Action, AgentInfo, Args, Delegation, Tas
 from simharness.controls.base import World, make
 from simharness.engine import A, RunLog, T, simulate
 from simharness.spec import ScenarioSpec
-from simharness.traces.calls import Calls
+from simharness.traces.calls import Calls, TaskRecord
 from simharness.traces.export import delegation_parents
 from simharness.traces.otlp import TraceInputError
 from simharness.workload import Workload, WorkloadBuilder, permission_weights
@@ -97,11 +97,7 @@ def build(spec: ScenarioSpec, calls: Calls, replication: int = 0) -> Replayed:
             by_archetype[a.name].append(len(agents))
             agents.append(AgentInfo(len(agents), t.agent, a.name, a.identity, a.platform,
                                     builder.role_of[a.name]))
-    by_task = calls.by_task()
-    children: dict[str, list] = {t.task: [] for t in calls.tasks}
-    for t in calls.tasks:
-        if t.parent_task is not None:
-            children[t.parent_task].append(t)
+    timelines = calls.timelines()
     risk = builder.benign_risk  # a trace has no risk scores: benign ones, drawn
     out = Replayed(None)  # type: ignore[arg-type]
     ids = {t.task: i for i, t in enumerate(calls.tasks)}
@@ -109,17 +105,14 @@ def build(spec: ScenarioSpec, calls: Calls, replication: int = 0) -> Replayed:
     def make_task(rec, depth: int) -> tuple[Task, float]:
         """The task and the time its last step ends as the engine replays it."""
         tid = ids[rec.task]
-        items = sorted([(c.time, 0, i, c) for i, c in enumerate(by_task[rec.task])]
-                       + [(s.start, 1, i, s) for i, s in enumerate(children[rec.task])],
-                       key=lambda x: (x[0], x[1], x[2]))
         steps: list = []
         cursor = rec.start
-        for start, is_sub, _, item in items:
-            think = start - cursor
+        for item in timelines[rec.task]:
+            think = (item.start if isinstance(item, TaskRecord) else item.time) - cursor
             if think < 0:
                 out.overlaps += 1
                 think = 0.0
-            if is_sub:
+            if isinstance(item, TaskRecord):
                 sub, sub_end = make_task(item, depth + 1)
                 steps.append(Delegation(think, sub))
                 cursor = max(cursor + think, sub_end)
