@@ -978,3 +978,15 @@ def test_export_attribute_types_and_unfinished_tasks(helpdesk, tmp_path):
     res.log.tasks[1][T["end"]] = math.nan  # still running at the horizon
     (_, spans), = [g for g in export.spans(res.log, res.parents, "none", 0) if g[0] == 1]
     assert spans[0]["endTimeUnixNano"] == str(export.EPOCH_NS + round(res.log.horizon * 1e9))
+
+
+def test_json_lines_read_the_same_with_either_parser(tmp_path, monkeypatch):
+    import simharness.traces.otlp as otlp
+
+    path = agent.write_otlp(tmp_path / "t.json", lines=3)
+    fast = [(s.span_id, s.start, s.attributes) for s in read_spans([path])]
+    monkeypatch.setattr(otlp, "_loads", lambda: json.loads)
+    assert [(s.span_id, s.start, s.attributes) for s in read_spans([path])] == fast
+    monkeypatch.undo()
+    monkeypatch.setitem(__import__("sys").modules, "orjson", None)  # as if not installed
+    assert otlp._loads() is json.loads
