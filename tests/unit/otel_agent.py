@@ -131,3 +131,11 @@ def write_custom(path: Path, build, service: str = "svc") -> Path:
     provider.shutdown()
     path.write_text(json.dumps(MessageToDict(encode_spans(mem.get_finished_spans()))))
     return path
+
+
+def write_both(otlp_path: Path, console_path: Path, convention: str = "genai") -> None:
+    """One recording written twice: OTLP JSON and the console exporter's text."""
+    out = io.StringIO()
+    spans = list(record(convention, console=out))
+    otlp_path.write_text(json.dumps(MessageToDict(encode_spans(spans))))
+    console_path.write_text(out.getvalue())

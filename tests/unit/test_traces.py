@@ -71,6 +71,48 @@ def test_sdk_traces_import_to_the_scripted_calls(tmp_path, convention, encoding)
     assert [n.split("'")[1] for n in notes] == ["lookup_order", "update_ticket"]
 
 
+@pytest.mark.parametrize("convention", ["genai", "openinference"])
+def test_console_and_otlp_encodings_of_one_recording_read_the_same(tmp_path, convention):
+    """The SDK's two writers of one recording (protobuf -> JSON, and the console exporter's
+    own JSON) give the same spans: ids, parents, names, times to the microsecond the console
+    keeps, status, attributes and resource."""
+    agent.write_both(tmp_path / "o.json", tmp_path / "c.json", convention)
+
+    def fields(s):
+        return (s.trace_id, s.span_id, s.parent_id, s.name, s.start // 1000, s.end // 1000,
+                s.error, s.attributes, s.resource)
+
+    otlp, console = read_spans([tmp_path / "o.json"]), read_spans([tmp_path / "c.json"])
+    assert len(otlp) == 9 and list(map(fields, otlp)) == list(map(fields, console))
+    assert sum(s.error for s in otlp) == 1 and otlp[0].resource["service.name"] == "helpdesk"
+
+
+@pytest.mark.parametrize("span, message", [
+    ({"context": {"trace_id": "0x" + "1" * 32, "span_id": "0x12"}}, "span 0x12: context.trace_id"),
+    ({"context": {"trace_id": "0x" + "1" * 32}}, "span ?: context.trace_id/span_id"),
+    ({"context": {"span_id": "0x" + "2" * 16}}, "context.trace_id/span_id must be hex ids"),
+    ({"context": {"trace_id": "0x" + "1" * 32, "span_id": "0x" + "2" * 16}},
+     "span 0x2222222222222222: start_time/end_time must be ISO 8601 times"),
+    ({"context": {"trace_id": "0x" + "1" * 32, "span_id": "0x" + "2" * 16},
+      "start_time": "yesterday"}, "start_time/end_time must be ISO 8601"),
+])
+def test_malformed_console_spans(tmp_path, span, message):
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(span))
+    with pytest.raises(TraceInputError) as e:
+        read_spans([p])
+    assert e.value.problems == [f"{p}:1: " + e.value.problems[0].split(":1: ", 1)[1]]
+    assert message in e.value.problems[0]
+
+
+def test_console_span_without_end_time_ends_at_its_start(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps([{"context": {"trace_id": "0x" + "1" * 32, "span_id": "0x" + "2" * 16},
+                              "start_time": "2026-01-01T00:00:01Z", "status": {"status_code": "OK"}}]))
+    (s,) = read_spans([p])
+    assert s.start == s.end == 1_767_225_601_000_000_000 and not s.error and s.name == ""
+
+
 def test_a_mapping_file_overrides_inference(tmp_path):
     path = agent.write_otlp(tmp_path / "t.json")
     m = tmp_path / "map.yaml"
@@ -526,13 +568,21 @@ def test_replay_table_and_fit_report_formats():
     row = {"control": "jit", "actions": 12, "decisions_changed": 3, "false_deny_rate": 0.25,
            "tasks_failed": 1, "latency_added_p50_ms": 1.5, "latency_added_p99_ms": 9.25,
            "task_time_added_mean_s": 0.125, "exposure": 12345.0}
-    lines = replaying.format_rows([row]).splitlines()
-    assert lines[0].split() == ["control", "actions", "denied*", "false", "deny", "tasks",
-                                "failed", "p50", "ms", "p99", "ms", "task", "+s", "exposure"]
-    assert lines[1].split() == ["jit", "12", "3", "25.0%", "1", "1.50", "9.25", "0.125",
-                                "1.234e+04"]
-    assert lines[2].startswith("* traced calls denied") and max(map(len, lines[:2])) < 100
-    assert replaying.format_rows([{"control": "x"}]).splitlines()[1].split() == ["x"]
+    wide = {**row, "control": "per_action_policy", "actions": 123456}
+    lines = replaying.format_rows([row, wide]).splitlines()
+    # first column left-aligned, the others right-aligned, each as wide as its widest cell
+    assert lines[:3] == [
+        "control            actions  denied*  false deny  tasks failed  p50 ms  p99 ms  "
+        "task +s   exposure",
+        "jit                     12        3       25.0%             1    1.50    9.25    "
+        "0.125  1.234e+04",
+        "per_action_policy   123456        3       25.0%             1    1.50    9.25    "
+        "0.125  1.234e+04"]
+    assert lines[3] == ("* traced calls denied (each one succeeded in the trace); p50/p99: "
+                        "decision latency per call; task +s: mean time added to a completed task")
+    assert len(lines) == 4 and max(map(len, lines[:3])) < 100
+    head, only = replaying.format_rows([{"control": "x"}]).splitlines()[:2]
+    assert only.rstrip() == "x" and len(only) == len(head)  # missing metrics: blank cells
     fits = [fitting.Fit("think", 10, "exponential", {"exponential": 0.01, "lognormal": 0.2},
                         {}, 1.5)]
     assert fitting.format_fits(fits) == ("think: 10 values, median 1.5 s; exponential KS 0.010, "
