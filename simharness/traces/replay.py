@@ -115,7 +115,7 @@ def build(spec: ScenarioSpec, calls: Calls, replication: int = 0) -> Replayed:
             if isinstance(item, TaskRecord):
                 sub, sub_end = make_task(item, depth + 1)
                 steps.append(Delegation(think, sub))
-                cursor = max(cursor + think, sub_end)
+                cursor = max(cursor, sub_end)  # the sub-task began at cursor + think at the latest
                 continue
             args = Args(item.arguments) if item.arguments else None
             steps.append(Action((item.tool, item.action, item.resource), think,
@@ -184,7 +184,7 @@ def _changes(log: RunLog, ends: dict[int, float]) -> dict[str, Any]:
     added, time added to each top-level task that completed."""
     acts = log.actions
     denied = sum(1 for a in acts if a[A["source"]] == "plan" and not a[A["allowed"]])
-    latency = np.array([a[A["latency"]] for a in acts], dtype=float)
+    latency = np.array([a[A["latency"]] for a in acts])
     added = [(r[T["end"]] - ends[r[T["task"]]]) for r in log.tasks
              if r[T["depth"]] == 0 and r[T["status"]] == "completed"]
     return {

@@ -1040,3 +1040,83 @@ def test_json_lines_read_the_same_with_either_parser(tmp_path, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setitem(__import__("sys").modules, "orjson", None)  # as if not installed
     assert otlp._loads() is json.loads
+
+
+def test_built_workload_is_the_script(helpdesk):
+    """The replay workload of the scripted trace, step by step, as worked out from the script
+    in otel_agent.py (think = gap since the task's previous step ended)."""
+    from simharness.actions import Action, Delegation
+
+    path, calls = helpdesk
+    spec = replaying.replay_spec(load_scenario(path), calls)
+    built = replaying.build(spec, calls)
+    w = built.workload
+    assert [(a.index, a.name, a.archetype, a.identity_mode, a.platform) for a in w.agents] == [
+        (0, "support-0", "support", "per_agent", "first_party"),
+        (1, "support-1", "support", "per_agent", "first_party"),
+        (2, "researcher-0", "researcher", "per_agent", "first_party")]
+    assert w.by_archetype == {"support": [0, 1], "researcher": [2]}
+    assert w.misuse == [] and w.replication == 0
+    s0, s1 = w.tasks
+    assert (s0.id, s0.type, s0.agent, s0.arrival, s0.depth) == (0, "invoke_agent support", 0, 0.0, 0)
+    get, hand, send = s0.steps
+    assert type(get) is Action and type(send) is Action and type(hand) is Delegation
+    assert (get.perm, get.think, get.duration, get.bytes_out, dict(get.args.values)) == (
+        ("get_ticket", "read", "get_ticket"), 1.0, 0.5, 0, {"ticket_id": 7})
+    assert hand.think == 0.5
+    sub = hand.task
+    assert (sub.id, sub.type, sub.agent, sub.arrival, sub.depth) == (
+        2, "invoke_agent researcher", 2, 2.0, 1)
+    (search,) = sub.steps
+    assert (search.perm[0], search.think, search.duration) == ("search_wiki", 1.0, 1.25)
+    assert (send.perm[0], send.think, send.duration) == ("send_reply", 2.75, 0.5)
+    assert s0.scope == {("get_ticket", "read", "get_ticket"), ("send_reply", "send", "send_reply")}
+    assert dict(s0.declared_args) == {"ticket_id": {7}, "to": {"alice@example.com"},
+                                      "body": {"done"}}
+    assert [(st.perm[0], st.think, st.duration) for st in s1.steps] == [
+        ("get_ticket", 0.75, 0.5), ("lookup_order", 0.25, 0.5), ("update_ticket", 2.5, 1.0)]
+    assert all(0 <= st.risk <= 1 for st in s1.steps)
+    assert built.ends == {0: 7.5, 1: 6.0, 2: 4.25} and built.overlaps == 0
+
+
+def test_overlaps_are_counted_but_a_call_starting_at_the_previous_end_is_not(helpdesk):
+    from simharness.traces.calls import Calls
+
+    path, calls = helpdesk
+    spec = replaying.replay_spec(load_scenario(path), calls)
+    s1 = [c for c in calls.calls if c.agent == "support-1"]  # 1.25-1.75, 2.0-2.5, 5.0-6.0
+    touching = [dataclasses_replace(c, time=1.75) if c is s1[1] else c for c in calls.calls]
+    assert replaying.build(spec, Calls(0.0, calls.tasks, touching)).overlaps == 0
+    both = [dataclasses_replace(c, time=1.5) if c is s1[1] else
+            dataclasses_replace(c, time=2.25) if c is s1[2] else c for c in calls.calls]
+    assert replaying.build(spec, Calls(0.0, calls.tasks,
+                                       sorted(both, key=lambda c: c.time))).overlaps == 2
+
+
+def test_replay_summaries_when_nothing_completes_or_nothing_is_called(helpdesk, tmp_path):
+    """A task whose only call is denied (on_deny: abort, the default) completes nothing: no
+    time added is 0, not an error; a task without calls gives latencies of 0."""
+    from simharness.traces.calls import Call, Calls, TaskRecord
+
+    nosend = tmp_path / "nosend.yaml"
+    nosend.write_text(SCENARIO.replace(", send_reply: [send]}", "}"))
+    task = TaskRecord("t", "support-0", "support-0", "support", 0.0, 2.0)
+    one = Calls(0.0, [task], [Call(0.5, 1.0, "t", "support-0", "support-0", "support",
+                                   "send_reply", "send", "send_reply")])
+    (res,) = replaying.replay(load_scenario(nosend, controls=["no_send"]), one)
+    assert (res.row["tasks_failed"], res.row["decisions_changed"]) == (1, 1)
+    assert res.row["task_time_added_mean_s"] == 0.0
+    assert res.row["latency_added_p50_ms"] == pytest.approx(0.05)  # static_iam's 50 us check
+    (res,) = replaying.replay(load_scenario(nosend, controls=["no_send"]), Calls(0.0, [task], []))
+    assert (res.row["latency_added_p50_ms"], res.row["latency_added_p99_ms"],
+            res.row["latency_added_s"], res.row["actions"]) == (0.0, 0.0, 0.0, 0)
+
+
+def test_replay_spec_turns_misuse_off_and_has_a_floor(helpdesk):
+    from simharness.traces.calls import Calls, TaskRecord
+
+    path, calls = helpdesk
+    spec = load_scenario(path, overrides=["misuse.rate=0.3"])
+    assert spec.misuse.rate == 0.3 and replaying.replay_spec(spec, calls).misuse.rate == 0
+    short = Calls(0.0, [TaskRecord("t", "a", "a", "support", 0.0, 0.5)], [])
+    assert replaying.replay_spec(spec, short).horizon == 61.0  # at least 1 s, plus a minute
