@@ -165,21 +165,17 @@ def calibrate(calls: Calls, name: str = "calibrated", like: Any = None
         if base is not None:  # keep the scenario's role where it grants at least as much
             for tool, acts in base.role.items():
                 r[tool] = sorted(set(r.get(tool, [])) | set(acts))
-        entry["role"] = r or {}
+        entry["role"] = r
         if base is not None:
             entry["identity"] = base.identity
             entry["platform"] = base.platform
         tops_here = sum(mix.get(arch, Counter()).values())
-        entry["task_rate"] = _rate(tops_here / (n * window)) if tops_here else "0/h"
+        entry["task_rate"] = _rate(tops_here / (n * window))
         if arch in overlapping:
             entry["concurrency"] = "inf"
         if mix.get(arch):
             entry["tasks"] = dict(sorted(mix[arch].items(), key=lambda kv: (-kv[1], kv[0])))
         agents.append(entry)
-    # Delegates without top-level tasks of their own still need a role and a rate of 0.
-    for entry in agents:
-        if not entry["role"]:
-            entry["role"] = {}
 
     # Tools and resources.
     tools: dict[str, dict[str, set[str]]] = {}
@@ -202,9 +198,8 @@ def calibrate(calls: Calls, name: str = "calibrated", like: Any = None
     think_fit = fit_duration("think", thinks)
     step_fit = fit_duration("step", steps_t)
     actions_used = sorted({a for t in tools.values() for a in t["actions"]})
-    weights: dict[str, Any] = {}
     if like is not None:
-        weights = like.weights.model_dump(mode="json")
+        weights: dict[str, Any] = like.weights.model_dump(mode="json")
     else:
         default_w = {"read": 1, "write": 2, "send": 2, "delete": 4, "admin": 8}
         weights = {"action": {a: default_w.get(a, 2) for a in actions_used}}
@@ -212,7 +207,7 @@ def calibrate(calls: Calls, name: str = "calibrated", like: Any = None
         "schema_version": 1,
         "name": name,
         "description": f"calibrated from a trace of {len(calls.calls)} tool calls in "
-                       f"{len(tops)} tasks over {window / 3600:.3g} h",
+                       f"{len(tops)} tasks over {_round(window)} s",
         "horizon": f"{_round(window)}s",
         "replications": 5,
         "seed": 1,

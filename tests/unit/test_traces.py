@@ -635,7 +635,7 @@ def _mini_trace():
 
     tasks = [TaskRecord("t1", "a0", "a0", "bot", 0.0, 10.0),
              TaskRecord("t3", "a1", "a1", "bot", 0.0, 5.0),
-             TaskRecord("t2", "h0", "h0", "helper", 3.0, 6.0, parent_task="t1"),
+             TaskRecord("t2", "h0", "h0", "helper", 2.5, 6.0, parent_task="t1"),
              TaskRecord("t4", "a0", "a0", "bot", 20.0, 30.0)]
     calls = [call(1, 2, "t1", "a0", "bot", "crm", "read", "crm"),
              call(2, 3, "t3", "a1", "bot", "crm", "read", "crm"),
@@ -650,15 +650,15 @@ def test_calibrate_writes_the_scenario_computed_by_hand():
     scenario, fits, notes = fitting.calibrate(_mini_trace())
     crm = {"tool": "crm", "action": "read", "resource": "crm"}
     mail = {"tool": "mail", "action": "send", "resource": "out"}
-    # think: 1 (t1's first call), 1 (hand-off), 1 (helper's call), 2 (after the hand-off ended
-    # at 5), 2 (t3), 1 and 3 (t4); every call lasts 1 s. Neither is near a parametric family:
-    # both are kept as their observed values.
+    # think: 1 (t1's first call), 0.5 (hand-off at 2.5), 1.5 (helper's call), 2 (after the
+    # hand-off ended at 5), 2 (t3), 1 and 3 (t4); every call lasts 1 s. Neither is near a
+    # parametric family: both are kept as their observed values.
     assert scenario == {
         "schema_version": 1, "name": "calibrated",
-        "description": "calibrated from a trace of 6 tool calls in 3 tasks over 0.00833 h",
+        "description": "calibrated from a trace of 6 tool calls in 3 tasks over 30.0 s",
         "horizon": "30.0s", "replications": 5, "seed": 1,
         "weights": {"action": {"read": 1, "send": 2}},
-        "timing": {"think": {"dist": "empirical", "samples": [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 3.0]},
+        "timing": {"think": {"dist": "empirical", "samples": [0.5, 1.0, 1.0, 1.5, 2.0, 2.0, 3.0]},
                    "step": {"dist": "empirical", "samples": [1.0] * 6}},
         "resources": [{"name": n, "sensitivity": "internal", "destination": n}
                       for n in ("crm", "out", "wiki")],
@@ -676,8 +676,47 @@ def test_calibrate_writes_the_scenario_computed_by_hand():
         "declared_scope": {"source": "role"},  # 3 similar tasks: too few to predict from
     }
     assert [(f.name, f.n, f.chosen, f.median) for f in fits] == [
-        ("think", 7, "empirical", 1.0), ("step", 6, "empirical", 1.0)]
-    assert "the whole role" in notes[-1] and "internal" in notes[0]
+        ("think", 7, "empirical", 1.5), ("step", 6, "empirical", 1.0)]
+    assert notes == [
+        "every resource is `internal` (a trace has no sensitivity); edit them or pass --like "
+        "SCENARIO",
+        "4 task types from distinct call sequences; plans include whatever departures the "
+        "agents made",
+        "declared scope: the whole role (too few similar tasks to estimate a prediction)"]
+
+
+def test_calibrate_names_types_by_frequency_and_weights_actions():
+    """Three tasks of one sequence after one of another: the frequent one is bot_1; rates
+    count over the trace's own window (it starts at 10 s); a boss that only hands work on has
+    an empty role; unknown actions weigh 2."""
+    from simharness.traces.calls import Call, Calls, TaskRecord
+
+    def call(t, task, agent, arch, tool, action):
+        return Call(t, t + 1, task, agent, agent, arch, tool, action, tool)
+
+    tasks = [TaskRecord("b", "boss", "boss", "boss", 10.0, 20.0),
+             TaskRecord("k", "w0", "w0", "bot", 11.0, 13.0, parent_task="b"),
+             *[TaskRecord(f"t{i}", "w0", "w0", "bot", 20.0 + 5 * i, 22.0 + 5 * i)
+               for i in range(4)]]
+    calls = [call(11, "k", "w0", "bot", "admin_db", "admin"),
+             call(11.25, "k", "w0", "bot", "drop", "delete"),
+             call(11.5, "k", "w0", "bot", "run", "exec"),
+             call(21, "t0", "w0", "bot", "get_x", "read"),
+             call(21.5, "t0", "w0", "bot", "send_z", "send"),
+             *[call(21 + 5 * i, f"t{i}", "w0", "bot", "put_y", "write") for i in (1, 2, 3)]]
+    calls.sort(key=lambda c: c.time)
+    scenario, _, notes = fitting.calibrate(Calls(0.0, tasks, calls))
+    agents = {a["name"]: a for a in scenario["agents"]}
+    assert agents["boss"]["role"] == {} and agents["boss"]["task_rate"] == f"{3600 / 27:.6g}/h"
+    # bot_2 is the hand-off's sequence: a type, but not in the mix of top-level tasks
+    assert agents["bot"]["tasks"] == {"bot_1": 3, "bot_3": 1}
+    assert [s["tool"] for s in scenario["tasks"]["bot_2"]["steps"]] == ["admin_db", "drop", "run"]
+    assert scenario["tasks"]["bot_1"] == {"steps": [
+        {"tool": "put_y", "action": "write", "resource": "put_y"}]}
+    assert scenario["weights"] == {"action": {"admin": 8, "delete": 4, "exec": 2, "read": 1,
+                                              "send": 2, "write": 2}}
+    assert scenario["description"].endswith("over 27.0 s")
+    assert agents["bot"]["task_rate"] == f"{4 * 3600 / 27:.6g}/h"
 
 
 def test_calibrate_with_overlapping_tasks_and_a_known_scenario(tmp_path):
@@ -688,18 +727,26 @@ def test_calibrate_with_overlapping_tasks_and_a_known_scenario(tmp_path):
     tasks = [TaskRecord("t1", "support-0", "support-0", "support", 0.0, 10.0),
              TaskRecord("t2", "support-0", "support-0", "support", 5.0, 12.0)]
     calls = [Call(1, 2, "t1", "support-0", "support-0", "support", "crm_api", "read", "crm"),
-             Call(6, 7, "t2", "support-0", "support-0", "support", "crm_api", "write", "crm")]
+             Call(6, 7, "t2", "support-0", "support-0", "support", "sql", "write", "ledger")]
     like = load_scenario("baseline")
     scenario, _, notes = fitting.calibrate(Calls(0.0, tasks, calls), "x", like)
     (support,) = scenario["agents"]
     assert support["concurrency"] == "inf"
-    assert support["role"] == {k: sorted(v) for k, v in like.agent("support").role.items()}
+    # the scenario's role, widened by what the trace used beyond it (sql write)
+    assert support["role"] == {**{k: sorted(v) for k, v in like.agent("support").role.items()},
+                               "sql": ["read", "write"]}
     assert (support["identity"], support["platform"]) == ("per_agent", "first_party")
     assert scenario["resources"] == [r.model_dump(mode="json", exclude_defaults=True)
                                      for r in sorted(like.resources, key=lambda r: r.name)]
     assert scenario["tools"] == sorted(
         ({"name": t.name, "actions": sorted(t.actions), "resources": sorted(t.resources)}
          for t in like.tools), key=lambda t: t["name"])
+    # a trace action the scenario's tool lacks is added to the tool
+    calls.append(Call(8, 9, "t2", "support-0", "support-0", "support", "crm_api", "export",
+                      "crm"))
+    widened, _, _ = fitting.calibrate(Calls(0.0, tasks, calls), "x", like)
+    crm = next(t for t in widened["tools"] if t["name"] == "crm_api")
+    assert crm["actions"] == ["delete", "export", "read", "write"]
     assert scenario["weights"] == like.weights.model_dump(mode="json")
     assert [c["name"] for c in scenario["controls"]] == [c.name for c in like.controls]
     assert not any("internal" in n for n in notes)
@@ -1120,3 +1167,36 @@ def test_replay_spec_turns_misuse_off_and_has_a_floor(helpdesk):
     assert spec.misuse.rate == 0.3 and replaying.replay_spec(spec, calls).misuse.rate == 0
     short = Calls(0.0, [TaskRecord("t", "a", "a", "support", 0.0, 0.5)], [])
     assert replaying.replay_spec(spec, short).horizon == 61.0  # at least 1 s, plus a minute
+
+
+def test_calls_file_messages_in_full(tmp_path):
+    path = _calls_file(tmp_path, TASK, {k: v for k, v in CALL.items() if k not in ("tool", "agent")},
+                       {**CALL, "b": 1, "a": 2}, {k: v for k, v in CALL.items() if k != "record"},
+                       {**CALL, "tool": ""}, {**CALL, "end": 0})
+    with pytest.raises(TraceInputError) as e:
+        read_calls(path)
+    assert e.value.problems == [
+        f"{path}:3: missing agent, tool",
+        f"{path}:4: unknown a, b",
+        f'{path}:5: "record" must be "task" or "call"',
+        f"{path}:6: task, agent, identity, archetype, tool, action, resource must be non-empty text",
+        f"{path}:7: time and end must be numbers, end >= time"]
+    (tmp_path / "h.jsonl").write_text('{"format": "x"}\n')
+    with pytest.raises(TraceInputError) as e:
+        read_calls(tmp_path / "h.jsonl")
+    assert e.value.problems == [
+        f"{tmp_path / 'h.jsonl'}:1: not a calls file (the first line must be the header "
+        '{"format": "simharness-calls", ...} that `simharness import traces` writes)']
+
+
+def test_calls_file_lists_at_most_20_dangling_references_and_t0_defaults_to_0(tmp_path):
+    orphans = [{**CALL, "task": f"x{i}", "call_id": f"c{i}"} for i in range(25)]
+    children = [{**TASK, "task": f"s{i}", "parent_task": f"p{i}"} for i in range(25)]
+    path = _calls_file(tmp_path, TASK, *orphans, *children)
+    with pytest.raises(TraceInputError) as e:
+        read_calls(path)
+    assert len(e.value.problems) == 40
+    assert e.value.problems[0] == f"{path}: call c0 names task 'x0', which has no task record"
+    assert e.value.problems[20] == f"{path}: task s0 names parent task 'p0', which has no record"
+    path = _calls_file(tmp_path, TASK, header='{"format": "simharness-calls", "version": 1}')
+    assert read_calls(path).t0 == 0.0
