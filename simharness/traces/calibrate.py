@@ -123,9 +123,7 @@ def calibrate(calls: Calls, name: str = "calibrated", like: Any = None
 
     # Task types: one per distinct signature (archetype included), named by frequency.
     type_names: dict[tuple, str] = {}
-    counts: Counter = Counter()
-    for t in calls.tasks:
-        counts[(t.archetype, signature[t.task])] += 1
+    counts = Counter((t.archetype, signature[t.task]) for t in calls.tasks)
     per_arch: Counter = Counter()
     for (arch, sig), _ in counts.most_common():
         per_arch[arch] += 1
@@ -201,8 +199,9 @@ def calibrate(calls: Calls, name: str = "calibrated", like: Any = None
     if like is not None:
         weights: dict[str, Any] = like.weights.model_dump(mode="json")
     else:
-        default_w = {"read": 1, "write": 2, "send": 2, "delete": 4, "admin": 8}
-        weights = {"action": {a: default_w.get(a, 2) for a in actions_used}}
+        # the baseline's action weights; any other action (write, send, ...) weighs 2
+        heavier_or_lighter = {"read": 1, "delete": 4, "admin": 8}
+        weights = {"action": {a: heavier_or_lighter.get(a, 2) for a in actions_used}}
     scenario: dict[str, Any] = {
         "schema_version": 1,
         "name": name,

@@ -121,15 +121,19 @@ def write_console(path: Path, convention: str = "genai") -> Path:
     return path
 
 
-def write_custom(path: Path, build, service: str = "svc") -> Path:
-    """OTLP JSON of the spans `build(tracer, at)` makes with the SDK; `at(seconds)` gives a
-    start/end time argument. For shapes the scripted agent does not have."""
+def write_custom(path: Path, build, service: str = "svc", console: bool = False) -> Path:
+    """OTLP JSON (or the console exporter's text) of the spans `build(tracer, at)` makes with
+    the SDK; `at(seconds)` gives a start/end time argument. For shapes the scripted agent
+    does not have."""
     mem = InMemorySpanExporter()
+    out = io.StringIO()
     provider = sdk_trace.TracerProvider(resource=Resource.create({"service.name": service}))
-    provider.add_span_processor(SimpleSpanProcessor(mem))
+    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=out) if console
+                                                    else mem))
     build(provider.get_tracer("custom"), lambda s: T0 + int(s * S))
     provider.shutdown()
-    path.write_text(json.dumps(MessageToDict(encode_spans(mem.get_finished_spans()))))
+    path.write_text(out.getvalue() if console else
+                    json.dumps(MessageToDict(encode_spans(mem.get_finished_spans()))))
     return path
 
 

@@ -707,6 +707,8 @@ def test_calibrate_names_types_by_frequency_and_weights_actions():
     calls.sort(key=lambda c: c.time)
     scenario, _, notes = fitting.calibrate(Calls(0.0, tasks, calls))
     agents = {a["name"]: a for a in scenario["agents"]}
+    # a mix lists the most frequent type first (here also the first by name)
+    assert list(agents["bot"]["tasks"]) == ["bot_1", "bot_3"]
     assert agents["boss"]["role"] == {} and agents["boss"]["task_rate"] == f"{3600 / 27:.6g}/h"
     # bot_2 is the hand-off's sequence: a type, but not in the mix of top-level tasks
     assert agents["bot"]["tasks"] == {"bot_1": 3, "bot_3": 1}
@@ -717,6 +719,30 @@ def test_calibrate_names_types_by_frequency_and_weights_actions():
                                               "send": 2, "write": 2}}
     assert scenario["description"].endswith("over 27.0 s")
     assert agents["bot"]["task_rate"] == f"{4 * 3600 / 27:.6g}/h"
+
+
+def test_calibrate_mix_order_and_a_sub_second_window():
+    """Sequence S runs twice as a hand-off and once on its own (3 in all: bot_1); sequence T
+    twice on its own (bot_2): the mix lists bot_2 (2) before bot_1 (1). The trace lasts 0.5 s:
+    rates are per that window, not per a floor."""
+    from simharness.traces.calls import Call, Calls, TaskRecord
+
+    def c(t, task, tool):
+        return Call(t, t + 0.01, task, "b0", "b0", "bot", tool, "read", tool)
+
+    tasks = [TaskRecord("p0", "p", "p", "boss", 0.0, 0.5),
+             TaskRecord("s1", "b0", "b0", "bot", 0.05, 0.1, parent_task="p0"),
+             TaskRecord("s2", "b0", "b0", "bot", 0.15, 0.2, parent_task="p0"),
+             TaskRecord("s3", "b0", "b0", "bot", 0.25, 0.3),
+             TaskRecord("u1", "b0", "b0", "bot", 0.3, 0.4),
+             TaskRecord("u2", "b0", "b0", "bot", 0.4, 0.5)]
+    calls = [c(0.06, "s1", "get_s"), c(0.16, "s2", "get_s"), c(0.26, "s3", "get_s"),
+             c(0.31, "u1", "get_t"), c(0.41, "u2", "get_t")]
+    scenario, _, _ = fitting.calibrate(Calls(0.0, tasks, calls))
+    bot = next(a for a in scenario["agents"] if a["name"] == "bot")
+    assert list(bot["tasks"].items()) == [("bot_2", 2), ("bot_1", 1)]
+    assert scenario["tasks"]["bot_1"]["steps"][0]["tool"] == "get_s"
+    assert bot["task_rate"] == f"{3 / 0.5 * 3600:.6g}/h"
 
 
 def test_calibrate_with_overlapping_tasks_and_a_known_scenario(tmp_path):
@@ -741,14 +767,21 @@ def test_calibrate_with_overlapping_tasks_and_a_known_scenario(tmp_path):
     assert scenario["tools"] == sorted(
         ({"name": t.name, "actions": sorted(t.actions), "resources": sorted(t.resources)}
          for t in like.tools), key=lambda t: t["name"])
-    # a trace action the scenario's tool lacks is added to the tool
+    # a trace action or resource the scenario's tool lacks is added to the tool
     calls.append(Call(8, 9, "t2", "support-0", "support-0", "support", "crm_api", "export",
-                      "crm"))
+                      "crm_eu"))
     widened, _, _ = fitting.calibrate(Calls(0.0, tasks, calls), "x", like)
     crm = next(t for t in widened["tools"] if t["name"] == "crm_api")
-    assert crm["actions"] == ["delete", "export", "read", "write"]
+    assert crm == {"name": "crm_api", "actions": ["delete", "export", "read", "write"],
+                   "resources": ["crm", "crm_eu"]}
+    assert {"name": "crm_eu", "sensitivity": "internal", "destination": "crm_eu"} in widened[
+        "resources"]
     assert scenario["weights"] == like.weights.model_dump(mode="json")
-    assert [c["name"] for c in scenario["controls"]] == [c.name for c in like.controls]
+    # the scenario's controls, as compact as its files give them (defaults left out)
+    assert [(c["name"], c["model"]) for c in scenario["controls"]] == [
+        (n, n) for n in ("none", "static_iam", "sse_only", "jit_per_task", "per_action_policy")]
+    assert "params" not in scenario["controls"][0]
+    assert scenario["controls"][1]["params"] == {"check": "50us"}
     assert not any("internal" in n for n in notes)
     import yaml
 
@@ -1200,3 +1233,41 @@ def test_calls_file_lists_at_most_20_dangling_references_and_t0_defaults_to_0(tm
     assert e.value.problems[20] == f"{path}: task s0 names parent task 'p0', which has no record"
     path = _calls_file(tmp_path, TASK, header='{"format": "simharness-calls", "version": 1}')
     assert read_calls(path).t0 == 0.0
+
+
+@pytest.mark.parametrize("console", [False, True])
+def test_an_error_status_alone_marks_a_failed_call(tmp_path, console):
+    from opentelemetry.trace import Status, StatusCode
+
+    def build(tracer, at):
+        for name, status, t in (("get_a", StatusCode.ERROR, 1), ("get_b", StatusCode.OK, 3)):
+            span, _, end = _tool(tracer, at, name, t, t + 1)
+            span.set_status(Status(status))
+            end()
+
+    calls, _ = _import(agent.write_custom(tmp_path / "t.json", build, console=console))
+    assert [(c.tool, c.outcome) for c in calls.calls] == [("get_a", "error"), ("get_b", "ok")]
+
+
+def test_a_console_span_ending_before_it_starts_is_named(tmp_path):
+    p = tmp_path / "c.json"
+    ids = {"trace_id": "0x" + "1" * 32, "span_id": "0x" + "2" * 16}
+    p.write_text(json.dumps({"context": ids, "start_time": "2026-01-01T00:00:02Z",
+                             "end_time": "2026-01-01T00:00:01Z"}))
+    with pytest.raises(TraceInputError) as e:
+        read_spans([p])
+    assert e.value.problems == [f"{p}:1: span {'2' * 16}: ends before it starts"]
+
+
+def test_replay_controls_and_replication_arguments(helpdesk):
+    path, calls = helpdesk
+    spec = load_scenario(path)
+    (only,) = replaying.replay(spec, calls, controls=["no_send"])
+    assert only.control == only.row["control"] == "no_send"
+    everything = replaying.replay(spec, calls)
+    assert [r.control for r in everything] == ["none", "no_send"]
+    # a replication draws its own risk scores (the trace has none); 0 is the default
+    risks = [[a[A["risk"]] for a in replaying.replay(spec, calls, ["none"], rep)[0].log.actions]
+             for rep in (0, 1)]
+    assert risks[0] != risks[1]
+    assert [a[A["risk"]] for a in replaying.replay(spec, calls, ["none"])[0].log.actions] == risks[0]
