@@ -44,7 +44,7 @@ class Span:
     where: str = ""  # file:line, for messages
 
     def label(self) -> str:
-        return f"{self.where}: span {self.span_id or '?'}"
+        return f"{self.where}: span {self.span_id}"
 
 
 def _hex_id(value: Any, size: int) -> str | None:
@@ -100,7 +100,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _iso(value: Any) -> int:
     """Nanoseconds since the epoch of an ISO 8601 time (the console exporter's, in UTC)."""
-    t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    t = datetime.fromisoformat(str(value))  # Python 3.11 reads a trailing Z
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return (t - _EPOCH) // timedelta(microseconds=1) * 1000

@@ -65,7 +65,7 @@ def check_fits(spec: ScenarioSpec, calls: Calls) -> None:
     names = [a.name for a in spec.agents]
     for arch in sorted({t.archetype for t in calls.tasks}):
         if arch not in names:
-            near = difflib.get_close_matches(arch, names, n=1)
+            near = difflib.get_close_matches(arch, names)
             problems.append(f"trace archetype {arch!r} is not an agent of scenario {spec.name}"
                             + (f" (did you mean {near[0]!r}?)" if near else "")
                             + "; add it to `agents`, or write the scenario with `simharness "

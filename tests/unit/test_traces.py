@@ -1271,3 +1271,35 @@ def test_replay_controls_and_replication_arguments(helpdesk):
              for rep in (0, 1)]
     assert risks[0] != risks[1]
     assert [a[A["risk"]] for a in replaying.replay(spec, calls, ["none"])[0].log.actions] == risks[0]
+
+
+def test_exactly_ten_missing_permissions_are_all_listed(helpdesk):
+    path, calls = helpdesk
+    from simharness.traces.calls import Calls
+
+    extra = [dataclasses_replace(calls.calls[0], tool=f"tool{i}") for i in range(10)]
+    with pytest.raises(TraceInputError) as e:
+        replaying.check_fits(load_scenario(path), Calls(0.0, calls.tasks, [*calls.calls, *extra]))
+    assert len(e.value.problems) == 10 and str(e.value) == "\n".join(e.value.problems)
+
+
+def test_import_traces_applies_the_mapping_and_writes_odd_arguments_as_text(tmp_path):
+    import datetime
+
+    from simharness.traces.calls import import_traces
+
+    m = tmp_path / "m.yaml"
+    m.write_text("tools: {update_ticket: {action: delete}}\n")
+    calls, notes = import_traces([agent.write_otlp(tmp_path / "t.json")], tmp_path / "c.jsonl", m)
+    assert {c.tool: c.action for c in calls.calls}["update_ticket"] == "delete"
+    assert read_calls(tmp_path / "c.jsonl").calls == calls.calls
+    assert [n.split("'")[1] for n in notes] == ["lookup_order"]
+    calls.calls[0].arguments = {"when": datetime.date(2026, 1, 2)}
+    write_calls(tmp_path / "d.jsonl", calls)
+    assert read_calls(tmp_path / "d.jsonl").calls[0].arguments == {"when": "2026-01-02"}
+
+
+def test_fit_report_has_a_line_per_fit():
+    fits = [fitting.fit_duration("think", [1.0, 2.0]), fitting.fit_duration("step", [])]
+    assert fitting.format_fits(fits).split("\n")[1] == (
+        "step: 0 values, median 0 s; no fit; using constant")
