@@ -257,7 +257,7 @@ def _predicted_scope(tops, by_task, role, resources_of) -> dict[str, Any]:
     for (arch, _), members in groups.items():
         if len(members) < MIN_SIMILAR:
             continue
-        granted = {(tool, a, r) for tool, acts in role.get(arch, {}).items() for a in acts
+        granted = {(tool, a, r) for tool, acts in role[arch].items() for a in acts
                    for r in resources_of[tool]}  # the calibrated role, as permissions
         counts: Counter = Counter(p for m in members for p in m)
         n = len(members)

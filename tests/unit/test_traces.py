@@ -1244,9 +1244,12 @@ def test_an_error_status_alone_marks_a_failed_call(tmp_path, console):
             span, _, end = _tool(tracer, at, name, t, t + 1)
             span.set_status(Status(status))
             end()
+        _, _, end = _tool(tracer, at, "get_c", 5, 6, {"error.type": "Timeout"})  # status unset
+        end()
 
     calls, _ = _import(agent.write_custom(tmp_path / "t.json", build, console=console))
-    assert [(c.tool, c.outcome) for c in calls.calls] == [("get_a", "error"), ("get_b", "ok")]
+    assert [(c.tool, c.outcome) for c in calls.calls] == [
+        ("get_a", "error"), ("get_b", "ok"), ("get_c", "error")]
 
 
 def test_a_console_span_ending_before_it_starts_is_named(tmp_path):
@@ -1303,3 +1306,97 @@ def test_fit_report_has_a_line_per_fit():
     fits = [fitting.fit_duration("think", [1.0, 2.0]), fitting.fit_duration("step", [])]
     assert fitting.format_fits(fits).split("\n")[1] == (
         "step: 0 values, median 0 s; no fit; using constant")
+
+
+def test_fit_duration_edge_cases():
+    assert fitting.fit_duration("t", []) == fitting.Fit("t", 0, "constant", {}, 0.0, 0.0)
+    assert fitting.fit_duration("t", [0, 0, 0]) == fitting.Fit("t", 3, "constant", {}, 0.0, 0.0)
+    some_zero = fitting.fit_duration("t", [0.0, 0.0, 1.0, 2.0, 3.0])
+    assert some_zero.chosen != "constant" and set(some_zero.ks) == {"exponential"}
+    same = fitting.fit_duration("t", [2.0] * 5)  # no spread: no lognormal
+    assert set(same.ks) == {"exponential"} and same.chosen == "empirical"
+    assert same.dist == {"dist": "empirical", "samples": [2.0] * 5} and same.median == 2.0
+
+
+def test_ks_distance_against_a_hand_computation():
+    """x = 1, 2, 3 against uniform(0, 4): the largest gap is 0.25, at 1 (from below) and at 3."""
+    x = np.array([1.0, 2.0, 3.0])
+    assert fitting._ks(x, x / 4) == pytest.approx(0.25)
+    assert fitting._ks(np.array([2.0]), np.array([0.9])) == pytest.approx(0.9)  # before the jump
+    assert fitting._ks(np.array([2.0]), np.array([0.2])) == pytest.approx(0.8)  # after it
+
+
+def _brute_predicted(groups, granted):
+    """Recall and extra of the leave-one-out majority predictor, the slow obvious way."""
+    recalls, extras = [], []
+    for members in groups:
+        if len(members) < 5:
+            continue
+        for i, m in enumerate(members):
+            others = [o for j, o in enumerate(members) if j != i]
+            seen = set().union(*others)
+            pred = {p for p in seen if sum(p in o for o in others) >= len(others) / 2}
+            recalls.append(len(m & pred) / len(m))
+            extras.append(len(pred - m) / max(len(granted - m), 1))
+    return float(np.mean(recalls)), float(np.mean(extras))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_predicted_scope_agrees_with_brute_force(seed):
+    from simharness.traces.calls import Call, Calls, TaskRecord
+
+    rng = np.random.default_rng(seed)
+    perms = [("t", a, r) for a in ("read", "write", "send") for r in ("r1", "r2")]
+    tasks, calls, groups = [], [], {}
+    for k in range(int(rng.integers(4, 14))):
+        first = ("t", "read", "r1") if k % 3 else ("t", "read", "r2")  # two groups
+        used = [first] + [p for p in perms if p != first and rng.random() < 0.45]
+        groups.setdefault(first, []).append(frozenset(used))
+        tasks.append(TaskRecord(f"k{k}", "a", "a", "bot", 10.0 * k, 10.0 * k + 9))
+        for j, p in enumerate(used):
+            calls.append(Call(10.0 * k + j, 10.0 * k + j + 0.5, f"k{k}", "a", "a", "bot", *p))
+    scenario, _, notes = fitting.calibrate(Calls(0.0, tasks, calls))
+    if all(len(g) < 5 for g in groups.values()):
+        assert scenario["declared_scope"] == {"source": "role"}
+        return
+    # the calibrated role: every action used, on every resource the tool was seen on
+    granted = {("t", a, r) for a in {c.action for c in calls} for r in ("r1", "r2")}
+    recall, extra = _brute_predicted(list(groups.values()), granted)
+    assert scenario["declared_scope"] == {"source": "predicted",
+                                          "recall": pytest.approx(recall, abs=1e-5),
+                                          "extra": pytest.approx(extra, abs=1e-5)}
+    assert notes[-1] == (
+        f"declared scope: predicted, recall {scenario['declared_scope']['recall']}, extra "
+        f"{scenario['declared_scope']['extra']} (what a predictor would declare that names the "
+        "permissions most other tasks of the archetype with the same first call used)")
+
+
+def test_touching_tasks_do_not_overlap_and_ties_in_the_mix_go_by_name():
+    from simharness.traces.calls import Call, Calls, TaskRecord
+
+    tasks = [TaskRecord("u1", "b0", "b0", "bot", 0.0, 1.0),
+             TaskRecord("u2", "b0", "b0", "bot", 1.0, 2.0),  # starts as u1 ends
+             TaskRecord("p", "p0", "p0", "boss", 2.0, 3.0),
+             TaskRecord("s", "b1", "b1", "bot", 2.0, 3.0, parent_task="p")]
+    calls = [Call(0.1, 0.2, "u1", "b0", "b0", "bot", "get_x", "read", "x"),
+             Call(1.1, 1.2, "u2", "b0", "b0", "bot", "get_y", "read", "y"),
+             Call(2.1, 2.2, "s", "b1", "b1", "bot", "get_y", "read", "y")]
+    scenario, _, _ = fitting.calibrate(Calls(0.0, tasks, calls))
+    bot = next(a for a in scenario["agents"] if a["name"] == "bot")
+    assert "concurrency" not in bot
+    # get_y ran twice (bot_1), get_x once (bot_2); as top-level tasks once each: by name
+    assert list(bot["tasks"].items()) == [("bot_1", 1), ("bot_2", 1)]
+
+
+def test_replay_defaults_and_eleven_missing_permissions(helpdesk):
+    from simharness.traces.calls import Calls
+
+    path, calls = helpdesk
+    spec = load_scenario(path)
+    assert replaying.replay_spec(spec, calls).replications == 1
+    (r,) = replaying.replay(spec, calls, ["no_send"])
+    assert r.log.control.name == "no_send"
+    extra = [dataclasses_replace(calls.calls[0], tool=f"tool{i}") for i in range(11)]
+    with pytest.raises(TraceInputError) as e:
+        replaying.check_fits(spec, Calls(0.0, calls.tasks, [*calls.calls, *extra]))
+    assert e.value.problems[-1] == "... and 1 more permissions missing"
