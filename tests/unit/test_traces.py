@@ -333,6 +333,16 @@ def test_export_has_a_span_per_task_action_and_decision_and_reads_back(tmp_path)
         [t for t in parents if t in ran and t in acting])
 
 
+def test_export_labels_injected_actions_with_their_kind(tmp_path):
+    spec, log, parents = _baseline_log(tmp_path, misuse_rate=0.5)
+    path = export.write_run(tmp_path / "m.jsonl", log, parents, spec.name, "x", 0)
+    kinds = collections.Counter(s.attributes.get("simharness.misuse.kind") for s in read_spans([path])
+                                if s.attributes.get("gen_ai.operation.name") == "execute_tool")
+    want = collections.Counter(a[A["kind"]] if a[A["misuse_id"]] >= 0 else None
+                               for a in log.actions)
+    assert kinds == want and len(want) > 2
+
+
 def test_export_is_deterministic(tmp_path):
     spec, log, parents = _baseline_log(tmp_path)
     a = export.write_run(tmp_path / "a.jsonl", log, parents, spec.name, "x", 0).read_bytes()
@@ -1067,6 +1077,15 @@ def test_export_span_by_span(helpdesk, tmp_path, monkeypatch):
     assert spans["1000000000000001"]["traceId"] == "00000004" + "0" * 23 + "1"
     assert "parentSpanId" not in root and researcher["parentSpanId"] == "1000000000000000"
     assert root["name"] == "invoke_agent support" and root["kind"] == 1
+    rec0 = {r[T["task"]]: r for r in log.tasks}[0]
+    assert {kv["key"]: kv["value"] for kv in root["attributes"]} == {
+        "gen_ai.operation.name": {"stringValue": "invoke_agent"},
+        "gen_ai.agent.name": {"stringValue": "support"},
+        "gen_ai.agent.id": {"stringValue": "support-0"},
+        "simharness.identity": {"stringValue": "support-0"},
+        "simharness.task.type": {"stringValue": "invoke_agent support"},
+        "simharness.task.status": {"stringValue": rec0[T["status"]]},
+        "simharness.task.arrival_s": {"doubleValue": 0.0}}
     records = {r[T["task"]]: r for r in log.tasks}
     assert root["startTimeUnixNano"] == str(export.EPOCH_NS)
     assert root["endTimeUnixNano"] == str(export.EPOCH_NS + round(records[0][T["end"]] * 1e9))
@@ -1084,13 +1103,24 @@ def test_export_span_by_span(helpdesk, tmp_path, monkeypatch):
         dattrs = {kv["key"]: kv["value"] for kv in decision["attributes"]}
         denied = a[A["tool"]] == "send_reply"
         assert a[A["allowed"]] is (not denied)
-        assert attrs["gen_ai.tool.name"] == {"stringValue": a[A["tool"]]}
-        assert attrs["gen_ai.tool.call.id"] == {"stringValue": f"r4-a{i}"}
-        assert attrs["simharness.action"] == {"stringValue": a[A["action"]]}
-        assert ("error.type" in attrs) is denied and ("simharness.misuse.kind" not in attrs)
-        assert dattrs["gen_ai.security.decision.type"] == {"stringValue": "deny" if denied else "allow"}
-        assert dattrs["gen_ai.security.policy.id"] == {"stringValue": "no_send"}
-        assert dattrs["simharness.decision.latency_s"] == {"doubleValue": lat}
+        assert tool["name"] == f"execute_tool {a[A['tool']]}"
+        assert attrs == {
+            "gen_ai.operation.name": {"stringValue": "execute_tool"},
+            "gen_ai.tool.name": {"stringValue": a[A["tool"]]},
+            "gen_ai.tool.call.id": {"stringValue": f"r4-a{i}"},
+            "gen_ai.agent.name": {"stringValue": a[A["archetype"]]},
+            "gen_ai.agent.id": {"stringValue": log.workload.agents[a[A["agent"]]].name},
+            "simharness.action": {"stringValue": a[A["action"]]},
+            "simharness.resource": {"stringValue": a[A["resource"]]},
+            "simharness.identity": {"stringValue": a[A["identity"]]},
+            "simharness.source": {"stringValue": "plan"},
+            **({"error.type": {"stringValue": "denied"}} if denied else {})}
+        assert dattrs == {
+            "gen_ai.operation.name": {"stringValue": "apply_guardrail"},
+            "gen_ai.security.decision.type": {"stringValue": "deny" if denied else "allow"},
+            "gen_ai.security.policy.id": {"stringValue": "no_send"},
+            "simharness.decision.reasons": {"stringValue": a[A["reasons"]]},
+            "simharness.decision.latency_s": {"doubleValue": lat}}
         if denied:
             assert tool["status"] == {"code": 2, "message": "denied: " + a[A["reasons"]]}
         else:
