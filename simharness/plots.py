@@ -193,8 +193,13 @@ def _legend_below(fig: Figure, ax: Axes | None = None, ncols: int = 3) -> None:
     # Controls first, annotations (e.g. the Pareto front) last.
     labels = sorted(seen, key=lambda lab: lab == "Pareto front")
     if labels:
+        # As many columns as fit the figure's width with the longest label (a label with a
+        # note, e.g. 'per_action_policy (≈ jit_per_task)', needs a wider column).
+        size = float(matplotlib.rcParams["legend.fontsize"]) / 72.0  # inches
+        column = max(len(lab) for lab in labels) * 0.55 * size + 2.9 * size
+        fits = max(1, int(fig.get_figwidth() // column))
         fig.legend([seen[lab] for lab in labels], labels, loc="outside lower center",
-                   ncols=min(ncols, len(labels)), handlelength=1.8, columnspacing=1.2)
+                   ncols=min(ncols, len(labels), fits), handlelength=1.8, columnspacing=1.2)
 
 
 # --------------------------------------------------------------------------- sweep points
@@ -415,34 +420,67 @@ def tradeoff(aggregate: pd.DataFrame) -> Figure:
 
 # --------------------------------------------------------------------------- latency CDF
 
+def _mixture_cdf(sub: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(latency ms, share of decisions at or below it): each replication's CDF read off its
+    quantile grid, averaged over replications at every latency any of them reached.
+
+    Averaged vertically, not per quantile: when some replications have a few decisions at
+    0 ms (e.g. requests a proxy never sees) and others none, averaging the quantiles would
+    invent a latency no decision had (the mean of 0 and 1.3 ms)."""
+    reps = [(np.maximum.accumulate(g["ms"].to_numpy(dtype=float)), g["q"].to_numpy(dtype=float))
+            for _, g in sub.sort_values(["replication", "q"]).groupby("replication", sort=True)]
+    reps = [(ms, q) for ms, q in reps if len(ms)]
+    if not reps:
+        return np.array([]), np.array([])
+    xs = np.unique(np.concatenate([ms for ms, _ in reps]))
+    share = np.zeros(len(xs))
+    for ms, q in reps:
+        at = np.searchsorted(ms, xs, side="right") - 1  # last quantile at or below x
+        share += np.where(at >= 0, q[np.maximum(at, 0)], 0.0)
+    return xs, share / len(reps)
+
+
+def _latency_note(raw: np.ndarray, xs: np.ndarray, share: np.ndarray) -> str:
+    """What a vertical or flat stretch of a control's CDF means, for its legend entry."""
+    if raw.size and np.allclose(raw, raw[0], rtol=1e-6, atol=1e-9):
+        if raw[0] < LATENCY_FLOOR_MS:
+            return "no check: 0 ms"
+        return f"constant {raw[0]:.3g} ms"
+    under = share[xs < LATENCY_FLOOR_MS]
+    unchecked = float(under.max()) if under.size else 0.0
+    if unchecked > 0.0:
+        where = "at 0 ms" if not (xs[xs < LATENCY_FLOOR_MS] > 0).any() else (
+            f"under {LATENCY_FLOOR_MS:g} ms")
+        return f"{100 * unchecked:.2g} % {where}"
+    return ""
+
+
 @_styled
 def latency_cdf(latency: pd.DataFrame) -> Figure:
-    """Decision-latency CDF per control: each replication's quantile curve, averaged per
-    quantile; log x with values below LATENCY_FLOOR_MS drawn at the floor."""
+    """Decision-latency CDF per control: each replication's CDF averaged over replications;
+    log x with values below LATENCY_FLOOR_MS drawn at the floor. The legend names constant
+    latencies (a vertical line) and the share of decisions taken without a check (a flat
+    stretch from the floor)."""
     lat, where = first_point(latency, point_columns(latency, LATENCY_COLUMNS))
     fig = _figure(_COL_W, 3.1)
     ax = fig.subplots()
     top, bottom = LATENCY_FLOOR_MS, math.inf
     for control in control_order(lat) if not lat.empty else []:
         sub = lat[lat["control"].astype(str) == control]
-        # Quantile averaging (Vincentization) keeps each replication's shape, unlike pooling.
-        curve = sub.groupby("q", sort=True)["ms"].mean()
-        # The 0th percentile is the minimum, often one unchecked request at 0 ms; drawn, it
-        # is a flat stretch along 0 % from the left edge that says nothing.
-        curve = curve[curve.index > 0] if (curve.index > 0).any() else curve
-        if curve.empty:
+        xs, share = _mixture_cdf(sub)
+        keep = share > 0  # the CDF is 0 up to its first step: nothing to draw there
+        if not keep.any():
             continue
-        raw = curve.to_numpy(dtype=float)
-        ms = np.maximum(raw, LATENCY_FLOOR_MS)
-        top, bottom = max(top, float(np.nanmax(ms))), min(bottom, float(np.nanmin(ms)))
+        note = _latency_note(sub["ms"].to_numpy(dtype=float), xs, share)
+        xs, share = xs[keep], share[keep]
+        ms = np.maximum(xs, LATENCY_FLOOR_MS)
+        top, bottom = max(top, float(ms.max())), min(bottom, float(ms.min()))
         style = _line_style(control)
-        # Decisions below the floor (no check at all, e.g. traffic a proxy never sees) make a
-        # step at the left edge: say how many, so a flat stretch along 0 % is explained.
-        q = curve.index.to_numpy(dtype=float)
-        under = float(q[raw < LATENCY_FLOOR_MS].max()) if (raw < LATENCY_FLOOR_MS).any() else 0.0
-        if 0.0 < under < 1.0:
-            style["label"] = f"{control} ({100 * under:.2g} % unchecked)"
-        ax.plot(ms, q, drawstyle="steps-post", **style)
+        if note:
+            style["label"] = f"{control} ({note})"
+        # Start at 0 % at the first latency, so its step up is drawn (a vertical line for a
+        # constant latency).
+        ax.plot(np.r_[ms[0], ms], np.r_[0.0, share], drawstyle="steps-post", **style)
     _set_log(ax, "x", LATENCY_FLOOR_MS, top, zero_label=False, bottom=bottom)
     ax.set_ylim(0, 1.02)
     _share_axis(ax, "y")
@@ -455,6 +493,26 @@ def latency_cdf(latency: pd.DataFrame) -> Figure:
 
 
 # --------------------------------------------------------------------------- exposure timeline
+
+COINCIDE = 0.01  # curves never further apart than this share of the axis: about a line width
+
+
+def _coinciding(curves: Sequence[tuple[str, np.ndarray]], tol: float) -> dict[str, str]:
+    """{control: the earlier control whose curve is within `tol` of it at every point} (in
+    axis units: log10 on a log axis). Drawn alike, the later curve would hide the earlier,
+    e.g. two controls granting about the same authority."""
+    out: dict[str, str] = {}
+    for i, (name, y) in enumerate(curves):
+        for other, y0 in curves[:i]:
+            if other in out or y.shape != y0.shape:
+                continue
+            both = np.isfinite(y) & np.isfinite(y0)
+            if both.any() and np.array_equal(both, np.isfinite(y) | np.isfinite(y0)) and bool(
+                    (np.abs(y - y0)[both] <= tol).all()):
+                out[name] = other
+                break
+    return out
+
 
 def _mean_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column: mean and 95 % t interval over the rows (replications)."""
@@ -498,8 +556,21 @@ def exposure_timeline(timeline: pd.DataFrame) -> Figure:
     zero_drawn = False
     drawn: list[np.ndarray] = []
     top = float(np.nanmax([c[4].max() for c in curves])) if curves else 1.0
+    # Curves that would be drawn within a line width of an earlier one, in axis units.
+    if floor is not None:
+        span = math.log10(top) - math.log10(floor)
+        twins = _coinciding([(c[0], np.log10(np.where(c[2] >= floor, c[2], np.nan)))
+                             for c in curves], COINCIDE * span)
+    else:
+        twins = _coinciding([(c[0], c[2]) for c in curves], COINCIDE * top)
     for control, hours, mean, lo, hi in curves:
         colour = control_colour(control)
+        style = _line_style(control)
+        if control in twins:
+            # Drawn on a control whose curve it matches: dashed and on top, so both show.
+            style.update(label=f"{control} (≈ {twins[control]})", zorder=2.5)
+            if style["linestyle"] == "-":
+                style["linestyle"] = (0, (4, 2))
         band = True
         if floor is not None:
             if np.all(mean < floor):
@@ -510,7 +581,7 @@ def exposure_timeline(timeline: pd.DataFrame) -> Figure:
                 mean = np.where(below, np.nan, mean)
                 lo = np.where(below, np.nan, np.maximum(lo, floor))
                 hi = np.where(below, np.nan, hi)
-        ax.plot(hours, mean, **_line_style(control))
+        ax.plot(hours, mean, **style)
         drawn.append(lo if band else mean)
         if band and np.any(hi > lo):
             ax.fill_between(hours, lo, hi, color=colour, alpha=0.2, linewidth=0,

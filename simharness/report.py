@@ -37,8 +37,9 @@ _CAPTIONS: dict[str, str] = {
         "rates); ringed markers and the dashed step line mark the Pareto front. On a log axis "
         "the tick under the // cut is zero."),
     "latency_cdf": (
-        "Decision latency per control: each replication's quantile curve, averaged per "
-        f"quantile. Decisions under {plots.LATENCY_FLOOR_MS:g} ms (e.g. no check at all) are "
+        "Decision latency per control: each replication's CDF, averaged over replications; "
+        "the legend names a constant latency (a vertical line) and the share of decisions "
+        f"taken without a check (a flat stretch from the left). Decisions under {plots.LATENCY_FLOOR_MS:g} ms (e.g. no check at all) are "
         f"drawn at {plots.LATENCY_FLOOR_MS:g} ms."),
     "exposure_timeline": (
         "Cumulative exposure (weighted permission-seconds) over simulated time after warm-up: "
@@ -77,14 +78,18 @@ def _num(v: Any, exponent: bool | None = None) -> str:
 
 
 def _interval(mean: Any, low: Any, high: Any, scale: float = 1.0) -> str:
-    """'mean [low, high]', or just the mean when there is no interval (one replication)."""
+    """'mean [low, high]', or just the mean when there is no interval (one replication) or
+    its ends print the same (as in the terminal tables)."""
     def s(v: Any) -> float:
         return float(v) * scale if v is not None and not pd.isna(v) else math.nan
     m, lo, hi = s(mean), s(low), s(high)
     if math.isnan(lo) or math.isnan(hi):
         return _num(m)
     exponent = any(not -3 <= _magnitude(v) < 5 for v in (m, lo, hi) if v)
-    return f"{_num(m, exponent)} [{_num(lo, exponent)}, {_num(hi, exponent)}]"
+    low_s, high_s = _num(lo, exponent), _num(hi, exponent)
+    if low_s == high_s:  # no width at the digits shown: the mean says it all
+        return _num(m, exponent)
+    return f"{_num(m, exponent)} [{low_s}, {high_s}]"
 
 
 def _duration(seconds: Any) -> str:
@@ -151,28 +156,46 @@ def paired_rows(res: Results) -> Table:
     agg = res.aggregate
     sweep = plots.sweep_columns(agg, res.manifest)
     metrics = [m for m in HEADLINE if f"{m}_diff_mean" in agg.columns]
-    header = [*sweep, "control", "minus", *(_metric_header(m) for m in metrics)]
+    refs = {r for r in agg.get("paired_reference", pd.Series(dtype=object)) if isinstance(r, str)}
+    # One reference for every row: it is named in the caption (paired_reference), not repeated
+    # in a column the table has no width for.
+    minus = ["minus"] if len(refs) > 1 else []
+    header = [*sweep, "control", *minus, *(_metric_header(m) for m in metrics)]
     rows = []
     for _, r in agg.iterrows():
         ref = r.get("paired_reference")
         if not isinstance(ref, str) or r["control"] == ref:
             continue
-        cells = [_value(r[c]) for c in sweep] + [str(r["control"]), ref]
+        cells = [_value(r[c]) for c in sweep] + [str(r["control"])] + ([ref] if minus else [])
         for m in metrics:
             scale = 100.0 if METRIC_INFO[m].unit == "share" else 1.0
             cells.append(_interval(r[f"{m}_diff_mean"], r.get(f"{m}_diff_ci_low"),
                                    r.get(f"{m}_diff_ci_high"), scale))
         rows.append(cells)
-    first_numeric = len(sweep) + 2
+    first_numeric = len(sweep) + 1 + len(minus)
     return Table(header, rows, frozenset(range(first_numeric, len(header))))
 
 
-PAIRED_NOTE = ("Each control minus the reference control on the same workloads (common random "
-               "numbers), paired by replication: mean difference [95 % interval, Student t "
-               "over the per-replication differences]. An interval that excludes 0 is a "
-               "difference the replications support.")
+def paired_reference(res: Results) -> str:
+    """The control every paired difference is taken against ('' if several or none)."""
+    refs = {r for r in res.aggregate.get("paired_reference", pd.Series(dtype=object))
+            if isinstance(r, str)}
+    return refs.pop() if len(refs) == 1 else ""
+
+
+def paired_note(res: Results) -> str:
+    """The caption of the paired-difference table, naming the reference control."""
+    ref = paired_reference(res)
+    who = f"the reference control, {ref}," if ref else "the reference control (column minus)"
+    return (f"Each control minus {who} on the same workloads (common random numbers), paired "
+            "by replication: mean difference [95 % interval, Student t over the "
+            "per-replication differences]. An interval that excludes 0 is a difference the "
+            "replications support.")
 HEADLINE_NOTE = ("Mean over replications [95 % interval: Student t over replications; a rate's "
-                 "interval is at least the Wilson interval of its pooled counts].")
+                 "interval is at least the Wilson interval of its pooled counts]; an interval "
+                 "whose ends print the same is left out. Task inflation is measured on the "
+                 "tasks that completed under both the control and `none`: read it beside task "
+                 "success rate.")
 NO_MISUSE = "No misuse was injected in this scenario."
 
 
@@ -432,7 +455,7 @@ def render_html(folder: Path, res: Results) -> str:
     parts.append("</div>")
     paired = paired_rows(res)
     if paired.rows:
-        parts += ["<h2>Paired differences</h2>", f'<p class="note">{_e(PAIRED_NOTE)}</p>',
+        parts += ["<h2>Paired differences</h2>", f'<p class="note">{_e(paired_note(res))}</p>',
                   _html_table(paired, swatch_col=paired.header.index("control"))]
     manifest_json = json.dumps(res.manifest, indent=2, sort_keys=True, default=str)
     parts += [
@@ -486,8 +509,9 @@ def render_markdown(folder: Path, res: Results) -> str:
         out += [f"![{Path(file).stem}](plots/{file})", "", f"*{caption}*", ""]
     paired = paired_rows(res)
     if paired.rows:
-        out += ["## Paired differences", "", PAIRED_NOTE, "",
-                _md_table(paired, code_cols=(paired.header.index("control"), paired.header.index("minus"))), ""]
+        code = [paired.header.index(c) for c in ("control", "minus") if c in paired.header]
+        out += ["## Paired differences", "", paired_note(res), "",
+                _md_table(paired, code_cols=code), ""]
     out += ["## Provenance", "", _md_table(Table(["item", "value"],
                                                         [list(kv) for kv in _provenance(res)])),
             "", "The full manifest is `manifest.json` in this folder.", ""]

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 import simharness
 from simharness import plots
 from simharness.metric_catalogue import HEADLINE
+from simharness.metrics import LATENCY_QUANTILES
 from simharness.misuse_catalogue import CATALOGUE
 
 SMALL = ["replications=2", "horizon=1h", "warmup=0"]
@@ -138,17 +139,60 @@ def test_latency_cdf(res):
     assert "0.001" in ax.get_xlabel() and "ms" in ax.get_xlabel()
     assert ax.get_ylabel() == "decisions at or below (%)"
     lines = ax.get_lines()
-    assert [ln.get_label() for ln in lines] == controls
+    assert [_name(ln.get_label()) for ln in lines] == controls
     for ln in lines:
         q = np.asarray(ln.get_ydata())
         ms = np.asarray(ln.get_xdata())
-        # From the first quantile above 0 (the minimum alone would draw a flat stretch at 0 %).
-        assert 0.0 < q[0] <= 0.01 and q[-1] == 1.0 and np.all(np.diff(q) >= 0)
+        # From 0 % at the first latency, up its first step, to 100 %.
+        assert q[0] == 0.0 and q[1] > 0.0 and q[-1] == pytest.approx(1.0)
+        assert np.all(np.diff(q) >= 0)
         assert np.all(np.diff(ms) >= 0) and ms.min() >= plots.LATENCY_FLOOR_MS
-        assert ln.get_color() == plots.control_colour(ln.get_label())
-    by = {ln.get_label(): np.asarray(ln.get_xdata()) for ln in lines}
+        assert ln.get_color() == plots.control_colour(_name(ln.get_label()))
+    by = {_name(ln.get_label()): np.asarray(ln.get_xdata()) for ln in lines}
     assert np.all(by["none"] == plots.LATENCY_FLOOR_MS)  # zero latency drawn at the floor
-    assert _legend_labels(fig) == controls
+    labels = _legend_labels(fig)
+    assert [_name(lab) for lab in labels] == controls
+    assert "none (no check: 0 ms)" in labels
+    assert "static_iam (constant 0.05 ms)" in labels  # the profile's local check
+
+
+def _name(label: str) -> str:
+    """The control in a legend label ('sse_only (0.5 % at 0 ms)' -> 'sse_only')."""
+    return label.split(" (")[0]
+
+
+def _latency_rows(control: str, per_rep: list[np.ndarray]) -> list[dict]:
+    """Rows of latency.csv for one control: each replication's quantiles on the grid."""
+    return [{"control": control, "replication": r, "q": q, "ms": v}
+            for r, ms in enumerate(per_rep)
+            for q, v in zip(LATENCY_QUANTILES, np.quantile(ms, LATENCY_QUANTILES),
+                            strict=True)]
+
+
+def test_latency_cdf_averages_replications_cdfs_and_names_unchecked_share():
+    # Replication 0: 21 of its 1001 decisions unchecked (0 ms, quantiles 0-2 %), the rest
+    # 1-3 ms; replication 1: none unchecked. Averaging quantiles would put decisions at
+    # (0 + ~1) / 2 ms, which none had; the average CDF has 1 % at 0 ms and jumps at 1 ms.
+    body = np.linspace(1.0, 3.0, 1001)
+    rep0 = np.r_[np.zeros(21), body[21:]]
+    rows = _latency_rows("sse_only", [rep0, body])
+    rows += _latency_rows("static_iam", [np.full(1000, 0.05), np.full(1000, 0.05)])
+    fig = plots.latency_cdf(pd.DataFrame(rows))
+    (ax,) = fig.axes
+    by = {_name(ln.get_label()): ln for ln in ax.get_lines()}
+    sse = by["sse_only"]
+    assert sse.get_label() == "sse_only (1 % at 0 ms)"
+    ms, share = np.asarray(sse.get_xdata()), np.asarray(sse.get_ydata())
+    # No latency between the 0 ms atom (drawn at the floor) and the fastest checked decision.
+    assert np.all((ms == plots.LATENCY_FLOOR_MS) | (ms >= 1.0))
+    # Share at or below 2 ms: per replication, the largest grid quantile at or below it.
+    q = LATENCY_QUANTILES
+    expect = np.mean([q[np.quantile(r, q) <= 2.0].max() for r in (rep0, body)])
+    at = np.searchsorted(ms, 2.0, side="right") - 1
+    assert share[at] == pytest.approx(expect)
+    assert share[1] == pytest.approx(0.01)  # the unchecked share, at the floor
+    assert by["static_iam"].get_label() == "static_iam (constant 0.05 ms)"
+    assert np.all(np.asarray(by["static_iam"].get_xdata()) == pytest.approx(0.05))
 
 
 def test_exposure_timeline(res):
@@ -159,7 +203,9 @@ def test_exposure_timeline(res):
     assert ax.get_xlabel() == "simulated time (h)"
     assert ax.get_ylabel().startswith("cumulative exposure")
     lines = ax.get_lines()
-    assert [ln.get_label() for ln in lines] == controls
+    assert [_name(ln.get_label()) for ln in lines] == controls
+    # sse_only grants static_iam's standing role: its curve is static_iam's, and says so.
+    assert "sse_only (≈ static_iam)" in _legend_labels(fig)
     hours = np.asarray(lines[0].get_xdata())
     assert hours[0] == pytest.approx(0.0) and hours[-1] == pytest.approx(1.0)
     bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
@@ -168,7 +214,7 @@ def test_exposure_timeline(res):
         controls)
     # Mean cumulative exposure at the end matches the aggregate (exposure_mean).
     agg = res.aggregate.set_index("control")["exposure_mean"]
-    end = {ln.get_label(): np.asarray(ln.get_ydata())[-1] for ln in lines}
+    end = {_name(ln.get_label()): np.asarray(ln.get_ydata())[-1] for ln in lines}
     assert end["none"] == pytest.approx(agg["none"], rel=1e-6)
     assert ax.get_yscale() == "log"
 
@@ -269,3 +315,27 @@ def test_timeline_lines_start_where_exposure_starts_and_warmup_is_marked():
     assert ax.get_ylim()[0] <= 801.0
     assert ax.get_xlim()[0] == 0.0  # the warm-up (0-0.25 h) is shown, shaded and named
     assert "warm-up (not measured)" in _legend_labels(fig)
+
+
+def test_timeline_curve_that_matches_an_earlier_one_is_dashed_on_top():
+    # Log axis over 1e3..1e8 (5 decades, plus margins): b 2.3 % above a (0.01 decades, under
+    # a line width), c a factor 1.5 above a (0.18 decades: visible), d the top curve.
+    rows = []
+    for r in range(2):
+        for t, y in ((900.0, 1e3), (1800.0, 5e3), (3600.0, 1e4)):
+            rows += [{"control": "a_ctl", "replication": r, "t": t, "exposure": y},
+                     {"control": "b_ctl", "replication": r, "t": t, "exposure": y * 1.023},
+                     {"control": "c_ctl", "replication": r, "t": t, "exposure": y * 1.5},
+                     {"control": "d_ctl", "replication": r, "t": t, "exposure": y * 1e4}]
+    fig = plots.exposure_timeline(pd.DataFrame(rows))
+    assert fig.axes[0].get_yscale() == "log"
+    by = {_name(ln.get_label()): ln for ln in fig.axes[0].get_lines()}
+    assert by["b_ctl"].get_label() == "b_ctl (≈ a_ctl)"
+    assert by["b_ctl"].get_linestyle() != "-" and by["b_ctl"].get_zorder() > by[
+        "a_ctl"].get_zorder()
+    assert by["c_ctl"].get_label() == "c_ctl" and by["c_ctl"].get_linestyle() == "-"
+    # The tolerance is absolute, in axis units; curves must cover the same points.
+    y = np.array([np.nan, 1.0, 2.0])
+    assert plots._coinciding([("a", y), ("b", y + 0.04)], 0.05) == {"b": "a"}
+    assert plots._coinciding([("a", y), ("b", y + 0.06)], 0.05) == {}
+    assert plots._coinciding([("a", y), ("b", np.array([0.0, 1.0, 2.0]))], 0.05) == {}

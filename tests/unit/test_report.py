@@ -14,6 +14,7 @@ import simharness
 from simharness import plots, report
 from simharness.metric_catalogue import HEADLINE
 from simharness.misuse_catalogue import CATALOGUE
+from simharness.results import Results
 
 SMALL = ["replications=2", "horizon=1h", "warmup=0"]
 
@@ -132,6 +133,11 @@ def test_number_format():
     assert report._interval(1.0e5, 9.6e4, 1.04e5) == "1.00e5 [9.60e4, 1.04e5]"
     assert report._interval(0.5, math.nan, math.nan) == "0.500"
     assert report._interval(0.065, 0.06, 0.07, scale=100) == "6.50 [6.00, 7.00]"
+    # An interval whose ends print the same is left out (a zero-width interval says nothing).
+    assert report._interval(0.0, 0.0, 0.0) == "0"
+    assert report._interval(-0.05, -0.05, -0.05) == "-0.0500"
+    assert report._interval(1.81e8, 1.8101e8, 1.8104e8) == "1.81e8"
+    assert report._interval(1.0, 0.999, 1.001) == "1.00 [0.999, 1.00]"
 
 
 def test_escapes_text(run_dir, written, tmp_path):
@@ -182,9 +188,22 @@ def test_report_opens_with_the_question_and_ends_with_paired_differences(written
     row = next(r for r in table.rows if r[0] == "none")
     col = table.header.index(report._metric_header("exposure"))
     d = agg.loc["none"]
-    assert row[1] == ref and row[col] == report._interval(
+    assert row[col] == report._interval(
         d["exposure_diff_mean"], d["exposure_diff_ci_low"], d["exposure_diff_ci_high"])
     assert d["exposure_diff_mean"] > 0  # none holds more authority than the reference
+    # One reference for every row: named in the caption, no column repeating it.
+    assert "minus" not in table.header and report.paired_reference(res) == ref
+    for text in (html, md):
+        assert f"Each control minus the reference control, {ref}, on" in text
+    # Two references (e.g. two sweep points whose first control differs): a column says which.
+    agg2 = res.aggregate.copy()
+    other = next(c for c in agg2["control"] if c not in ("none", ref))
+    agg2.loc[agg2["control"] == other, "paired_reference"] = "none"
+    mixed = report.paired_rows(Results(aggregate=agg2,
+                                                          manifest=res.manifest))
+    at = mixed.header.index("minus")
+    assert {r[0]: r[at] for r in mixed.rows}[other] == "none"
+    assert report.paired_reference(Results(aggregate=agg2)) == ""
 
 
 def test_no_misuse_says_so(tmp_path):
