@@ -138,18 +138,18 @@ def _tool_name(s: Span) -> str | None:
     return None
 
 
-def _arguments(s: Span) -> tuple[dict[str, Any], str | None]:
+def _arguments(s: Span) -> dict[str, Any]:
     a = s.attributes
     raw = a.get("gen_ai.tool.call.arguments", a.get("input.value"))
     if raw is None or raw == "":
-        return {}, None
+        return {}
     if isinstance(raw, dict):
-        return raw, None
+        return raw
     try:
         value = json.loads(raw) if isinstance(raw, str) else raw
     except ValueError:
-        return {"input": raw}, None  # OpenInference input.value may be plain text
-    return (value, None) if isinstance(value, dict) else ({"input": value}, None)
+        return {"input": raw}  # OpenInference input.value may be plain text
+    return value if isinstance(value, dict) else {"input": value}
 
 
 def _agent_of(s: Span) -> tuple[str, str]:
@@ -190,16 +190,18 @@ def calls_from_spans(spans: Sequence[Span], mapping: Mapping | None = None
             yield s
 
     tasks: dict[str, TaskRecord] = {}
+    extent: dict[str, tuple[int, int]] = {}  # trace -> (first start, last end), one pass
+    for x in spans:
+        lo, hi = extent.get(x.trace_id, (x.start, x.end))
+        extent[x.trace_id] = (min(lo, x.start), max(hi, x.end))
 
     def task_of(s: Span | None, trace_id: str, fallback: Span) -> TaskRecord:
         if s is None:  # no agent span: the trace is the task
             key = f"trace-{trace_id}"
             if key not in tasks:
-                members = [x for x in spans if x.trace_id == trace_id]
                 agent = str(fallback.resource.get("service.name") or "agent")
-                tasks[key] = TaskRecord(key, agent, agent, agent,
-                                        rel(min(x.start for x in members)),
-                                        rel(max(x.end for x in members)), None, "")
+                start, end = extent[trace_id]
+                tasks[key] = TaskRecord(key, agent, agent, agent, rel(start), rel(end), None, "")
             return tasks[key]
         if s.span_id not in tasks:
             agent, archetype = _agent_of(s)
@@ -231,10 +233,9 @@ def calls_from_spans(spans: Sequence[Span], mapping: Mapping | None = None
             decided = True
         if not decided:
             defaulted[tool] = defaulted.get(tool, 0) + 1
-        args, _ = _arguments(s)
         calls.append(Call(rel(s.start), rel(s.end), task.task, task.agent, task.identity,
-                          task.archetype, tool, action, resource, args, s.span_id, parent_call,
-                          "error" if s.error else "ok"))
+                          task.archetype, tool, action, resource, _arguments(s), s.span_id,
+                          parent_call, "error" if s.error else "ok"))
     if problems:
         raise TraceInputError(problems)
     if not calls:
