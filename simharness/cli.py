@@ -542,6 +542,11 @@ def replay(
         _fail(e)
     except TraceInputError as e:
         _fail(e)
+    if spec.scope_rule().source == "plan":
+        typer.echo(f"notice: {spec.name} declares each task's own calls as its scope "
+                   "(declared_scope: plan), so per-task controls cannot deny a traced call by "
+                   "construction; set declared_scope to predicted or role (docs/traces.md)",
+                   err=True)
     typer.echo(replaying.format_rows([r.row for r in results]))
     if out is not None:
         import pandas as pd

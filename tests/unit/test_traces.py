@@ -448,7 +448,10 @@ def test_cli_import_replay_calibrate(tmp_path, helpdesk):
     r = runner.invoke(app, ["replay", str(path), "--trace", str(tmp_path / "c.jsonl"),
                             "-o", str(tmp_path / "r.csv"), "--otel", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
-    assert r.output.splitlines()[1].split()[:3] == ["none", "6", "0"]
+    lines = r.output.splitlines()
+    # the helpdesk scenario declares the realised plan: the replay says what that decides
+    assert lines[0].startswith("notice: helpdesk declares each task's own calls as its scope")
+    assert lines[2].split()[:3] == ["none", "6", "0"]
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "replay-no_send.otlp.jsonl", "replay-none.otlp.jsonl"]
     r = runner.invoke(app, ["calibrate", str(tmp_path / "c.jsonl"), "-o", str(tmp_path / "s.yaml")])
@@ -1430,3 +1433,16 @@ def test_replay_defaults_and_eleven_missing_permissions(helpdesk):
     with pytest.raises(TraceInputError) as e:
         replaying.check_fits(spec, Calls(0.0, calls.tasks, [*calls.calls, *extra]))
     assert e.value.problems[-1] == "... and 1 more permissions missing"
+
+
+def test_each_replayed_task_gets_its_own_predicted_scope(helpdesk, tmp_path):
+    """Replayed tasks of one type use different calls: a prediction that keeps every planned
+    permission and adds none (recall 1, extra 0) declares exactly each task's own calls, not
+    those of the first task of its type."""
+    path, calls = helpdesk
+    p2 = tmp_path / "pred.yaml"
+    p2.write_text(SCENARIO + "declared_scope: {source: predicted, recall: 1, extra: 0}\n")
+    built = replaying.build(replaying.replay_spec(load_scenario(p2), calls), calls)
+    s0, s1 = built.workload.tasks
+    assert s0.type == s1.type and s0.scope != s1.scope
+    assert (s0.declared, s1.declared) == (s0.scope, s1.scope)
