@@ -83,9 +83,6 @@ def spans(log: RunLog, parents: dict[int, int], control: str, replication: int
             task = parents[task]
         return task
 
-    def trace_id(task: int) -> str:
-        return f"{replication:08x}{root(task):024x}"
-
     def task_span(task: int) -> str:
         return f"1{task:015x}"
 
@@ -98,7 +95,7 @@ def spans(log: RunLog, parents: dict[int, int], control: str, replication: int
             order.append(top)
         agent = agents[r[T["agent"]]]
         end = r[T["end"]] if not math.isnan(r[T["end"]]) else horizon
-        trace = trace_id(task)
+        trace = f"{replication:08x}{top:024x}"  # a delegated task shares its root's trace
         groups[top].append(_span(
             trace, task_span(task), task_span(parents[task]) if task in parents else None,
             f"invoke_agent {agent.archetype}", r[T["start"]], end,
