@@ -53,6 +53,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                  ["tests/unit/test_workload.py", "tests/unit/test_behaviour.py",
                   "tests/unit/test_golden_cases.py", "tests/unit/test_determinism.py"]),
     "traces": (["simharness/traces/*.py"], ["tests/unit/test_traces.py"]),
+    "reference": (["simharness/reference.py"], ["tests/unit/test_reference.py"]),
 }
 KILLED = {1, 3, 36, 37, 24, -24, 152, 255}  # test failure, pytest error, timeout, type check
 SURVIVED = {0}

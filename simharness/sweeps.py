@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from simharness import audit as auditing
-from simharness import metrics, results
+from simharness import metrics, reference, results
 from simharness.controls.base import World, make
 from simharness.engine import simulate
 from simharness.rng import replication_int_seed
@@ -47,6 +47,7 @@ class RunTask:
     entry: ControlEntry
     replication: int
     hidden: bool = False  # a `none` reference run for task inflation, not reported
+    digest: bool = True  # record the workload digest (once per replication: the first control)
 
     @property
     def control(self) -> str:
@@ -69,18 +70,16 @@ def run_one(task: RunTask, audit_dir: str | None = None,
     spec = task.spec
     entry = task.entry
     workload = build_workload(spec, task.replication)
+    digest = workload.digest() if task.digest else None
+    if task.hidden and reference.arithmetic_applies(workload):
+        # Only its task times are used (task inflation): arithmetic, not a simulation.
+        return {"key": task.key, "row": _identity_columns(task), "workload_digest": digest,
+                "facts": {}, "task_times": _encode(reference.none_task_times(workload))}
     control = make(entry.name, entry.model, entry.params, World(spec))
-    digest = workload.digest()
     exporting = otel_dir is not None and not task.hidden
     parents = otel_export.delegation_parents(workload) if exporting else {}
     log = simulate(workload, control, keep_plans=False)
-    row: dict[str, Any] = {
-        "scenario": spec.name,
-        "control": entry.name,
-        "replication": task.replication,
-        "seed": replication_int_seed(spec.seed, task.replication),
-        **dict(task.point),
-    }
+    row = _identity_columns(task)
     grid, curve, exposure = metrics.exposure_curve(log)  # once: the timeline and the total
     row.update(metrics.compute(log, exposure))
     result = {
@@ -92,7 +91,7 @@ def run_one(task: RunTask, audit_dir: str | None = None,
         "workload_digest": digest,
         "facts": control.facts(),
         # Per task (workload order), for task inflation paired with `none`: base64 float64.
-        "task_times": base64.b64encode(metrics.task_times(log).tobytes()).decode("ascii"),
+        "task_times": _encode(metrics.task_times(log)),
     }
     if exporting:
         assert otel_dir is not None
@@ -103,6 +102,17 @@ def run_one(task: RunTask, audit_dir: str | None = None,
         auditing.write_run(auditing.run_path(audit_dir, task.key), log.actions, entry.name,
                            task.replication, dict(task.point), audit_types or {})
     return result
+
+
+def _identity_columns(task: RunTask) -> dict[str, Any]:
+    """The columns that say which run a summary row is."""
+    return {"scenario": task.spec.name, "control": task.entry.name,
+            "replication": task.replication,
+            "seed": replication_int_seed(task.spec.seed, task.replication), **dict(task.point)}
+
+
+def _encode(times: np.ndarray) -> str:
+    return base64.b64encode(times.tobytes()).decode("ascii")
 
 
 def plan(points: list[tuple[dict[str, Any], ScenarioSpec]], controls: list[str] | None = None
@@ -118,12 +128,15 @@ def plan(points: list[tuple[dict[str, Any], ScenarioSpec]], controls: list[str] 
         hidden = all(e.name != REFERENCE for e in entries)
         if hidden:
             entries.append(ControlEntry(name=REFERENCE, model=REFERENCE))
-        for entry in entries:
+        for position, entry in enumerate(entries):
             for rep in range(spec.replications):
                 key = results.run_key(sha, entry.name, {"model": entry.model, **entry.params}, rep,
                                       spec.seed, point, version)
+                # The workload is the same for every control of a replication (common random
+                # numbers): its digest is recorded with the first control's run only.
                 tasks.append(RunTask(key, spec, tuple(point.items()), entry, rep,
-                                     hidden=hidden and entry.name == REFERENCE))
+                                     hidden=hidden and entry.name == REFERENCE,
+                                     digest=position == 0))
     return tasks
 
 
