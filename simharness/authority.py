@@ -29,6 +29,7 @@ from simharness.actions import NO_ARGS, NO_NAMES, AgentInfo, Perm
 from simharness.controls.base import Control, Credential, Request, TaskContext, World
 
 _UNPROBED = object()  # the stamp of a context not probed yet (no real stamp equals it)
+_NOTHING: tuple[frozenset[Perm], float] = (frozenset(), 0.0)
 
 
 class Context:
@@ -52,10 +53,9 @@ class Context:
         self.active = task is not None  # False: the task ended but its credential lives on
         # The last probe of this context and what it depended on (reused while unchanged).
         self.stamp: object = _UNPROBED
-        self.owned: tuple[frozenset[Perm], float] = (frozenset(), 0.0)
-        self.stolen: tuple[frozenset[Perm], float] = (frozenset(), 0.0)
-        self.life = math.inf
-        self.until = math.inf
+        self.owned: tuple[frozenset[Perm], float] = _NOTHING
+        self.stolen: tuple[frozenset[Perm], float] = _NOTHING
+        self.life = self.until = math.inf
 
 
 class _AgentState:
@@ -99,6 +99,10 @@ class Cumulative:
         self._a.append(a)
         self._b.append(b)
         self._w.append(w)
+
+    def appenders(self):
+        """The bound appends `add` makes (for callers on the hot path)."""
+        return self._a.append, self._b.append, self._w.append
 
     def _summed(self) -> tuple[np.ndarray, float]:
         if self._done is None or len(self._done[0]) != len(self._a):
@@ -148,13 +152,21 @@ class AuthorityProbe:
         self.resources = world.resources
         self.lo, self.hi = warmup, horizon
         self.exposure = Cumulative(warmup, horizon)
+        # Cumulative.add's three appends, bound once: twice per task and once per action.
+        self._add_a, self._add_b, self._add_w = self.exposure.appenders()
         self.standing = self.blast_num = self.blast_den = 0.0
         self.probes = 0
         self._memo: dict[tuple, tuple[tuple[frozenset[Perm], frozenset[Perm]],
                                       tuple[frozenset[Perm], frozenset[Perm]]]] = {}
         self._unions: dict[tuple, tuple[frozenset[Perm], float]] = {}
-        self._scoped: dict[tuple, tuple[tuple[frozenset[Perm], float],
-                                        tuple[frozenset[Perm], float]]] = {}
+        self._pairs: dict[tuple, tuple[frozenset[Perm], float, float]] = {}
+        self._interned: dict[frozenset[Perm], tuple[frozenset[Perm], float]] = {}
+        # id(credential) -> its grant; ids are stable: the ledger keeps every credential.
+        self._grants: dict[int, tuple] = {}
+        # (id(memo entry), declared scope) -> (owned, stolen); id(memo entry) alone for
+        # decisions that do not depend on the declared scope.
+        self._scoped: dict[object, tuple[tuple[frozenset[Perm], float],
+                                         tuple[frozenset[Perm], float]]] = {}
         # Credentials are told apart by what they grant, not by which object they are, unless
         # the model finds its own state by credential (layered: its members' parts).
         self._by_object = type(control).credential_identity_matters
@@ -183,8 +195,23 @@ class AuthorityProbe:
 
     def enter(self, i: int, c: Context, now: float) -> None:
         """Agent i starts working on a task in context `c`."""
-        self._advance(i, now)
         st = self.state[i]
+        idle = st.idle
+        if (idle is not None and not st.tasks and not st.held and st.valid_until > now
+                and idle.identity == c.identity):
+            # The common case, once per task: an agent with a standing identity starts a task
+            # under it. What _advance and _reprobe do, without their general bookkeeping.
+            held, self._held = self._held, None
+            self._integrate(st, now)
+            st.tasks.append(c)
+            if held and c.identity in held:  # the start hook changed this identity
+                self._probe(st.agent, idle, now)
+            self._probe(st.agent, c, now)
+            self._pair(st, idle, c)
+            if held:
+                self._release(held, i, now)
+            return
+        self._advance(i, now)
         st.tasks.append(c)
         if st.idle is None or st.idle.identity != c.identity:
             self._by_identity.setdefault(c.identity, set()).add(i)
@@ -197,11 +224,26 @@ class AuthorityProbe:
         """Agent i's task in context `c` ended. A credential of its own that is still live
         stays with the agent (task inactive) until it expires or is revoked: the agent could
         still present it (token_replay)."""
-        self._advance(i, now)
         st = self.state[i]
+        idle = st.idle
+        kept = c.cred is not None and c.cred.live(now)
+        if (not kept and idle is not None and len(st.tasks) == 1 and not st.held
+                and st.valid_until > now and idle.identity == c.identity):
+            # The common case: back to the standing identity alone (see enter).
+            held, self._held = self._held, None
+            self._integrate(st, now)
+            st.tasks.clear()
+            c.active, c.stamp = False, _UNPROBED
+            if held and c.identity in held:
+                self._probe(st.agent, idle, now)
+            (st.allowed, st.weight), st.thief = idle.owned, idle.stolen[1]
+            st.life_end, st.valid_until = idle.life, idle.until
+            if held:
+                self._release(held, i, now)
+            return
+        self._advance(i, now)
         st.tasks.remove(c)
         c.active, c.stamp = False, _UNPROBED
-        kept = c.cred is not None and c.cred.live(now)
         if kept:
             st.held.append(c)
         elif (st.idle is None or st.idle.identity != c.identity) and not any(
@@ -231,11 +273,15 @@ class AuthorityProbe:
     def _release_held(self, i: int, now: float) -> None:
         held, self._held = self._held, None
         if held:
-            for identity in sorted(held):
-                for j in sorted(self._by_identity.get(identity, ())):
-                    if j != i:
-                        self._advance(j, now)
-                        self._reprobe(j, now)
+            self._release(held, i, now)
+
+    def _release(self, held: set[str], i: int, now: float) -> None:
+        """Probe again the other agents holding an identity that changed while held."""
+        for identity in sorted(held):
+            for j in sorted(self._by_identity.get(identity, ())):
+                if j != i:
+                    self._advance(j, now)
+                    self._reprobe(j, now)
 
     def in_use(self, i: int, perm: Perm, start: float, duration: float) -> None:
         """Agent i exercises `perm` for `duration` from `start`: that weight is not excess."""
@@ -245,7 +291,9 @@ class AuthorityProbe:
             if b > self.hi:
                 b = self.hi
             if b > a:
-                self.exposure.add(a, b, -self.weight[perm])
+                self._add_a(a)
+                self._add_b(b)
+                self._add_w(-self.weight[perm])
 
     def finish(self) -> AuthorityResult:
         for i in range(len(self.state)):
@@ -273,7 +321,9 @@ class AuthorityProbe:
         if b <= a:
             return
         if st.weight > 0:
-            self.exposure.add(a, b, st.weight)
+            self._add_a(a)
+            self._add_b(b)
+            self._add_w(st.weight)
             if not st.tasks:
                 self.standing += st.weight * (b - a)
         if st.thief > 0:
@@ -308,39 +358,80 @@ class AuthorityProbe:
         st.valid_until = min((c.until for c in contexts), default=math.inf)
 
     def _probe(self, agent: AgentInfo, c: Context, t: float) -> None:
-        """Bring context c's probe up to date at t (a few comparisons when nothing changed)."""
-        cred = c.cred if c.cred is not None else self._standing_of(c.identity)
+        """Bring context c's probe up to date at t (a few comparisons when nothing changed).
+        Once per task and per change point: written out rather than in helper calls."""
+        cred = c.cred
+        if cred is None:
+            cred = self._standing_of(c.identity)
         release = self._quarantined.get(c.identity)
         quarantined = release is not None and release > t
         # The release time itself, not only whether there is one: a quarantine extended by a
         # second flag must move the next change point.
         until = release if quarantined else None
-        stamp = ((id(cred), cred.revoked is not None and t >= cred.revoked, t >= cred.expires,
-                  until) if cred is not None else until)
+        if cred is None:
+            stamp: object = until
+        else:
+            revoked = cred.revoked is not None and t >= cred.revoked
+            expired = t >= cred.expires
+            stamp = (id(cred), revoked, expired, until)
         if stamp == c.stamp:
             return
         c.stamp = stamp
-        key = (c.key, c.active, agent.archetype, self._credential_key(cred, t), quarantined)
+        if cred is None:
+            what = None
+        elif self._by_object:
+            what = (id(cred), revoked, expired)
+        else:  # a credential's grant and binding, what a decision can read of it
+            grant = self._grants.get(id(cred))  # it never changes: computed once
+            if grant is None:
+                grant = self._grants[id(cred)] = (cred.holder, cred.perms, cred.bound_to,
+                                                  cred.audience, cred.kind, cred.task_id >= 0)
+            what = (grant, revoked, expired)
+        key = (c.key, c.active, agent.archetype, what, quarantined)
         hit = self._memo.get(key)
         if hit is None:
             hit = self._memo[key] = (self._allowed(agent, c, cred, t, thief=False),
                                      self._allowed(agent, c, cred, t, thief=True))
-        scoped = (id(hit), c.declared)
-        both = self._scoped.get(scoped)
+        both = self._scoped.get(id(hit))  # decisions that do not read the declared scope
         if both is None:
-            both = self._scoped[scoped] = (self._in_scope(hit[0], c.declared),
-                                           self._in_scope(hit[1], c.declared))
+            scoped = (id(hit), c.declared)
+            both = self._scoped.get(scoped)
+            if both is None:
+                both = self._scoped[scoped] = (self._in_scope(hit[0], c.declared),
+                                               self._in_scope(hit[1], c.declared))
+                if hit[0][0] == hit[0][1] and hit[1][0] == hit[1][1]:
+                    self._scoped[id(hit)] = both
         c.owned, c.stolen = both
-        c.life = cred.end if cred is not None else math.inf
-        c.until = min(_next_change(cred, t), release if release is not None and quarantined
-                      else math.inf)
+        if cred is None:
+            c.life = nxt = math.inf
+        else:
+            c.life = cred.end
+            # when decisions may next change by time alone: its expiry, if still ahead
+            nxt = math.inf if revoked or expired else cred.expires
+        c.until = release if quarantined and release < nxt else nxt  # type: ignore[operator]
+
+    def _pair(self, st: _AgentState, idle: Context, c: Context) -> None:
+        """The agent's authority from its standing identity and one task: _reprobe's union
+        of two contexts, as one look-up."""
+        key = (id(idle.owned), id(c.owned), id(idle.stolen), id(c.stolen))
+        hit = self._pairs.get(key)
+        if hit is None:
+            owned = self._union([idle.owned, c.owned])
+            hit = self._pairs[key] = (owned[0], owned[1], self._union([idle.stolen, c.stolen])[1])
+        st.allowed, st.weight, st.thief = hit
+        st.life_end = idle.life if idle.life >= c.life else c.life
+        st.valid_until = idle.until if idle.until <= c.until else c.until
 
     def _in_scope(self, sides: tuple[frozenset[Perm], frozenset[Perm]], declared: frozenset[Perm]
                   ) -> tuple[frozenset[Perm], float]:
         """What is allowed under a declared scope, from what is allowed in and out of scope."""
         inside, outside = sides
         allowed = (inside & declared) | (outside - declared)
-        return allowed, sum(self.weight.get(p, 0.0) for p in allowed)
+        # One object per distinct set, so that the unions of contexts are looked up by id.
+        hit = self._interned.get(allowed)
+        if hit is None:
+            hit = self._interned[allowed] = (allowed, sum(self.weight.get(p, 0.0) for p in allowed))
+        return hit
 
     def _union(self, parts: list[tuple[frozenset[Perm], float]]) -> tuple[frozenset[Perm], float]:
         key = tuple(map(id, parts))  # the parts live in the memo as long as the probe
@@ -380,20 +471,3 @@ class AuthorityProbe:
                     sides[side].append(p)
         self.probes += 2 * len(self.perms)
         return frozenset(sides[0]), frozenset(sides[1])
-
-    def _credential_key(self, cred: Credential | None, t: float) -> tuple | None:
-        """What a decision can read from a credential at t: its grant, binding and liveness."""
-        if cred is None:
-            return None
-        live = (cred.revoked is not None and t >= cred.revoked, t >= cred.expires)
-        if self._by_object:
-            return (id(cred), live)
-        return (cred.holder, cred.perms, cred.bound_to, cred.audience, cred.kind,
-                cred.task_id >= 0, live)
-
-
-def _next_change(cred: Credential | None, t: float) -> float:
-    """When the credential's decisions may next change by time alone (its expiry)."""
-    if cred is None or (cred.revoked is not None and cred.revoked <= t):
-        return math.inf
-    return cred.expires if cred.expires > t else math.inf

@@ -678,6 +678,26 @@ def speed_scenario(agents: int = 200, steps: int = 3, servers: int = 8,
             "controls.per_action_policy.revoke_on_deviation=false"])
 
 
+def probe_overhead(horizon: str = "28h", repeats: int = 2) -> dict[str, Any]:
+    """Time of a whole run (workload, digest, simulation, metrics: sweeps.run_one) of the
+    speed scenario with authority probing over the same run without it, CPU seconds, best of
+    `repeats` each, alternating. At the default horizon a run has about a million actions."""
+    from simharness import sweeps
+
+    spec = speed_scenario(horizon=horizon)
+    task = next(t for t in sweeps.plan([({}, spec)]) if not t.hidden)
+    best = {True: math.inf, False: math.inf}
+    actions = 0
+    for _ in range(repeats):
+        for probe in (False, True):
+            t0 = time.process_time()
+            row = sweeps.run_one(task, probe=probe)["row"]
+            best[probe] = min(best[probe], time.process_time() - t0)
+            actions = row["actions"]
+    return {"actions": actions, "with_probe_s": best[True], "without_s": best[False],
+            "overhead": best[True] / best[False] - 1.0}
+
+
 def bare_simpy(agents: int, steps: int, servers: int, horizon: float, rate: float,
                think_mean: float = 2.0, step_p50: float = 0.3, step_p99: float = 3.0,
                rtt: float = 0.001, svc_p50: float = 0.001, svc_p99: float = 0.005,

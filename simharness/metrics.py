@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from simharness.authority import AuthorityResult
+from simharness.authority import Cumulative
 from simharness.engine import COMPLETED, FAILED, REVOCATION_REASONS, A, RunLog, T
 from simharness.misuse_catalogue import MISUSE_KINDS
 
@@ -62,16 +62,14 @@ def credential_exposure(log: RunLog) -> float:
     return max(float(weights @ (ends - starts)), 0.0)
 
 
-def _authority(log: RunLog) -> AuthorityResult:
-    if log.authority is None:
-        raise ValueError("this run was simulated without probing authority (probe=False)")
-    return log.authority
-
-
 def exposure_curve(log: RunLog) -> tuple[np.ndarray, np.ndarray, float]:
     """(grid times, cumulative exposure at each, total exposure): authority minus weight in use,
-    on the probe's fixed grid over [warm-up, horizon] (authority.TIMELINE_POINTS points)."""
-    a = _authority(log)
+    on the probe's fixed grid over [warm-up, horizon] (authority.TIMELINE_POINTS points); NaN
+    for a run simulated without probing."""
+    a = log.authority
+    if a is None:
+        grid, _ = Cumulative(log.warmup, log.horizon).curve()
+        return grid, np.full(len(grid), math.nan), math.nan
     grid, curve = a.exposure.curve()
     return grid, curve, max(a.exposure.total, 0.0)
 
@@ -81,7 +79,9 @@ def blast_radius(log: RunLog) -> float:
     would get anything: the authority decide() grants to someone outside presenting the agent's
     identity and credential, times the time until that credential ends (the horizon for an
     identity without one). Probed like authority (authority.py)."""
-    a = _authority(log)
+    a = log.authority
+    if a is None:  # simulated without probing
+        return math.nan
     return a.blast_num / a.blast_den if a.blast_den > 0 else 0.0
 
 

@@ -63,10 +63,13 @@ def expand_grid(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
 
 
 def run_one(task: RunTask, audit_dir: str | None = None,
-            audit_types: Mapping[str, Any] | None = None, otel_dir: str | None = None) -> dict:
+            audit_types: Mapping[str, Any] | None = None, otel_dir: str | None = None,
+            probe: bool = True) -> dict:
     """Simulate one run and return its RunResult (see results.py). With `audit_dir`, also write
     the action log of a reported run to `audit_dir/<key>.parquet` (see audit.py); with
-    `otel_dir`, as OTLP JSON spans to `otel_dir/<control>-r<rep>-<key>.otlp.jsonl` (see traces/export.py)."""
+    `otel_dir`, as OTLP JSON spans to `otel_dir/<control>-r<rep>-<key>.otlp.jsonl` (see
+    traces/export.py). probe=False: no authority probing (exposure and blast radius NaN; what
+    the probing costs is measured this way, bench.probe_overhead)."""
     spec = task.spec
     entry = task.entry
     workload = build_workload(spec, task.replication)
@@ -78,7 +81,7 @@ def run_one(task: RunTask, audit_dir: str | None = None,
     control = make(entry.name, entry.model, entry.params, World(spec))
     exporting = otel_dir is not None and not task.hidden
     parents = otel_export.delegation_parents(workload) if exporting else {}
-    log = simulate(workload, control, keep_plans=False)
+    log = simulate(workload, control, keep_plans=False, probe=probe)
     row = _identity_columns(task)
     grid, curve, exposure = metrics.exposure_curve(log)  # once: the timeline and the total
     row.update(metrics.compute(log, exposure))
