@@ -14,6 +14,15 @@ from typing import Any
 
 Perm = tuple[str, str, str]  # (tool, action, resource)
 
+_PERMS: dict[Perm, Perm] = {}
+
+
+def intern_perm(tool: str, action: str, resource: str) -> Perm:
+    """The one tuple of a permission: equal permissions built through here are the same object,
+    so set and dict look-ups on the hot path match by identity, not element by element."""
+    p = (tool, action, resource)
+    return _PERMS.setdefault(p, p)
+
 # How an action presents its credential (the engine picks the credential; controls judge it).
 OWN = "own"  # the actor's current credential for this task
 STOLEN = "stolen"  # an outside attacker uses a leaked credential

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +48,8 @@ class Context:
         task = ctx.task if ctx is not None else None
         # What a decision can read of this context apart from credential, quarantine and the
         # declared scope (which a request shows only as each permission's `in_scope`).
-        self.key = (identity, None if task is None else (task.type, task.depth), origin,
-                    id(origin_role), token_mode)
+        self.key = (identity, None if task is None else task.type,
+                    -1 if task is None else task.depth, origin, origin_role, token_mode)
         self.declared: frozenset[Perm] = task.declared if task is not None else frozenset()
         self.active = task is not None  # False: the task ended but its credential lives on
         # The last probe of this context and what it depended on (reused while unchanged).
@@ -60,7 +61,7 @@ class Context:
 
 class _AgentState:
     __slots__ = ("agent", "idle", "tasks", "held", "allowed", "weight", "thief", "life_end", "last",
-                 "valid_until")
+                 "valid_until", "pair", "before")
 
     def __init__(self, agent: AgentInfo, idle: Context | None):
         self.agent = agent
@@ -73,6 +74,8 @@ class _AgentState:
         self.life_end = math.inf  # when what a thief holds stops working at the latest
         self.last = 0.0  # integrated up to here
         self.valid_until = math.inf  # the next expiry or release among its contexts
+        self.pair: tuple | None = None  # the last union of its standing identity and a task
+        self.before: tuple | None = None  # its last task's probe, for the next (_as_before)
 
 
 TIMELINE_POINTS = 97
@@ -99,6 +102,11 @@ class Cumulative:
         self._a.append(a)
         self._b.append(b)
         self._w.append(w)
+
+    def extend(self, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> None:
+        """`add` for arrays of intervals."""
+        for dest, x in ((self._a, a), (self._b, b), (self._w, w)):
+            dest.frombytes(np.ascontiguousarray(x, dtype=float).tobytes())
 
     def appenders(self):
         """The bound appends `add` makes (for callers on the hot path)."""
@@ -143,6 +151,11 @@ class AuthorityResult:
 class AuthorityProbe:
     """Integrates each agent's authority over [warm-up, horizon] as the engine runs."""
 
+    # Take the common case's short cuts in enter and leave (a task under the agent's standing
+    # identity, nothing else running); False runs the general path only, which gives the
+    # same numbers (tests/unit/test_authority.py holds them to it) at a third more cost.
+    shortcuts = True
+
     def __init__(self, control: Control, world: World, agents: list[AgentInfo], warmup: float,
                  horizon: float):
         self.control = control
@@ -154,6 +167,7 @@ class AuthorityProbe:
         self.exposure = Cumulative(warmup, horizon)
         # Cumulative.add's three appends, bound once: twice per task and once per action.
         self._add_a, self._add_b, self._add_w = self.exposure.appenders()
+        self._use_start, self._use_duration, self._use_weight = array("d"), array("d"), array("d")
         self.standing = self.blast_num = self.blast_den = 0.0
         self.probes = 0
         self._memo: dict[tuple, tuple[tuple[frozenset[Perm], frozenset[Perm]],
@@ -163,17 +177,20 @@ class AuthorityProbe:
         self._interned: dict[frozenset[Perm], tuple[frozenset[Perm], float]] = {}
         # id(credential) -> its grant; ids are stable: the ledger keeps every credential.
         self._grants: dict[int, tuple] = {}
-        # (id(memo entry), declared scope) -> (owned, stolen); id(memo entry) alone for
-        # decisions that do not depend on the declared scope.
-        self._scoped: dict[object, tuple[tuple[frozenset[Perm], float],
-                                         tuple[frozenset[Perm], float]]] = {}
+        # (memo entry, declared scope) -> (owned, stolen); the memo entry alone for decisions
+        # that do not depend on the declared scope.
+        self._scoped: dict[tuple, tuple[tuple[frozenset[Perm], float],
+                                        tuple[frozenset[Perm], float]]] = {}
+        self._unscoped: dict[tuple, tuple[tuple[frozenset[Perm], float],
+                                          tuple[frozenset[Perm], float]]] = {}
         # Credentials are told apart by what they grant, not by which object they are, unless
         # the model finds its own state by credential (layered: its members' parts).
         self._by_object = type(control).credential_identity_matters
         self._standing_of = control.standing_credential
         self._quarantined = control.quarantined  # identity -> until (the control mutates it)
         self._by_identity: dict[str, set[int]] = {}
-        self._held: set[str] | None = None
+        self._holding = False  # between hold() and the next enter or leave
+        self._held: set[str] | None = None  # identities changed meanwhile (None: none)
         self.state: list[_AgentState] = []
         for a in agents:
             ident = a.standing_identity
@@ -191,22 +208,24 @@ class AuthorityProbe:
     def hold(self) -> None:
         """Collect `changed` calls until the next enter or leave (the engine brackets a task's
         start and end hooks with this: the enter or leave probes that agent anyway)."""
-        self._held = set()
+        self._holding = True
 
     def enter(self, i: int, c: Context, now: float) -> None:
         """Agent i starts working on a task in context `c`."""
         st = self.state[i]
         idle = st.idle
-        if (idle is not None and not st.tasks and not st.held and st.valid_until > now
-                and idle.identity == c.identity):
+        if (self.shortcuts and idle is not None and not st.tasks and not st.held
+                and st.valid_until > now and idle.identity == c.identity):
             # The common case, once per task: an agent with a standing identity starts a task
             # under it. What _advance and _reprobe do, without their general bookkeeping.
-            held, self._held = self._held, None
+            held, self._held, self._holding = self._held, None, False
             self._integrate(st, now)
             st.tasks.append(c)
             if held and c.identity in held:  # the start hook changed this identity
                 self._probe(st.agent, idle, now)
-            self._probe(st.agent, c, now)
+            if not self._as_before(st, c, now):
+                self._probe(st.agent, c, now)
+                self._remember(st, c, now)
             self._pair(st, idle, c)
             if held:
                 self._release(held, i, now)
@@ -227,10 +246,10 @@ class AuthorityProbe:
         st = self.state[i]
         idle = st.idle
         kept = c.cred is not None and c.cred.live(now)
-        if (not kept and idle is not None and len(st.tasks) == 1 and not st.held
-                and st.valid_until > now and idle.identity == c.identity):
+        if (self.shortcuts and not kept and idle is not None and len(st.tasks) == 1
+                and not st.held and st.valid_until > now and idle.identity == c.identity):
             # The common case: back to the standing identity alone (see enter).
-            held, self._held = self._held, None
+            held, self._held, self._holding = self._held, None, False
             self._integrate(st, now)
             st.tasks.clear()
             c.active, c.stamp = False, _UNPROBED
@@ -255,7 +274,9 @@ class AuthorityProbe:
 
     def changed(self, identity: str, now: float) -> None:
         """Something about `identity` changed (a credential, a quarantine): probe again."""
-        if self._held is not None:
+        if self._holding:
+            if self._held is None:
+                self._held = set()
             self._held.add(identity)
             return
         for i in sorted(self._by_identity.get(identity, ())):
@@ -271,7 +292,7 @@ class AuthorityProbe:
                 or any(c.identity in held for c in (*st.tasks, *st.held)))
 
     def _release_held(self, i: int, now: float) -> None:
-        held, self._held = self._held, None
+        held, self._held, self._holding = self._held, None, False
         if held:
             self._release(held, i, now)
 
@@ -283,21 +304,24 @@ class AuthorityProbe:
                     self._advance(j, now)
                     self._reprobe(j, now)
 
-    def in_use(self, i: int, perm: Perm, start: float, duration: float) -> None:
-        """Agent i exercises `perm` for `duration` from `start`: that weight is not excess."""
-        if perm in self.state[i].allowed:
-            a = start if start > self.lo else self.lo
-            b = start + duration
-            if b > self.hi:
-                b = self.hi
-            if b > a:
-                self._add_a(a)
-                self._add_b(b)
-                self._add_w(-self.weight[perm])
+    def use_recorder(self) -> tuple[list[_AgentState], dict[Perm, float], Callable[[float], None],
+                                    Callable[[float], None], Callable[[float], None]]:
+        """What the engine needs to record weight in use, once per allowed action (the hot
+        path: no call into the probe there): agent states, whose `allowed` is what agent i may
+        use now, the permission weights, and appends for (start, duration, weight) of a use
+        within it. A use is not excess authority; `finish` subtracts them all at once."""
+        return (self.state, self.weight, self._use_start.append, self._use_duration.append,
+                self._use_weight.append)
 
     def finish(self) -> AuthorityResult:
         for i in range(len(self.state)):
             self._advance(i, self.hi)
+        start = np.frombuffer(self._use_start, dtype=float)
+        a = np.maximum(start, self.lo)
+        b = np.minimum(start + np.frombuffer(self._use_duration, dtype=float), self.hi)
+        w = np.frombuffer(self._use_weight, dtype=float)
+        inside = b > a
+        self.exposure.extend(a[inside], b[inside], -w[inside])
         return AuthorityResult(self.exposure, self.standing, self.blast_num, self.blast_den,
                                self.probes)
 
@@ -374,7 +398,7 @@ class AuthorityProbe:
             revoked = cred.revoked is not None and t >= cred.revoked
             expired = t >= cred.expires
             stamp = (id(cred), revoked, expired, until)
-        if stamp == c.stamp:
+        if c.stamp is not _UNPROBED and stamp == c.stamp:
             return
         c.stamp = stamp
         if cred is None:
@@ -392,15 +416,16 @@ class AuthorityProbe:
         if hit is None:
             hit = self._memo[key] = (self._allowed(agent, c, cred, t, thief=False),
                                      self._allowed(agent, c, cred, t, thief=True))
-        both = self._scoped.get(id(hit))  # decisions that do not read the declared scope
+        # Keyed by the memo's own entry: dicts compare it by identity, not element by element.
+        both = self._unscoped.get(hit)  # decisions that do not read the declared scope
         if both is None:
-            scoped = (id(hit), c.declared)
+            scoped = (hit, c.declared)
             both = self._scoped.get(scoped)
             if both is None:
                 both = self._scoped[scoped] = (self._in_scope(hit[0], c.declared),
                                                self._in_scope(hit[1], c.declared))
                 if hit[0][0] == hit[0][1] and hit[1][0] == hit[1][1]:
-                    self._scoped[id(hit)] = both
+                    self._unscoped[hit] = both
         c.owned, c.stolen = both
         if cred is None:
             c.life = nxt = math.inf
@@ -410,14 +435,55 @@ class AuthorityProbe:
             nxt = math.inf if revoked or expired else cred.expires
         c.until = release if quarantined and release < nxt else nxt  # type: ignore[operator]
 
+    def _as_before(self, st: _AgentState, c: Context, t: float) -> bool:
+        """Copy the probe of the agent's previous task into c if _probe would find exactly it:
+        the same task type, depth, chain and token mode, the same declared scope object, no
+        credential of its own, the same standing credential still live and unrevoked, and no
+        quarantine. The usual case: identity checks instead of hashing the memo key."""
+        last = st.before
+        if last is None or c.cred is not None:
+            return False
+        task = c.ctx.task  # type: ignore[union-attr]
+        cred = self._standing_of(c.identity)
+        if not (task.type is last[0] and task.depth == last[1] and c.declared is last[2]
+                and c.origin is last[3] and c.origin_role is last[4]
+                and c.token_mode is last[5] and cred is last[6]):
+            return False
+        if cred is not None and (cred.revoked is not None or t >= cred.expires):
+            return False
+        release = self._quarantined.get(c.identity)
+        if release is not None and release > t:
+            return False
+        c.stamp, c.owned, c.stolen, c.life, c.until = last[7]
+        return True
+
+    def _remember(self, st: _AgentState, c: Context, t: float) -> None:
+        """Keep c's probe for _as_before when it is of the kind that can be copied."""
+        cred = c.cred if c.cred is not None else self._standing_of(c.identity)
+        release = self._quarantined.get(c.identity)
+        if (c.cred is not None or (release is not None and release > t)
+                or (cred is not None and (cred.revoked is not None or t >= cred.expires))):
+            st.before = None
+            return
+        task = c.ctx.task  # type: ignore[union-attr]
+        st.before = (task.type, task.depth, c.declared, c.origin, c.origin_role, c.token_mode,
+                     cred, (c.stamp, c.owned, c.stolen, c.life, c.until))
+
     def _pair(self, st: _AgentState, idle: Context, c: Context) -> None:
         """The agent's authority from its standing identity and one task: _reprobe's union
         of two contexts, as one look-up."""
-        key = (id(idle.owned), id(c.owned), id(idle.stolen), id(c.stolen))
-        hit = self._pairs.get(key)
-        if hit is None:
-            owned = self._union([idle.owned, c.owned])
-            hit = self._pairs[key] = (owned[0], owned[1], self._union([idle.stolen, c.stolen])[1])
+        last = st.pair  # usually the agent's previous task: four identity checks, no hashing
+        if (last is not None and last[0] is c.owned and last[1] is idle.owned
+                and last[2] is c.stolen and last[3] is idle.stolen):
+            hit = last[4]
+        else:
+            key = (idle.owned, c.owned, idle.stolen, c.stolen)  # interned: compared by identity
+            hit = self._pairs.get(key)
+            if hit is None:
+                owned = self._union([idle.owned, c.owned])
+                hit = self._pairs[key] = (owned[0], owned[1],
+                                          self._union([idle.stolen, c.stolen])[1])
+            st.pair = (c.owned, idle.owned, c.stolen, idle.stolen, hit)
         st.allowed, st.weight, st.thief = hit
         st.life_end = idle.life if idle.life >= c.life else c.life
         st.valid_until = idle.until if idle.until <= c.until else c.until

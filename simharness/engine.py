@@ -325,6 +325,7 @@ class Engine:
         # Authority (exposure, blast radius) is measured by probing the control's decide().
         self.probe = (AuthorityProbe(control, control.world, workload.agents, spec.warmup,
                                      spec.horizon) if probe else None)
+        self._uses = self.probe.use_recorder() if self.probe is not None else None
 
     def _station(self, st: Station, sampler) -> StationState:
         state = StationState(st, sampler(st.rtt), sampler(st.service), self.warmup, self.horizon)
@@ -691,8 +692,12 @@ class Engine:
             req.chain_origin, req.token_mode, verdict,
         ))
         if allowed:
-            if self.probe is not None and req.source == "agent":
-                self.probe.in_use(agent.index, a.perm, req.time, duration)
+            if self._uses is not None and req.source == "agent":
+                states, weight, use_start, use_duration, use_weight = self._uses
+                if a.perm in states[agent.index].allowed:  # in use, so not excess authority
+                    use_start(req.time)
+                    use_duration(duration)
+                    use_weight(weight[a.perm])
             control.on_allow(req, self.ledger, req.time)
             if self.detector is not None and visible and a.risk > self.detector[0]:
                 env.start(self._flag(idx, req.identity, self.detector[1] + latency + duration))

@@ -23,6 +23,7 @@ from simharness.actions import (
     InjectedAction,
     Perm,
     Task,
+    intern_perm,
     planned_steps,
 )
 from simharness.spec import ScenarioSpec
@@ -120,7 +121,7 @@ def _out_of_scope(m: Injection) -> bool:
     others = sorted(r for r in tool_res if r != res and m.sens(r) >= m.sens(res))
     if not others:
         return False
-    task.steps.insert(i + 1, m.label((tool, action, m.pick(others)), True))
+    task.steps.insert(i + 1, m.label(intern_perm(tool, action, m.pick(others)), True))
     return True
 
 
@@ -141,7 +142,7 @@ def _exfiltration(m: Injection) -> bool:
     b, task, u = m.b, m.task, m.u
     reads = [p for p in m.role() if p[1] == "read"]
     sends = sorted(
-        (t.name, "send", r.name)
+        intern_perm(t.name, "send", r.name)
         for t in b.spec.tools if "send" in t.actions
         for r in b.spec.resources if r.name in t.resources and r.external and not r.approved
     )
@@ -177,7 +178,7 @@ def _goal_hijack(m: Injection) -> bool:
 def _destructive(m: Injection) -> bool:
     b, task, u = m.b, m.task, m.u
     planned = {p[2] for p in task.scope}
-    cands = sorted((t.name, a, r) for t in b.spec.tools for a in t.actions if a in ("delete", "admin")
+    cands = sorted(intern_perm(t.name, a, r) for t in b.spec.tools for a in t.actions if a in ("delete", "admin")
                    for r in t.resources if r in planned)
     if not cands:
         return False

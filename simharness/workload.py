@@ -33,6 +33,7 @@ from simharness.actions import (
     SubstitutedAction,
     Task,
     alternatives,
+    intern_perm,
 )
 from simharness.misuse import inject
 from simharness.rng import BlockSampler
@@ -108,7 +109,7 @@ def permission_weights(spec: ScenarioSpec) -> dict[Perm, float]:
     """w(p) for every (tool, action, resource) the scenario's tools can express."""
     sens = {r.name: spec.weights.sensitivity[r.sensitivity] for r in spec.resources}
     return {
-        (t.name, a, r): sens[r] * spec.weights.action[a]
+        intern_perm(t.name, a, r): sens[r] * spec.weights.action[a]
         for t in spec.tools
         for a in t.actions
         for r in t.resources
@@ -118,7 +119,8 @@ def permission_weights(spec: ScenarioSpec) -> dict[Perm, float]:
 def role_perms(spec: ScenarioSpec, role: dict[str, list[str]]) -> frozenset[Perm]:
     """Every permission a role grants: its (tool, action) pairs on each of the tool's resources."""
     tools = {t.name: t for t in spec.tools}
-    return frozenset((tn, a, r) for tn, acts in role.items() for a in acts for r in tools[tn].resources)
+    return frozenset(intern_perm(tn, a, r) for tn, acts in role.items() for a in acts
+                     for r in tools[tn].resources)
 
 
 class WorkloadBuilder:
@@ -227,7 +229,7 @@ class WorkloadBuilder:
                     continue
                 found = {name: getattr(a, "found_in", None) or last_read
                          for name, a in s.args.items() if isinstance(a, KnownArg)}
-                steps.append(((s.tool, s.action, s.resource), s.bytes_out, s.args,
+                steps.append((intern_perm(s.tool, s.action, s.resource), s.bytes_out, s.args,
                               frozenset(s.carries), found))
                 if s.action == "read":
                     last_read = s.resource

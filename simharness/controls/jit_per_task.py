@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simharness.actions import Perm
+from simharness.actions import Perm, intern_perm
 from simharness.controls.base import (
     Control,
     ControlParams,
@@ -55,9 +55,10 @@ def expand_scope(plan: frozenset[Perm], role: frozenset[Perm], granularity: str,
     if granularity == "permission":
         scope = set(plan)
     elif granularity == "tool_action":
-        scope = {(t, a, r) for t, a, _ in plan for r in tool_resources[t]}
+        scope = {intern_perm(t, a, r) for t, a, _ in plan for r in tool_resources[t]}
     else:
-        scope = {(t, a, r) for t, _, _ in plan for a in tool_actions[t] for r in tool_resources[t]}
+        scope = {intern_perm(t, a, r) for t, _, _ in plan for a in tool_actions[t]
+                     for r in tool_resources[t]}
     return frozenset(scope) & role
 
 

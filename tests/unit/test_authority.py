@@ -4,12 +4,13 @@ forms where they exist, measure any policy the same way, and leave the run untou
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import yaml
 
 from simharness import metrics
-from simharness.authority import Cumulative
+from simharness.authority import AuthorityProbe, Cumulative
 from simharness.controls.base import World, make
 from simharness.engine import A, simulate
 from simharness.loader import load_scenario
@@ -174,3 +175,24 @@ def test_a_stack_of_one_is_its_member(model, params):
     for key in ("exposure", "credential_exposure", "executed_actions", "actions_denied", "actions"):
         assert stacked[key] == pytest.approx(alone[key], rel=1e-12), key
     assert alone["exposure"] > 0
+
+
+SCENARIOS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_short_cuts_give_the_general_paths_numbers_exactly(name, monkeypatch):
+    """The probe's common-case short cuts (a task under the standing identity, the previous
+    task's probe copied, the last union reused) against its general path alone, on every
+    shipped scenario and control: the same exposure curve, standing part, blast radius terms
+    and decide() count, to the last bit."""
+    spec = load_scenario(name, overrides=["horizon=1h"])
+    for e in spec.controls:
+        found = []
+        for shortcuts in (True, False):
+            monkeypatch.setattr(AuthorityProbe, "shortcuts", shortcuts)
+            a = simulate(build_workload(spec, 0), make(e.name, e.model, e.params, World(spec))
+                         ).authority
+            found.append((a.exposure.curve()[1].tobytes(), a.standing, a.blast_num,
+                          a.blast_den, a.probes))
+        assert found[0] == found[1], (name, e.name)
