@@ -401,6 +401,7 @@ class AuthorityProbe:
         if c.stamp is not _UNPROBED and stamp == c.stamp:
             return
         c.stamp = stamp
+        what: tuple | None
         if cred is None:
             what = None
         elif self._by_object:
@@ -433,7 +434,7 @@ class AuthorityProbe:
             c.life = cred.end
             # when decisions may next change by time alone: its expiry, if still ahead
             nxt = math.inf if revoked or expired else cred.expires
-        c.until = release if quarantined and release < nxt else nxt  # type: ignore[operator]
+        c.until = release if release is not None and quarantined and release < nxt else nxt
 
     def _as_before(self, st: _AgentState, c: Context, t: float) -> bool:
         """Copy the probe of the agent's previous task into c if _probe would find exactly it:
