@@ -12,6 +12,7 @@ import yaml
 from simharness import metrics
 from simharness.authority import AuthorityProbe, Cumulative
 from simharness.controls.base import World, make
+from simharness.controls.static_iam import StaticIAM
 from simharness.engine import A, simulate
 from simharness.loader import load_scenario
 from simharness.spec import ScenarioSpec
@@ -196,3 +197,43 @@ def test_short_cuts_give_the_general_paths_numbers_exactly(name, monkeypatch):
             found.append((a.exposure.curve()[1].tobytes(), a.standing, a.blast_num,
                           a.blast_den, a.probes))
         assert found[0] == found[1], (name, e.name)
+
+
+class _RevokeAtStart(StaticIAM):
+    """static_iam whose task start revokes the agent's standing credential (reissued at its
+    next request): the start hook changes what the standing identity may do."""
+
+    model = "revoke_at_start_test"
+
+    def on_task_start(self, ctx, ledger, now):
+        cred = self._standing.get(ctx.identity)
+        if cred is not None:
+            ledger.revoke(cred, now)
+        return None
+
+
+class _RevokeAtEnd(StaticIAM):
+    """The same at the task's end."""
+
+    model = "revoke_at_end_test"
+
+    def on_task_end(self, ctx, cred, ledger, now):
+        standing = self._standing.get(ctx.identity)
+        if standing is not None:
+            ledger.revoke(standing, now)
+
+
+@pytest.mark.parametrize("model", [_RevokeAtStart, _RevokeAtEnd], ids=["start", "end"])
+def test_short_cuts_probe_the_standing_identity_again_when_a_hook_changed_it(model,
+                                                                             monkeypatch):
+    """The common case still sees a change a task's start or end hook made to the agent's
+    own identity: the general path's numbers, and less authority than plain static_iam."""
+    spec = plain_spec()
+    found = []
+    for shortcuts in (True, False):
+        monkeypatch.setattr(AuthorityProbe, "shortcuts", shortcuts)
+        log = simulate(build_workload(spec, 0), model("r", {}, World(spec)))
+        found.append((log.authority.exposure.total, log.authority.standing))
+    assert found[0] == found[1]
+    plain, _ = run(spec, "static_iam")
+    assert found[0][0] < plain.authority.exposure.total
