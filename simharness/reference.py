@@ -15,6 +15,8 @@ left to the engine (`arithmetic_applies` is False).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from simharness.actions import Delegation, Task
@@ -33,35 +35,30 @@ def none_task_times(workload: Workload) -> np.ndarray:
     injected misuse and arrived after the warm-up."""
     horizon, warmup = workload.spec.horizon, workload.spec.warmup
     out = np.full(len(workload.tasks), np.nan)
-    now = 0.0
-    agent = None
-    for k, task in enumerate(workload.tasks):  # tasks are grouped by agent, in arrival order
-        if task.agent != agent:
-            agent, now, stalled = task.agent, 0.0, False
-        if stalled:
-            continue
-        if now < task.arrival:
-            now = now + (task.arrival - now)  # the agent process sleeps until the arrival
-            if now >= horizon:
-                stalled = True
-                continue
-        start = now
-        end = _run(task, now, horizon)
-        if end is None:  # still running at the horizon: this agent starts nothing more
-            stalled = True
-            continue
-        now = end
-        if task.misuse_id < 0 and task.arrival >= warmup:
-            out[k] = end - start
+    # Tasks are grouped by agent, in arrival order: each agent's process runs them in turn.
+    for _, tasks in itertools.groupby(enumerate(workload.tasks), key=lambda kt: kt[1].agent):
+        now = 0.0
+        for k, task in tasks:
+            if now < task.arrival:
+                now = now + (task.arrival - now)  # the agent process sleeps until the arrival
+            start = now
+            end = _run(task, now, horizon)
+            if end is None:  # still running (or not started) at the horizon: nothing more
+                break
+            now = end
+            if task.misuse_id < 0 and task.arrival >= warmup:
+                out[k] = end - start
     return out
 
 
 def _run(task: Task, now: float, horizon: float) -> float | None:
     """When a task started at `now` ends (None: not before the horizon)."""
+    if now >= horizon:  # the kernel runs only wake-ups before the horizon
+        return None
     pending = 0.0
     for step in task.steps:
         now = now + (pending + step.think)
-        if now >= horizon:  # the kernel runs only wake-ups before the horizon
+        if now >= horizon:
             return None
         pending = 0.0
         if isinstance(step, Delegation):

@@ -96,3 +96,22 @@ def _dump(spec, folder: Path) -> Path:
     path = folder / f"{spec.name}.yaml"
     path.write_text(dump_scenario(spec), encoding="utf-8")
     return path
+
+
+def test_edges_the_engine_and_the_arithmetic_agree_on(tmp_path):
+    """Hand-made arrivals with constant times (a 3-step task takes exactly 9 s): a task
+    arriving at the warm-up's end counts; one ending exactly at the horizon is still running
+    (the kernel runs only wake-ups before the horizon), and its agent starts nothing after it.
+    The engine's run of `none` and the arithmetic agree, and both are as worked out."""
+    spec = load_scenario(_dump(make_spec(horizon="1h", warmup="100s", replications=1),
+                               tmp_path), overrides=[
+        "timing.think={dist: constant, value: 2s}", "timing.step={dist: constant, value: 1s}",
+        "agents.0.tasks={answer_ticket: 1}"])
+    workload = build_workload(spec, 0)
+    mine = [t for t in workload.tasks if t.agent == 0][:4]
+    for task, arrival in zip(mine, (100.0, 200.0, 3591.0, 3600.0), strict=True):
+        task.arrival = arrival
+    workload.tasks = mine
+    ours, engine = reference.none_task_times(workload), _engine_times(workload)
+    assert ours.tobytes() == engine.tobytes()
+    assert np.array_equal(ours, [9.0, 9.0, np.nan, np.nan], equal_nan=True)
