@@ -182,3 +182,28 @@ def test_policy_evaluations_count_the_actions_a_pdp_answered(tmp_path):
                          overrides=["horizon=1h", "warmup=20m", "replications=2"])
     for _, row in res.summary[res.summary.control == "per_action_policy"].iterrows():
         assert row.policy_evaluations == row.actions - row.decision_timeouts > 0
+
+
+def test_review_metrics_from_the_desk_by_hand():
+    """_review reads the reviewer desk: 6 approvals over a measured 2 h are 3 per hour; waits
+    1..5 s have median 3 s and (linear) 95th percentile 1 + 0.95 x 4 = 4.8 s; 1 of the 4
+    judged misuse escalations approved; utilization as the desk says."""
+    from types import SimpleNamespace
+
+    desk = SimpleNamespace(requested=6, waits=[5.0, 1.0, 4.0, 2.0, 3.0], timeouts=2,
+                           misuse_escalated=5, misuse_judged=4, misuse_approved=1,
+                           utilization=lambda: 0.25)
+    log = SimpleNamespace(review=desk, warmup=600.0, horizon=600.0 + 7200.0)
+    assert metrics._review(log) == {
+        "approvals_requested": 6, "approvals_requested_per_hour": 3.0,
+        "approval_wait_p50_s": 3.0, "approval_wait_p95_s": pytest.approx(4.8),
+        "review_timeouts": 2, "misuse_escalated": 5, "misuse_judged": 4,
+        "misuse_approved_actions": 1, "misuse_approved": 0.25, "reviewer_utilization": 0.25}
+    # No verdicts yet: NaN quantiles and share, the counts as they are.
+    desk.waits, desk.misuse_judged = [], 0
+    out = metrics._review(log)
+    assert math.isnan(out["approval_wait_p50_s"]) and math.isnan(out["approval_wait_p95_s"])
+    assert math.isnan(out["misuse_approved"]) and out["approvals_requested"] == 6
+    # A control that never escalates has no desk: every review metric is NaN.
+    out = metrics._review(SimpleNamespace(review=None, warmup=0.0, horizon=1.0))
+    assert len(out) == 10 and all(math.isnan(v) for v in out.values())

@@ -274,3 +274,174 @@ def test_misuse_by_kind_pairs_replications_and_clips_rate_differences():
     assert b["misuse_caught_rate_diff_ci_low"] == pytest.approx(5 / 6 - half)
     assert b["misuse_caught_rate_diff_ci_high"] == 1.0  # 5/6 + 0.72 clipped to the span of a rate
     assert b["damage_mean"] == pytest.approx(1 / 3)
+
+
+# --------------------------------------------------------------------------- closed forms
+# The incomplete beta function and the t quantile against formulas that need no numerics.
+
+_BETA_CLOSED_FORMS = [
+    (1.0, 1.0, lambda x: x),
+    (3.0, 1.0, lambda x: x ** 3),
+    (1.0, 4.0, lambda x: 1 - (1 - x) ** 4),
+    (2.0, 2.0, lambda x: 3 * x ** 2 - 2 * x ** 3),
+    (0.5, 0.5, lambda x: 2 / math.pi * math.asin(math.sqrt(x))),
+    # I_x(a + 1, b) = I_x(a, b) - x^a (1 - x)^b / (a B(a, b)), from I_x(1/2, 1/2), B = pi:
+    (1.5, 0.5, lambda x: 2 / math.pi * (math.asin(math.sqrt(x)) - math.sqrt(x * (1 - x)))),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "exact"), _BETA_CLOSED_FORMS)
+def test_regularized_incomplete_beta_matches_closed_forms(a, b, exact):
+    """I_x(a, b) on both sides of the mean (the continued fraction and its symmetric form)."""
+    for x in (1e-6, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1 - 1e-6):
+        assert stats._betainc(a, b, x) == pytest.approx(exact(x), rel=1e-10, abs=1e-14), x
+
+
+def test_regularized_incomplete_beta_at_the_ends_of_its_domain():
+    """I_0 = 0 and I_1 = 1 exactly (and outside [0, 1] clamped), never a log(0) error."""
+    for a, b in ((0.5, 0.5), (2.0, 3.0), (10.0, 0.5)):
+        assert stats._betainc(a, b, 0.0) == 0.0
+        assert stats._betainc(a, b, -0.5) == 0.0
+        assert stats._betainc(a, b, 1.0) == 1.0
+        assert stats._betainc(a, b, 1.5) == 1.0
+
+
+def _t_closed_form(p: float, df: int) -> float:
+    """Student t quantiles with a closed form (Hill 1970; Shaw 2006): df 1, 2 and 4."""
+    if df == 1:
+        return math.tan(math.pi * (p - 0.5))
+    if df == 2:
+        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+    alpha = 4 * p * (1 - p)
+    q = math.cos(math.acos(math.sqrt(alpha)) / 3) / math.sqrt(alpha)
+    return math.copysign(2 * math.sqrt(q - 1), p - 0.5)
+
+
+@pytest.mark.parametrize("df", [1, 2, 4])
+def test_t_quantile_matches_closed_forms(df):
+    for p in (0.001, 0.025, 0.1, 0.3, 0.45, 0.5, 0.55, 0.7, 0.9, 0.975, 0.999):
+        assert stats.t_quantile(p, df) == pytest.approx(_t_closed_form(p, df), rel=1e-9,
+                                                        abs=1e-12), p
+
+
+def test_t_upper_tail_of_the_cauchy():
+    """P(T > t) for df = 1 is 1/2 - atan(t)/pi."""
+    for t in (0.0, 0.5, 1.0, 3.0, 40.0):
+        assert stats._t_upper_tail(t, 1.0) == pytest.approx(0.5 - math.atan(t) / math.pi,
+                                                             rel=1e-10)
+
+
+@pytest.mark.parametrize(("p", "df"), [(0.0, 3), (1.0, 3), (-0.1, 3), (0.5, 0), (0.9, -1.0),
+                                       (0.9, float("nan"))])
+def test_t_quantile_rejects_probabilities_and_df_outside_the_domain(p, df):
+    with pytest.raises(ValueError):
+        stats.t_quantile(p, df)
+
+
+def test_t_ci_of_two_values_by_hand():
+    """n = 2: half-width t(0.975, 1) x sd / sqrt(2) = tan(0.475 pi) x |a - b| / 2; at 90 %
+    t(0.95, 1) = tan(0.45 pi)."""
+    mean, low, high = stats.t_ci(np.array([1.0, 3.0]))
+    half = math.tan(0.475 * math.pi) * math.sqrt(2.0) / math.sqrt(2.0)
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half), rel=1e-9)
+    mean, low, high = stats.t_ci([1.0, 3.0], level=0.9)
+    half = math.tan(0.45 * math.pi)
+    assert (low, high) == pytest.approx((2.0 - half, 2.0 + half), rel=1e-9)
+    # Values that differ only after the first are not "identical".
+    assert stats.t_ci([5.0, 5.0, 6.0])[1] < 5.0
+    with pytest.raises(ValueError):
+        stats.t_ci([1.0, 2.0], level=0.0)
+
+
+def test_wilson_by_the_textbook_formula_at_other_levels():
+    """Wilson's interval p_c +- z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n), z = Phi^-1(1 - a/2)."""
+    for k, n, level, z in ((3, 7, 0.95, 1.959963984540054), (5, 20, 0.9, 1.6448536269514722),
+                           (1, 3, 0.99, 2.5758293035489004)):
+        p = k / n
+        denom = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+        assert stats.wilson(k, n, level) == pytest.approx((p, centre - half, centre + half),
+                                                           rel=1e-9)
+
+
+def test_wilson_boundaries_at_other_levels_use_the_exact_one_sided_constant():
+    """At a level other than 95 % the open side is -ln(1 - level) / n (the 95 % figure is the
+    textbook 3 / n); an invalid level or count is refused."""
+    assert stats.wilson(0, 100, 0.9) == (0.0, 0.0, pytest.approx(-math.log(0.1) / 100))
+    assert stats.wilson(50, 50, 0.99) == (1.0, pytest.approx(1 + math.log(0.01) / 50), 1.0)
+    assert stats.wilson(3, 3) == (1.0, 0.0, 1.0)  # 1 - 3/3, not below 0
+    for bad in ((-1, 5), (1, -1)):
+        with pytest.raises(ValueError, match="successes"):
+            stats.wilson(*bad)
+    with pytest.raises(ValueError, match="confidence level"):
+        stats.wilson(1, 2, level=1.5)
+
+
+def test_clip_with_one_side_only():
+    assert stats.clip((0.5, -1.0, 2.0), None, 1.0) == (0.5, -1.0, 1.0)
+    assert stats.clip((0.5, -1.0, 2.0), 0.0, None) == (0.5, 0.0, 2.0)
+    # The bounds move both ends: an interval wholly outside the domain collapses onto it.
+    assert stats.clip((5.0, 3.0, 4.0), None, 1.0) == (5.0, 1.0, 1.0)
+    assert stats.clip((-5.0, -4.0, -3.0), 0.0, None) == (-5.0, 0.0, 0.0)
+    m, lo, hi = stats.clip((0.5, math.nan, math.nan), None, 1.0)
+    assert math.isnan(lo) and math.isnan(hi)
+
+
+def test_missing_values_make_equal_keys():
+    """Two different NaN objects (NaN != NaN) are the same group key; None and pd.NA too;
+    values pandas cannot test for missingness (lists) are not missing."""
+    assert stats._key([float("nan"), 1]) == stats._key([float("nan"), 1])
+    assert stats._key([None]) == stats._key([pd.NA]) == stats._key([np.nan])
+    assert stats._key(["a", 2.0]) == ("a", 2.0)
+    assert stats._isna(float("nan")) and stats._isna(None)
+    assert not stats._isna([1, 2]) and not stats._isna("x") and not stats._isna(0.0)
+
+
+def test_numeric_columns_become_floats_with_nan_for_missing_or_text():
+    out = stats._numeric(pd.Series([1, 2, None], dtype="Int64"))
+    assert out.dtype == np.float64 and out[:2].tolist() == [1.0, 2.0] and math.isnan(out[2])
+    out = stats._numeric(pd.Series(["3", "x", 4]))
+    assert out.dtype == np.float64 and out[0] == 3.0 and math.isnan(out[1]) and out[2] == 4.0
+    assert stats._numeric(pd.Series([True, False])).dtype == np.float64
+
+
+def test_boolean_metric_columns_aggregate_as_zero_and_one():
+    """A 0/1 column stored as booleans pairs like numbers (True - False = 1)."""
+    rows = [{"control": c, "replication": r, "tasks_failed": v}
+            for c, vals in (("a", (True, True, False)), ("b", (False, False, False)))
+            for r, v in enumerate(vals)]
+    agg = stats.aggregate(pd.DataFrame(rows), ["control"]).set_index("control")
+    assert agg.loc["a", "tasks_failed_mean"] == pytest.approx(2 / 3)
+    assert agg.loc["b", "tasks_failed_diff_mean"] == pytest.approx(-2 / 3)
+
+
+def test_a_rate_needs_both_its_columns():
+    """Only the denominator of false_deny_rate present: no rate columns, no KeyError."""
+    rows = [{"control": "c", "replication": r, "legit_actions": 10} for r in range(3)]
+    agg = stats.aggregate(pd.DataFrame(rows), ["control"])
+    assert "legit_actions_mean" in agg.columns
+    assert not any(c.startswith("false_deny_rate") for c in agg.columns)
+    rows = [{"control": "c", "replication": r, "legit_denied": 1} for r in range(3)]
+    agg = stats.aggregate(pd.DataFrame(rows), ["control"])
+    assert not any(c.startswith("false_deny_rate") for c in agg.columns)
+
+
+def test_misuse_table_names_missing_columns():
+    rows = _misuse_rows().drop(columns=["damage", "unreached"])
+    with pytest.raises(ValueError, match="misuse rows lack columns: unreached, damage"):
+        stats.misuse_table(rows)
+    empty = stats.misuse_table(_misuse_rows().iloc[:0])
+    assert empty.empty and list(empty.columns)[:3] == ["control", "replication", "pdp_ms"]
+
+
+def test_few_replications_note_wording_and_edge_cases():
+    one = pd.DataFrame({"control": ["c"], "replications": [1]})
+    assert stats.few_replications_note(one) == (
+        "note: intervals rest on 1 replication per control; with fewer than 5 they are "
+        "unreliable (raise --replications)")
+    two = pd.DataFrame({"control": ["c", "d"], "replications": [4, 2]})
+    assert stats.few_replications_note(two).startswith("note: intervals rest on 2 replications ")
+    # No replications column, or no rows: nothing to say (and no error).
+    assert stats.few_replications_note(pd.DataFrame({"control": ["c"]})) is None
+    assert stats.few_replications_note(pd.DataFrame({"replications": []})) is None
