@@ -120,3 +120,341 @@ def test_cedar_resources_carry_their_attributes(world, tmp_path):
     p = load_policy("cedar", path, world.resources.values())
     assert p.evaluate(req(world, READ)).allow is True
     assert p.evaluate(req(world, ("docs", "read", "wiki"))).allow is False
+
+
+# --------------------------------------------------------------------------- checking a file
+# rules_problems: every problem of a rules document, by its path, with the message written out
+# here from the documented contract (one entry per mistake a policy author makes).
+
+from simharness.policy import rules as rules_mod  # noqa: E402
+from simharness.policy.rules import PolicyError, rules_problems  # noqa: E402
+
+TOP_KEYS = "unknown key; known: policy_version, description, default, rules"
+RULE_KEYS = "unknown key; known: id, effect, when, description"
+RATE_SHAPE = "expected {key: attribute, window: duration, gt: count}"
+
+
+def test_rules_problems_of_the_document_shape():
+    assert rules_problems([1]) == [((), "expected a mapping with `rules:`")]
+    assert rules_problems({"policy_version": 1, "description": "d", "default": "allow",
+                           "rules": []}) == []
+    assert rules_problems({}) == []
+    assert rules_problems({"zeta": 1, "alpha": 2, 3: 4, "default": "maybe"}) == [
+        ((3,), TOP_KEYS), (("alpha",), TOP_KEYS), (("zeta",), TOP_KEYS),
+        (("default",), "must be deny or allow")]
+    assert rules_problems({"default": "deny", "rules": 5}) == [
+        (("rules",), "expected a list of rules (id, effect, when)")]
+    assert rules_problems({"default": None, "rules": {"id": "a"}}) == [
+        (("default",), "must be deny or allow"),
+        (("rules",), "expected a list of rules (id, effect, when)")]
+
+
+def test_rules_problems_of_each_rule():
+    doc = {"rules": [
+        "permit everything",
+        {"id": "a", "effect": "allow", "whn": {}, "zz": 1, "description": "fine"},
+        {"id": ["x"], "effect": "permit"},
+        {"id": 7, "when": ["attested"]},
+        {"effect": "deny", "when": None},
+        {"id": "ok", "effect": "allow", "when": {"attested": True}},
+    ]}
+    assert rules_problems(doc) == [
+        (("rules", 0), "expected a mapping with id, effect, when"),
+        (("rules", 1, "whn"), RULE_KEYS), (("rules", 1, "zz"), RULE_KEYS),
+        (("rules", 2, "id"), "expected a name"),
+        (("rules", 2, "effect"), "must be allow or deny, got 'permit'"),
+        (("rules", 3, "effect"), "must be allow or deny, got None"),
+        (("rules", 3, "when"), "expected a mapping of attribute: condition"),
+    ]
+
+
+def _when(**when):
+    """The problems of one rule's `when:` (paths relative to it)."""
+    out = rules_problems({"rules": [{"id": "r", "effect": "deny", "when": when}]})
+    assert all(at[:3] == ("rules", 0, "when") for at, _ in out)
+    return [(at[3:], message) for at, message in out]
+
+
+def test_rules_problems_of_literal_values_by_attribute_kind():
+    nan = float("nan")
+    assert _when(attested="true") == [
+        (("attested",), "expected true or false, got 'true' (a quoted string)")]
+    assert _when(entitled=1) == [(("entitled",), "expected true or false, got 1")]
+    assert _when(bytes_out="1MB") == [(("bytes_out",), "expected a number, got '1MB'")]
+    assert _when(bytes_out=True) == [(("bytes_out",), "expected a number, got True")]
+    assert _when(risk=nan) == [(("risk",), "expected a number, got NaN")]
+    assert _when(tool=5) == [(("tool",), "expected text, got 5 (quote it)")]
+    assert _when(tool=["a", "b"]) == [(("tool",), "expected a single value, got a list")]
+    assert _when(tool={"eq": {"a": 1}}) == [(("tool", "eq"), "expected a single value, got a mapping")]
+    assert _when(tool={"ne": {"a"}}) == [(("tool", "ne"), "expected a single value, got a mapping")]
+    # An argument's value may be anything; whether it was declared is a boolean.
+    assert _when(**{"args.amount": 5, "args.to": "x", "args.cc": True}) == []
+    assert _when(**{"args.to.known": "no"}) == [
+        (("args.to.known",), "expected true or false, got 'no' (a quoted string)")]
+    assert _when(**{"args.amount": [1]}) == [(("args.amount",), "expected a single value, got a list")]
+    # Fine: null (an absent attribute), the right kinds, and what compile_rules reports instead.
+    assert _when(tool=None, attested=False, bytes_out=0, risk=0.5, time=1, **{"task.id": 3}) == []
+    assert _when(atested=True, tool={"like": "x"}) == []
+
+
+def test_rules_problems_of_operators():
+    assert _when(tool={"in": "crm_api"}) == [(("tool", "in"), "expected a list of values")]
+    assert _when(tool={"not_in": ["a", 5, "b", None, 6.5]}) == [
+        (("tool", "not_in", 1), "expected text, got 5 (quote it)"),
+        (("tool", "not_in", 4), "expected text, got 6.5 (quote it)")]
+    assert _when(attested={"in": [True, "x"]}) == [
+        (("attested", "in", 1), "expected true or false, got 'x' (a quoted string)")]
+    # Ordering compares numbers; text orders as text (left to the runtime).
+    assert _when(tool={"gt": 5}, bytes_out={"gt": 5, "le": 2.5}, **{"args.n": {"lt": 3}}) == []
+    assert _when(attested={"gt": 1}) == [
+        (("attested", "gt"), "gt compares numbers: expected a finite number, got 1 (attested is boolean)")]
+    assert _when(bytes_out={"lt": "1MB"}) == [
+        (("bytes_out", "lt"), "lt compares numbers: expected a finite number, got '1MB' (bytes_out is number)")]
+    assert _when(bytes_out={"ge": True}) == [
+        (("bytes_out", "ge"), "ge compares numbers: expected a finite number, got True (bytes_out is number)")]
+    assert _when(risk={"le": float("inf")}) == [
+        (("risk", "le"), "le compares numbers: expected a finite number, got inf (risk is number)")]
+    assert _when(**{"args.amount": {"gt": "x"}}) == [
+        (("args.amount", "gt"), "gt compares numbers: expected a finite number, got 'x'")]
+    assert _when(bytes_out={"eq": "x", "ne": 3}) == [(("bytes_out", "eq"), "expected a number, got 'x'")]
+
+
+def test_rules_problems_of_rate_conditions():
+    assert _when(rate=5) == [(("rate",), RATE_SHAPE)]
+    assert _when(rate={"gt": 1, "every": "1s"}) == [(("rate",), RATE_SHAPE)]
+    assert _when(rate={"key": "identity", "window": "10s"}) == [(("rate",), RATE_SHAPE)]
+    assert _when(rate={"gt": 0}) == []  # key and window have defaults
+    assert _when(rate={"key": "tool", "window": 3, "gt": 20}) == []
+    for gt in (-1, True, 1.5, "3"):
+        assert _when(rate={"gt": gt}) == [
+            (("rate", "gt"), f"expected a whole number of requests >= 0, got {gt!r}")]
+    assert _when(rate={"gt": 1, "key": "nope"}) == [(("rate", "key"), "unknown attribute 'nope'")]
+    assert _when(rate={"gt": 1, "window": "0s"}) == [(("rate", "window"), "expected a finite duration > 0")]
+    assert _when(rate={"gt": 1, "window": "inf"}) == [(("rate", "window"), "expected a finite duration > 0")]
+    [(at, message)] = _when(rate={"gt": 1, "window": "soon"})
+    assert at == ("rate", "window") and "got 'soon'" in message
+
+
+def test_compile_rules_reports_every_problem_at_its_position(tmp_path):
+    """load_rules: `file:line:column: path: message`, one line per problem, at the nearest
+    position the YAML parser recorded (a rule's `effect` line, a condition's value)."""
+    path = tmp_path / "p.yaml"
+    path.write_text("policy_version: 1\nrules:\n  - id: a\n    effect: permit\n"
+                    "    when: {attested: \"yes\"}\n")
+    with pytest.raises(PolicyError) as e:
+        rules_mod.load_rules(path)
+    assert str(e.value) == (
+        f"{path}:4:5: rules.0.effect: must be allow or deny, got 'permit'\n"
+        f"{path}:5:12: rules.0.when.attested: expected true or false, got 'yes' (a quoted string)")
+    # Without positions: the source only; a problem of the whole document is "(top)"; a
+    # position known only for an enclosing path is used for what is inside it.
+    with pytest.raises(PolicyError, match=r"^src: \(top\): expected a mapping with `rules:`$"):
+        compile_rules([], "src")
+    with pytest.raises(PolicyError) as e:
+        compile_rules({"rules": [{"id": "a", "effect": "x"}]}, "src", {(): (1, 1), ("rules", 0): (3, 5)})
+    assert str(e.value) == "src:3:5: rules.0.effect: must be allow or deny, got 'x'"
+    with pytest.raises(PolicyError) as e:
+        compile_rules({"zz": 1}, "src", {("rules",): (2, 1)})
+    assert str(e.value) == f"src: zz: {TOP_KEYS}"
+
+
+def test_compile_rules_errors_the_checker_leaves_to_it():
+    def compile_when(when, rid="r"):
+        return compile_rules({"rules": [{"id": rid, "effect": "allow", "when": when}]}, "src")
+
+    with pytest.raises(PolicyError, match=r"^src: rules\.0\.when: unknown attribute 'atested' "
+                                          r"\(did you mean 'attested'\?\)$"):
+        compile_when({"atested": True})
+    with pytest.raises(PolicyError) as e:
+        compile_when({"qqqqqq": True})
+    assert str(e.value) == ("src: rules.0.when: unknown attribute 'qqqqqq'; known: "
+                            + ", ".join(rules_mod.ATTRIBUTES) + ", args.<name>, args.<name>.known")
+    with pytest.raises(PolicyError, match=r"^src: rules\.0\.when\.tool: unknown operator 'like'; "
+                                          r"known: eq, ne, in, not_in, lt, le, gt, ge$"):
+        compile_when({"tool": {"like": "crm"}})
+    with pytest.raises(PolicyError, match=r"^src: rules\.1: duplicate rule id 'a'$"):
+        compile_rules({"rules": [{"id": "a", "effect": "allow"}, {"id": "a", "effect": "deny"}]},
+                      "src")
+    with pytest.raises(PolicyError, match=r"^src: rules\.2: duplicate rule id 'rule-0'$"):
+        compile_rules({"rules": [{"effect": "allow"}, {"id": 5, "effect": "deny"},
+                                 {"id": "rule-0", "effect": "deny"}]}, "src")
+
+
+# --------------------------------------------------------------------------- attributes, operators
+
+from simharness.controls.base import Credential, Decision  # noqa: E402
+
+
+def _every_attribute(world):
+    """A request whose every attribute differs from request_for's default, and what each
+    rules attribute reads on it (written out by hand from the request)."""
+    cred = Credential(0, "support-0", frozenset({READ}), 1.0, 0.0, task_id=3)
+    r = req(world, READ, identity_mode="per_task", attested=False, source="external",
+            agent="agent-x", platform="third_party", bytes_out=512, data_sensitivity="internal",
+            task_id=7, task_type="lookup", task_active=False, in_scope=False, chain_depth=2,
+            chain_origin="billing-0", origin_permits=False, token_mode="exchange",
+            credential=cred, risk=0.25, time=42.0)
+    expected = {
+        "identity": "support-0", "identity_mode": "per_task", "attested": False,
+        "source": "external", "agent": "agent-x", "archetype": "support",
+        "platform": "third_party", "tool": "crm_api", "action": "read", "resource": "crm",
+        "resource.name": "crm", "resource.sensitivity": "confidential",
+        "resource.destination": "crm.saas.example", "resource.external": False,
+        "resource.approved": True, "resource.auth": "scoped", "bytes_out": 512,
+        "data_sensitivity": "internal", "task.id": 7, "task.type": "lookup",
+        "task.active": False, "in_scope": False, "entitled": True, "chain.depth": 2,
+        "chain.origin": "billing-0", "chain.origin_permits": False,
+        "chain.token_mode": "exchange", "token.present": True, "token.holder_matches": True,
+        "token.task_scoped": True, "risk": 0.25, "time": 42.0}
+    return r, expected
+
+
+def test_every_attribute_reads_its_field(world):
+    r, expected = _every_attribute(world)
+    assert {k: get(r) for k, get in rules_mod.ATTRIBUTES.items()} == expected
+    other = replace(r, credential=replace(r.credential, holder="billing-0", task_id=-1))
+    assert (rules_mod.ATTRIBUTES["token.holder_matches"](other),
+            rules_mod.ATTRIBUTES["token.task_scoped"](other)) == (False, False)
+    none = replace(r, credential=None)
+    assert [rules_mod.ATTRIBUTES[k](none) for k in ("token.present", "token.holder_matches",
+                                                      "token.task_scoped")] == [False, None, None]
+
+
+def test_every_attribute_in_a_rule_compares_its_field(world):
+    """`attr: value` holds on the request with that value and not with `ne`, on both paths."""
+    r, expected = _every_attribute(world)
+    for attr, value in expected.items():
+        p = compile_rules({"rules": [{"id": "eq", "effect": "allow", "when": {attr: value}},
+                                     {"id": "ne", "effect": "deny", "when": {attr: {"ne": value}}}]})
+        assert p.evaluate(r) == p.evaluate_each(r) == Decision(True, ("eq",)), attr
+    none = replace(r, credential=None)
+    p = compile_rules({"rules": [{"id": "no-token", "effect": "allow", "when": {
+        "token.present": False, "token.holder_matches": None, "token.task_scoped": None}}]})
+    assert p.evaluate(none).allow and not p.evaluate(r).allow
+
+
+@pytest.mark.parametrize(("op", "value", "matching"), [
+    ("eq", 10, [10]), ("ne", 10, [9, 11]), ("lt", 10, [9]), ("le", 10, [9, 10]),
+    ("gt", 10, [11]), ("ge", 10, [10, 11]), ("in", [9, 11], [9, 11]), ("not_in", [9, 11], [10])])
+def test_each_operator(world, op, value, matching):
+    p = compile_rules({"rules": [{"id": "r", "effect": "allow", "when": {"bytes_out": {op: value}}}]})
+    for b in (9, 10, 11):
+        r = req(world, bytes_out=b)
+        assert p.evaluate(r).allow == p.evaluate_each(r).allow == (b in matching), b
+
+
+def test_conditions_on_arguments_hold_only_for_calls_that_carry_them(world):
+    p = compile_rules({"default": "allow", "rules": [
+        {"id": "big", "effect": "deny", "when": {"args.amount": {"gt": 100}}},
+        {"id": "undeclared", "effect": "deny", "when": {"args.to.known": False}},
+        {"id": "to-bob", "effect": "deny", "when": {"args.to": "bob"}}]})
+    cases = [({}, frozenset(), ("default-allow",)),
+             ({"amount": 150}, frozenset(), ("big",)),
+             ({"amount": 50}, frozenset(["amount"]), ("default-allow",)),
+             ({"to": "ann"}, frozenset(["to"]), ("undeclared",)),
+             ({"to": "ann"}, frozenset(), ("default-allow",)),
+             ({"to": "bob", "amount": 101}, frozenset(["to"]), ("big", "undeclared", "to-bob"))]
+    for args, unknown, reasons in cases:
+        r = req(world, args=args, args_unknown=unknown)
+        assert p.evaluate(r).reasons == p.evaluate_each(r).reasons == reasons, args
+
+
+# --------------------------------------------------------------------------- decisions
+
+def test_defaults_and_deny_overrides_allow_naming_every_deciding_rule(world):
+    allow_all = compile_rules({"default": "allow", "rules": []})
+    deny_all = compile_rules({"rules": []})
+    r = req(world)
+    assert allow_all.evaluate(r) == allow_all.evaluate_each(r) == Decision(True, ("default-allow",))
+    assert deny_all.evaluate(r) == deny_all.evaluate_each(r) == Decision(False, ("default-deny",))
+    p = compile_rules({"rules": [
+        {"id": "a", "effect": "allow"},
+        {"id": "b", "effect": "allow", "when": {"action": "read"}},
+        {"id": "d1", "effect": "deny", "when": {"risk": {"gt": 0.5}}},
+        {"id": "d2", "effect": "deny", "when": {"risk": {"gt": 0.8}, "tool": "crm_api"}},
+        {"id": "d3", "effect": "deny", "when": {"action": "write"}}]})
+    for risk, perm, want in ((0.1, READ, Decision(True, ("a", "b"))),
+                             (0.1, WRITE, Decision(False, ("d3",))),
+                             (0.6, READ, Decision(False, ("d1",))),
+                             (0.9, WRITE, Decision(False, ("d1", "d2", "d3")))):
+        r = req(world, perm, risk=risk)
+        assert p.evaluate(r) == p.evaluate_each(r) == want
+
+
+def test_rule_ids_default_to_their_position_and_are_text(world):
+    p = compile_rules({"rules": [{"effect": "deny", "when": {"risk": {"gt": 0.5}}},
+                                 {"id": 7, "effect": "deny", "when": {"risk": {"gt": 0.8}}}]})
+    assert p.evaluate(req(world, risk=0.9)).reasons == ("rule-0", "7")
+
+
+def test_erroring_rules_fail_safe_on_the_careful_path(world):
+    """A rule that raises: a forbid still forbids, a permit never allows, errors are named."""
+    boom = {"bytes_out": {"gt": 10}}  # None > 10 raises TypeError
+    r = req(world, bytes_out=None)
+
+    def decide(rules, default="deny"):
+        p = compile_rules({"default": default, "rules": rules})
+        d = p.evaluate(r)
+        assert d == p.evaluate_each(r)
+        return d
+
+    d = decide([{"id": "x", "effect": "deny", "when": boom}], "allow")
+    assert (d.allow, d.reasons, len(d.errors)) == (False, ("evaluation-error",), 1)
+    assert d.errors[0].startswith("x: TypeError: ")
+    d = decide([{"id": "x", "effect": "deny", "when": boom},
+                {"id": "y", "effect": "deny", "when": {"action": "read"}}])
+    assert (d.allow, d.reasons, len(d.errors)) == (False, ("y",), 1)
+    d = decide([{"id": "x", "effect": "allow", "when": boom}], "allow")
+    assert (d.allow, d.reasons) == (False, ("evaluation-error",))
+    assert d.errors[0].startswith("x: TypeError: ")
+    d = decide([{"id": "x", "effect": "allow", "when": boom},
+                {"id": "y", "effect": "allow", "when": {"action": "read"}}])
+    assert (d.allow, d.reasons, len(d.errors)) == (True, ("y",), 1)
+
+
+def test_rules_carry_their_static_tool_and_action_filters():
+    p = compile_rules({"rules": [
+        {"id": "a", "effect": "allow", "when": {"tool": "crm_api", "action": {"in": ["read", "write"]}}},
+        {"id": "b", "effect": "allow", "when": {"tool": {"ne": "crm_api"}, "action": {"in": ["read"], "ne": "x"}}},
+        {"id": "c", "effect": "deny", "when": {"rate": {"gt": 1}}},
+        {"id": "d", "effect": "deny"}]})
+    a, b, c, d = p.rules
+    assert (a.tools, a.actions) == (frozenset({"crm_api"}), frozenset({"read", "write"}))
+    assert (b.tools, b.actions) == (None, None)
+    assert (c.tools, c.actions, c.stateful, a.stateful) == (None, None, True, False)
+    assert (d.tools, d.actions, d.condition) == (None, None, "True")
+    # The filter only skips rules that cannot apply; the others still test their conditions.
+    assert p._rules_for("crm_api", "read") == ((c, d), (a, b))
+    assert p._rules_for("http", "read") == ((c, d), (b,))
+    assert p._rules_for("crm_api", "delete") == ((c, d), (b,))
+    assert p._rules_for("http", "write") == ((c, d), (b,))
+
+
+def test_rate_window_edges_by_hand(world):
+    """Window 10 s, limit 1: requests at 0 and 5. At 9.9 both are inside (2 > 1); at 10 the one
+    at 0 has left (the window is (t - 10, t]); a new key has an empty window."""
+    w = rules_mod.RateWindow(rules_mod.ATTRIBUTES["tool"], 10.0, 1)
+    for t in (0.0, 5.0):
+        w.observe(req(world, time=t))
+    assert [w.exceeded(req(world, time=t)) for t in (9.9, 10.0, 15.0)] == [True, False, False]
+    assert not w.exceeded(req(world, ("docs", "read", "wiki"), time=9.9))
+    # Keyed by tool: another identity on the same tool shares it.
+    assert w.exceeded(req(world, time=9.9, identity="billing-0"))
+    w.observe(req(world, time=10.0))  # drops the request at 0
+    assert w.exceeded(req(world, time=14.9)) and not w.exceeded(req(world, time=15.0))
+    zero = rules_mod.RateWindow(rules_mod.ATTRIBUTES["identity"], 1.0, 0)
+    zero.observe(req(world, time=0.0))
+    assert zero.exceeded(req(world, time=0.5)) and not zero.exceeded(req(world, time=1.0))
+
+
+def test_observe_feeds_every_window_of_the_policy(world):
+    p = compile_rules({"default": "allow", "rules": [
+        {"id": "burst", "effect": "deny", "when": {"rate": {"window": "10s", "gt": 1}}},
+        {"id": "tool-burst", "effect": "deny", "when": {"rate": {"key": "tool", "gt": 2}}}]})
+    assert [(w.window, w.limit) for w in p.windows] == [(10.0, 1), (60.0, 2)]
+    for t, ident in ((0.0, "support-0"), (1.0, "support-1"), (2.0, "support-0")):
+        p.observe(req(world, time=t, identity=ident))
+    assert p.evaluate(req(world, time=3.0, identity="support-0")).reasons == ("burst", "tool-burst")
+    assert p.evaluate(req(world, time=3.0, identity="support-1")).reasons == ("tool-burst",)
+    assert p.evaluate(req(world, ("docs", "read", "wiki"), time=3.0,
+                          identity="support-1")).reasons == ("default-allow",)
