@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
-from simharness.controls.base import Ledger, World
+from simharness.controls.base import Credential, Decision, Ledger, World
 from simharness.loader import load_scenario
-from simharness.policy.rules import compile_rules
+from simharness.policy import engines
+from simharness.policy import rules as rules_mod
+from simharness.policy.rules import PolicyError, compile_rules, rules_problems
 from simharness.testing import request_for
 
 READ = ("crm_api", "read", "crm")
@@ -126,8 +129,6 @@ def test_cedar_resources_carry_their_attributes(world, tmp_path):
 # rules_problems: every problem of a rules document, by its path, with the message written out
 # here from the documented contract (one entry per mistake a policy author makes).
 
-from simharness.policy import rules as rules_mod  # noqa: E402
-from simharness.policy.rules import PolicyError, rules_problems  # noqa: E402
 
 TOP_KEYS = "unknown key; known: policy_version, description, default, rules"
 RULE_KEYS = "unknown key; known: id, effect, when, description"
@@ -281,8 +282,6 @@ def test_compile_rules_errors_the_checker_leaves_to_it():
 
 
 # --------------------------------------------------------------------------- attributes, operators
-
-from simharness.controls.base import Credential, Decision  # noqa: E402
 
 
 def _every_attribute(world):
@@ -458,3 +457,146 @@ def test_observe_feeds_every_window_of_the_policy(world):
     assert p.evaluate(req(world, time=3.0, identity="support-1")).reasons == ("tool-burst",)
     assert p.evaluate(req(world, ("docs", "read", "wiki"), time=3.0,
                           identity="support-1")).reasons == ("default-allow",)
+
+
+# --------------------------------------------------------------------------- engines: shared parts
+
+
+def test_fields_are_the_attributes_flattened_plus_the_arguments(world):
+    r = req(world, args={"amount": 80.6, "cents": 81.5, "n": 3, "to": "bob"},
+            args_unknown=frozenset({"to"}))
+    assert set(engines.FIELDS) == {k.replace(".", "_") for k in rules_mod.ATTRIBUTES} | {
+        "args", "args_known"}
+    assert engines.FIELDS["task_active"](r) is True and engines.FIELDS["resource_name"](r) == "crm"
+    # Floats are rounded (Cedar and Rego compare whole numbers); the rest pass unchanged.
+    assert engines.FIELDS["args"](r) == {"amount": 81, "cents": 82, "n": 3, "to": "bob"}
+    assert engines.FIELDS["args_known"](r) == {"amount": True, "cents": True, "n": True,
+                                               "to": False}
+
+
+def test_fields_used_are_checked_sorted_and_unique():
+    assert engines.fields_used(["tool", "attested", "tool", "rate_exceeded"], "src") == [
+        "attested", "rate_exceeded", "tool"]
+    with pytest.raises(PolicyError) as e:
+        engines.fields_used(["tool", "atested", "qqqqqq"], "src")
+    assert str(e.value) == ("src: unknown request fields 'atested' (did you mean 'attested'?), "
+                            "'qqqqqq'")
+
+
+def test_rate_window_declaration():
+    assert engines.rate_window(None, False, "src") is None
+    with pytest.raises(PolicyError, match=r"^src: reads rate_exceeded but declares no rate "
+                                          r"window$"):
+        engines.rate_window(None, True, "src")
+    w = engines.rate_window({"key": "tool", "window": "10s", "gt": "3"}, False, "src")
+    assert (w.key, w.window, w.limit) == (rules_mod.ATTRIBUTES["tool"], 10.0, 3)
+    with pytest.raises(PolicyError, match=r"^src: rate: expected \{key: attribute"):
+        engines.rate_window({"window": "10s"}, True, "src")
+    with pytest.raises(PolicyError, match=r"^src: rate\.key: unknown attribute 'nope'$"):
+        engines.rate_window({"key": "nope", "gt": 1}, True, "src")
+    with pytest.raises(PolicyError, match=r"^src: rate\.window: expected a duration"):
+        engines.rate_window({"window": "soon", "gt": 1}, True, "src")
+    assert engines.rate_window({"gt": 1}, True, "src").window == 60.0  # the default window
+
+
+def test_load_policy_by_engine(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("rules:\n  - {id: a, effect: allow}\n")
+    assert [r.id for r in engines.load_policy("rules", path).rules] == ["a"]
+    with pytest.raises(ValueError, match=r"^unknown policy engine 'opa'; known: rules, cedar, "
+                                         r"rego$"):
+        engines.load_policy("opa", path)
+
+
+def test_require_names_the_extra_to_install(monkeypatch):
+    import json
+
+    monkeypatch.setitem(engines._MODULES, "cedar", "json")
+    assert engines.require("cedar") is json
+    monkeypatch.setitem(engines._MODULES, "cedar", "simharness_no_such_module")
+    with pytest.raises(engines.MissingExtra) as e:
+        engines.require("cedar")
+    assert str(e.value) == ("engine 'cedar' needs the optional extra: "
+                            "pip install 'simharness[cedar]'")
+    assert isinstance(e.value, ValueError) and e.value.__suppress_context__
+
+
+def test_time_decisions_warms_up_then_times_each_request_repeat_times():
+    """A policy that counts its calls: 7 requests, the default 5 timings of each after a
+    warm-up of min(50, 7) calls, in request order each time."""
+    calls = []
+
+    class Counting:
+        def evaluate(self, r):
+            calls.append(r)
+
+    ns = engines.time_decisions(Counting(), list(range(7)))
+    assert len(calls) == 7 + 5 * 7 and calls[7:] == list(range(7)) * 5
+    assert ns.shape == (7,) and (ns >= 0).all()
+    calls.clear()
+    engines.time_decisions(Counting(), list(range(7)), repeat=2, warmup=3)
+    assert calls == [0, 1, 2] + list(range(7)) * 2
+
+
+def test_sample_requests_cover_both_sides_of_every_condition(world):
+    """Shares drawn as documented (2000 requests, loose bounds around each probability), one
+    bursty stretch in four (gaps of 0.05 s against 1 s), the default seed 0."""
+    res = list(world.resources.values())
+    n = 2000
+    rs = engines.sample_requests(n, res)
+    assert [(r.identity, r.perm, r.time) for r in rs] == [
+        (r.identity, r.perm, r.time) for r in engines.sample_requests(n, res, seed=0)]
+    assert {r.identity for r in rs} == {"agent-0", "agent-1", "agent-2"}
+    assert {r.perm for r in rs} == {(f"{x.name}_api", a, x.name) for x in res
+                                    for a in ("read", "write", "send")}
+    assert all(r.tool == r.perm[0] and r.action == r.perm[1] and r.resource.name == r.perm[2]
+               for r in rs)
+    times = np.array([r.time for r in rs])
+    gaps = np.diff(np.concatenate([[0.0], times]))
+    assert (gaps > 0).all()
+    assert 0.03 < gaps[200:400].mean() < 0.08 and 0.8 < gaps[:200].mean() < 1.2
+    assert 0.8 < gaps[400:600].mean() < 1.2 and 0.03 < gaps[1000:1200].mean() < 0.08
+
+    def share(pred):
+        return sum(map(pred, rs)) / n
+
+    with_token = [r for r in rs if r.credential is not None]
+    assert 0.45 < len(with_token) / n < 0.55
+    assert all(c.perms == {r.perm} and c.issued == r.time and c.weight == 1.0
+               for r in with_token for c in [r.credential])
+    own = sum(r.credential.holder == r.identity for r in with_token) / len(with_token)
+    assert 0.65 < own < 0.75
+    assert {r.credential.holder for r in with_token} - {r.identity for r in rs} == {"someone-else"}
+    scoped = sum(r.credential.task_id == 0 for r in with_token) / len(with_token)
+    assert {r.credential.task_id for r in with_token} == {-1, 0} and 0.45 < scoped < 0.55
+    assert 0.82 < share(lambda r: r.entitled) < 0.88
+    assert 0.82 < share(lambda r: r.attested) < 0.88
+    assert 0.87 < share(lambda r: r.task_active) < 0.93
+    assert 0.82 < share(lambda r: r.in_scope) < 0.88
+    assert 0.77 < share(lambda r: r.origin_permits) < 0.83
+    assert {r.bytes_out for r in rs} == {0, 512, 1_000_000, 1_000_001, 5_000_000}
+    assert {r.chain_depth for r in rs} == {0, 1, 2} and 0.45 < share(lambda r: r.chain_depth == 0) < 0.55
+    assert {r.token_mode for r in rs} == {"none", "exchange", "passthrough"}
+    assert all(0 <= r.risk < 1 for r in rs) and 0.45 < np.mean([r.risk for r in rs]) < 0.55
+    assert [r.task_id for r in rs] == list(range(n))
+    assert all((r.identity_mode, r.source, r.agent, r.archetype, r.platform, r.task_type,
+                r.chain_origin, r.data_sensitivity)
+               == ("per_agent", "agent", r.identity, r.identity, "first_party", "task",
+                   r.identity, None) for r in rs)
+    with_args = [r for r in rs if r.args]
+    assert 0.30 < len(with_args) / n < 0.37
+    assert {r.args["amount"] for r in with_args} == {10.0, 80.5, 900.0}
+    named = [r for r in with_args if "recipient" in r.args]
+    assert 0.45 < len(named) / len(with_args) < 0.55
+    assert all(r.args["recipient"] == f"recipient:t{r.task_id}" for r in named)
+    assert 0.27 < sum("recipient" in r.args_unknown for r in named) / len(named) < 0.40
+    assert all(r.args_unknown <= set(r.args) for r in rs)
+
+
+def test_world_requests_draw_from_the_world(world):
+    rs = engines.world_requests(world)
+    assert len(rs) == 300
+    assert [(r.perm, r.time) for r in rs] == [(r.perm, r.time)
+                                              for r in engines.world_requests(world, 300, 0)]
+    assert {r.perm for r in rs} <= world.all_perms and len({r.perm for r in rs}) > 5
+    assert {r.resource.name for r in rs} <= set(world.resources)
