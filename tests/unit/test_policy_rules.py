@@ -600,3 +600,97 @@ def test_world_requests_draw_from_the_world(world):
                                               for r in engines.world_requests(world, 300, 0)]
     assert {r.perm for r in rs} <= world.all_perms and len({r.perm for r in rs}) > 5
     assert {r.resource.name for r in rs} <= set(world.resources)
+
+
+# --------------------------------------------------------------------------- generated task policies
+# The text render_task_policy writes for a small task policy, written out by hand.
+
+def _task_policy(actions=frozenset({"send"}), destinations=frozenset({"outbound_mail"}),
+                 to=frozenset({"bob", "ann"})):
+    from simharness.controls.task_policy import TaskPolicy
+
+    return TaskPolicy(task_id=4, scope=frozenset({("http", "send", "paste"), READ}),
+                      values={"to": to, "amount": frozenset({"1"})}, limits={"amount": 100.5},
+                      destinations=destinations, actions=actions)
+
+
+PERMITS = [{"id": f"permit-{i}", "effect": "allow", "when": {
+    "attested": True, "entitled": True, "task.active": True, "task.id": 4, "tool": tool,
+    "action": action, "resource": resource}}
+    for i, (tool, action, resource) in enumerate([READ, ("http", "send", "paste")])]
+
+
+def test_generated_rules_file():
+    import yaml
+
+    from simharness.policy.generate import render_task_policy
+
+    text = render_task_policy(_task_policy(), "rules")
+    on = {"action": {"in": ["send"]}}
+    assert yaml.safe_load(text) == {"policy_version": 1, "rules": [
+        *PERMITS,
+        {"id": "forbid-destination", "effect": "deny",
+         "when": {"resource.external": True, "resource": {"not_in": ["outbound_mail"]}}},
+        {"id": "forbid-to", "effect": "deny", "when": {**on, "args.to": {"not_in": ["ann", "bob"]}}},
+        {"id": "forbid-amount", "effect": "deny", "when": {**on, "args.amount": {"gt": 100.5}}}]}
+    assert text.startswith("policy_version: 1\nrules:\n- id: permit-0\n")  # in order, not sorted
+    every = yaml.safe_load(render_task_policy(_task_policy(actions=None), "rules"))["rules"]
+    assert [r["when"] for r in every[3:]] == [{"args.to": {"not_in": ["ann", "bob"]}},
+                                              {"args.amount": {"gt": 100.5}}]
+
+
+def test_generated_cedar_policy():
+    from simharness.policy.generate import render_task_policy
+
+    def permit(i, tool, action, resource):
+        return (f'@id("permit-{i}")\npermit (principal, action, resource)\nwhen {{\n'
+                "  context.attested && context.entitled && context.task_active &&\n"
+                f'  context.task_id == 4 && context.tool == "{tool}" &&\n'
+                f'  context.action == "{action}" && context.resource == "{resource}"\n}};')
+
+    forbid = '@id("{}")\nforbid (principal, action, resource)\nwhen {{ {} }};'
+    on = '["send"].contains(context.action) && '
+    assert render_task_policy(_task_policy(), "cedar") == "\n\n".join([
+        permit(0, *READ), permit(1, "http", "send", "paste"),
+        forbid.format("forbid-destination", 'context.resource_external && '
+                      '!(["outbound_mail"].contains(context.resource))'),
+        forbid.format("forbid-to", on + 'context.args has to && '
+                      '!(["ann", "bob"].contains(context.args.to))'),
+        forbid.format("forbid-amount", on + "context.args has amount && "
+                      "context.args.amount > 101")]) + "\n"
+    text = render_task_policy(_task_policy(actions=None), "cedar")
+    assert "contains(context.action)" not in text
+    assert text.endswith("when { context.args has amount && context.args.amount > 101 };\n")
+
+
+def test_generated_rego_policy():
+    from simharness.policy.generate import render_task_policy
+
+    def permit(i, tool, action, resource):
+        return [f'permit contains "permit-{i}" if {{', "\tinput.attested == true",
+                "\tinput.entitled == true", "\tinput.task_active == true", "\tinput.task_id == 4",
+                f'\tinput.tool == "{tool}"', f'\tinput.action == "{action}"',
+                f'\tinput.resource == "{resource}"', "}", ""]
+
+    on = '\tinput.action in {"send"}'
+    expected = ["package simharness.task", "", "import rego.v1", "",
+                *permit(0, *READ), *permit(1, "http", "send", "paste"),
+                'deny contains "forbid-destination" if {', "\tinput.resource_external == true",
+                '\tnot input.resource in {"outbound_mail"}', "}", "",
+                'deny contains "forbid-to" if {', on, "\tv := input.args.to",
+                '\tnot v in {"ann", "bob"}', "}", "",
+                'deny contains "forbid-amount" if {', on, "\tinput.args.amount > 101", "}", "",
+                'deny contains "forbid-amount" if {', on, "\tv := input.args.amount",
+                "\tnot is_number(v)", "}", "",
+                'default decision := {"allow": false, "reasons": ["default-deny"]}', "",
+                'decision := {"allow": false, "reasons": sort(deny)} if count(deny) > 0', "",
+                'decision := {"allow": true, "reasons": sort(permit)} if {',
+                "\tcount(deny) == 0", "\tcount(permit) > 0", "}", ""]
+    assert render_task_policy(_task_policy(), "rego") == "\n".join(expected)
+    # No allowed destination or declared value: the forbid holds unconditionally.
+    text = render_task_policy(_task_policy(actions=None, destinations=frozenset(),
+                                           to=frozenset()), "rego")
+    assert ('deny contains "forbid-destination" if {\n\tinput.resource_external == true\n'
+            '\ttrue\n}') in text
+    assert 'deny contains "forbid-to" if {\n\tv := input.args.to\n\ttrue\n}' in text
+    assert "input.action in" not in text
