@@ -694,3 +694,11 @@ def test_generated_rego_policy():
             '\ttrue\n}') in text
     assert 'deny contains "forbid-to" if {\n\tv := input.args.to\n\ttrue\n}' in text
     assert "input.action in" not in text
+
+
+def test_a_policy_without_a_named_source_calls_itself_rules(world):
+    with pytest.raises(PolicyError, match=r"^<rules>: rules\.0: duplicate rule id 'a'$"):
+        compile_rules({"rules": [{"id": "a", "effect": "allow"}, {"id": "a", "effect": "allow"}]})
+    assert compile_rules({"rules": []}).source == "<rules>"
+    assert rules_mod.Policy([], []).source == "<rules>"
+    assert rules_mod.Policy([], []).evaluate(req(world)) == Decision(False, ("default-deny",))
