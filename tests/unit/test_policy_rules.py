@@ -697,7 +697,7 @@ def test_generated_rego_policy():
 
 
 def test_a_policy_without_a_named_source_calls_itself_rules(world):
-    with pytest.raises(PolicyError, match=r"^<rules>: rules\.0: duplicate rule id 'a'$"):
+    with pytest.raises(PolicyError, match=r"^<rules>: rules\.1: duplicate rule id 'a'$"):
         compile_rules({"rules": [{"id": "a", "effect": "allow"}, {"id": "a", "effect": "allow"}]})
     assert compile_rules({"rules": []}).source == "<rules>"
     assert rules_mod.Policy([], []).source == "<rules>"
