@@ -4,6 +4,7 @@ the careful path, action-restricted rules."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import replace
 
 import numpy as np
@@ -702,3 +703,124 @@ def test_a_policy_without_a_named_source_calls_itself_rules(world):
     assert compile_rules({"rules": []}).source == "<rules>"
     assert rules_mod.Policy([], []).source == "<rules>"
     assert rules_mod.Policy([], []).evaluate(req(world)) == Decision(False, ("default-deny",))
+
+
+# --------------------------------------------------------------------------- Cedar and Rego adapters
+
+needs_cedar = pytest.mark.skipif(importlib.util.find_spec("cedarpy") is None,
+                                 reason="needs the cedar extra (pip install 'simharness[cedar]')")
+needs_rego = pytest.mark.skipif(importlib.util.find_spec("regopy") is None,
+                                reason="needs the rego extra (pip install 'simharness[rego]')")
+
+
+def _policy_file(tmp_path, engine, text):
+    path = tmp_path / f"p.{engine}"
+    path.write_text(text)
+    return path
+
+
+@needs_cedar
+def test_cedar_load_errors(tmp_path):
+    def load(text):
+        return engines.load_policy("cedar", _policy_file(tmp_path, "cedar", text))
+
+    with pytest.raises(PolicyError, match=r"p\.cedar: context \['risk'\] are floats, which Cedar "
+                                          r"cannot compare$"):
+        load("permit (principal, action, resource) when { context.risk > 0 };")
+    with pytest.raises(PolicyError, match=r"p\.cedar: one rate window per policy set"):
+        load('@rate_gt("1")\nforbid (principal, action, resource) when { context.rate_exceeded };\n'
+             '@rate_gt("2")\nforbid (principal, action, resource) when { context.rate_exceeded };')
+    with pytest.raises(PolicyError, match=r"p\.cedar: reads rate_exceeded but declares no rate"):
+        load("forbid (principal, action, resource) when { context.rate_exceeded };")
+    with pytest.raises(PolicyError, match=r"^\S*p\.cedar: "):
+        load("permit (principal, action, resource) when { context.attested ")
+    with pytest.raises(PolicyError, match=r"nope\.cedar: "):
+        engines.load_policy("cedar", tmp_path / "nope.cedar")
+    # Field names inside strings and comments are not fields the policy reads.
+    p = load('// context.atested\npermit (principal, action, resource) when '
+             '{ context.tool == "context.qqq" };')
+    assert p._fields == [("tool", engines.FIELDS["tool"])]
+
+
+@needs_cedar
+def test_cedar_rate_window_and_errors(tmp_path, world):
+    p = engines.load_policy("cedar", _policy_file(tmp_path, "cedar", (
+        '@id("ok")\npermit (principal, action, resource) when { context.attested };\n'
+        '@id("burst")\n@rate_key("identity")\n@rate_window("10s")\n@rate_gt("1")\n'
+        "forbid (principal, action, resource) when { context.rate_exceeded };\n"
+        '@id("foreign-token")\nforbid (principal, action, resource) when '
+        "{ !context.token_holder_matches };")))
+    assert [(w.window, w.limit) for w in p.windows] == [(10.0, 1)]
+    cred = Credential(0, "support-0", frozenset({READ}), 1.0, 0.0)
+    r0 = req(world, time=0.0, credential=cred)
+    assert p.evaluate(r0) == Decision(True, ("ok",))
+    for t in (0.0, 1.0):
+        p.observe(req(world, time=t))
+    assert p.evaluate(req(world, time=2.0, credential=cred)) == Decision(False, ("burst",))
+    assert p.evaluate(req(world, time=12.0, credential=cred)).allow
+    # No token: token_holder_matches is absent, reading it errs, and the erroring forbid denies
+    # (Cedar would skip it and let the permit through).
+    d = p.evaluate(req(world, time=100.0))
+    assert (d.allow, d.reasons) == (False, ("evaluation-error",)) and d.errors
+    d = p.evaluate(req(world, time=100.0, attested=False, credential=replace(cred, holder="x")))
+    assert d == Decision(False, ("foreign-token",))
+    d = p.evaluate(req(world, time=100.0, attested=False, credential=cred))
+    assert d == Decision(False, ("default-deny",))
+
+
+@needs_cedar
+def test_cedar_tells_apart_resources_that_share_a_name(tmp_path, world):
+    p = engines.load_policy("cedar", _policy_file(tmp_path, "cedar", (
+        '@id("external")\npermit (principal, action, resource) when { resource.external };')),
+        world.resources.values())
+    crm = world.resources["crm"]
+    outside = crm.model_copy(update={"external": True})
+    assert not p.evaluate(req(world)).allow
+    assert p.evaluate(req(world, resource=outside)) == Decision(True, ("external",))
+    assert not p.evaluate(req(world, resource=crm.model_copy())).allow  # equal: the known one
+    assert p.evaluate(req(world, resource=outside)).allow
+
+
+@needs_rego
+def test_rego_load_errors(tmp_path):
+    def load(text):
+        return engines.load_policy("rego", _policy_file(tmp_path, "rego", text))
+
+    with pytest.raises(PolicyError, match=r"p\.rego: no `package` line$"):
+        load("# package simharness\nimport rego.v1\n")
+    with pytest.raises(PolicyError, match=r"nope\.rego: "):
+        engines.load_policy("rego", tmp_path / "nope.rego")
+    with pytest.raises(PolicyError, match=r"p\.rego: rate_limits must map one rule id"):
+        load('package x\nimport rego.v1\nrate_limits := {"a": {"gt": 1}, "b": {"gt": 2}}\n'
+             'decision := {"allow": input.rate_exceeded, "reasons": []}\n')
+    with pytest.raises(PolicyError, match=r"p\.rego: "):
+        load("package x\nimport rego.v1\ndecision := {\n")
+    with pytest.raises(PolicyError, match=r"unknown request fields 'qqqq'"):
+        load('package x\nimport rego.v1\ndecision := {"allow": input["qqqq"], "reasons": []}\n')
+    # Comments are not code.
+    p = load('package x.y\nimport rego.v1\n# input.atested\n'
+             'decision := {"allow": input["tool"] == "crm_api", "reasons": []}\n')
+    assert p._fields == [("tool", engines.FIELDS["tool"])] and p._entry == "x/y/decision"
+
+
+@needs_rego
+def test_rego_decisions_rate_window_and_bad_output(tmp_path, world):
+    p = engines.load_policy("rego", _policy_file(tmp_path, "rego", (
+        "package x\nimport rego.v1\n"
+        'rate_limits := {"burst": {"key": "identity", "window": "10s", "gt": 1}}\n'
+        'default decision := {"allow": false, "reasons": []}\n'
+        'decision := {"allow": false, "reasons": ["burst"]} if input.rate_exceeded\n'
+        'decision := {"allow": true, "reasons": ["ok"]} if {\n'
+        "\tnot input.rate_exceeded\n\tinput.attested\n}\n")))
+    assert [(w.window, w.limit) for w in p.windows] == [(10.0, 1)]
+    assert p.evaluate(req(world, time=0.0)) == Decision(True, ("ok",))
+    assert p.evaluate(req(world, time=0.0, attested=False)) == Decision(False, ("default-deny",))
+    for t in (0.0, 1.0):
+        p.observe(req(world, time=t))
+    assert p.evaluate(req(world, time=2.0)) == Decision(False, ("burst",))
+    assert p.evaluate(req(world, time=12.0)) == Decision(True, ("ok",))
+    bad = engines.load_policy("rego", _policy_file(tmp_path, "rego", (
+        'package x\nimport rego.v1\ndecision := {"allow": true, "reasons": [1]}\n')))
+    d = bad.evaluate(req(world))
+    assert (d.allow, d.reasons) == (False, ("evaluation-error",))
+    assert d.errors[0].startswith("TypeError: decision must be")
