@@ -320,6 +320,15 @@ def test_every_attribute_reads_its_field(world):
                                                       "token.task_scoped")] == [False, None, None]
 
 
+def test_credential_attributes_read_none_without_a_credential(world):
+    """_cred_attr wraps a reader of (credential, request): None when there is no credential
+    (called here, not only when ATTRIBUTES is built at import)."""
+    get = rules_mod._cred_attr(lambda c, r: (c.holder, r.identity))
+    cred = Credential(0, "billing-0", frozenset({READ}), 1.0, 0.0)
+    assert get(req(world, credential=cred)) == ("billing-0", "support-0")
+    assert get(req(world, credential=None)) is None
+
+
 def test_every_attribute_in_a_rule_compares_its_field(world):
     """`attr: value` holds on the request with that value and not with `ne`, on both paths."""
     r, expected = _every_attribute(world)
@@ -537,6 +546,9 @@ def test_time_decisions_warms_up_then_times_each_request_repeat_times():
     calls.clear()
     engines.time_decisions(Counting(), list(range(7)), repeat=2, warmup=3)
     assert calls == [0, 1, 2] + list(range(7)) * 2
+    calls.clear()
+    engines.time_decisions(Counting(), list(range(60)), repeat=1)  # the default warm-up: 50
+    assert calls == list(range(50)) + list(range(60))
 
 
 def test_sample_requests_cover_both_sides_of_every_condition(world):
