@@ -445,3 +445,61 @@ def test_few_replications_note_wording_and_edge_cases():
     # No replications column, or no rows: nothing to say (and no error).
     assert stats.few_replications_note(pd.DataFrame({"control": ["c"]})) is None
     assert stats.few_replications_note(pd.DataFrame({"replications": []})) is None
+
+
+def test_rate_of_one_replication_is_its_wilson_interval():
+    """One replication: no t interval, so the rate's interval is Wilson's on its counts (8 of
+    10: 0.4901624 .. 0.9433178, test_wilson_known_value)."""
+    rows = pd.DataFrame([{"control": "c", "replication": 0, "legit_actions": 10,
+                          "legit_denied": 8}])
+    row = stats.aggregate(rows, ["control"]).iloc[0]
+    assert row.false_deny_rate_mean == 0.8
+    assert row.false_deny_rate_ci_low == pytest.approx(0.4901624, abs=1e-6)
+    assert row.false_deny_rate_ci_high == pytest.approx(0.9433178, abs=1e-6)
+
+
+def test_rate_pools_only_rows_with_both_counts_and_needs_a_denominator():
+    """Wilson on the pooled counts of rows where both are known (8 of 10 here, the NaN row is
+    left out); with no legitimate action anywhere the rate is undefined."""
+    rows = pd.DataFrame([{"control": "c", "replication": 0, "legit_actions": 10, "legit_denied": 8},
+                         {"control": "c", "replication": 1, "legit_actions": 30,
+                          "legit_denied": np.nan}])
+    row = stats.aggregate(rows, ["control"]).iloc[0]
+    assert (row.false_deny_rate_ci_low, row.false_deny_rate_ci_high) == pytest.approx(
+        (0.4901624, 0.9433178), abs=1e-6)
+    rows = pd.DataFrame([{"control": "c", "replication": r, "legit_actions": 0, "legit_denied": 0}
+                         for r in range(3)])
+    row = stats.aggregate(rows, ["control"]).iloc[0]
+    assert all(math.isnan(row[f"false_deny_rate{s}"]) for s in ("_mean", "_ci_low", "_ci_high"))
+
+
+def test_aggregate_without_control_or_replication_has_no_pairing():
+    rows = pd.DataFrame([{"pdp_ms": p, "control": "c", "replication": r, "exposure": float(r + p)}
+                         for p in (1, 2) for r in range(3)])
+    by_point = stats.aggregate(rows, ["pdp_ms"])
+    assert list(by_point.columns[:2]) == ["pdp_ms", "replications"]
+    assert "paired_reference" not in by_point.columns
+    assert not any(c.endswith("_diff_mean") for c in by_point.columns)
+    assert by_point.exposure_mean.tolist() == [2.0, 3.0]
+    no_rep = stats.aggregate(rows.drop(columns="replication"), ["pdp_ms", "control"])
+    assert "paired_reference" not in no_rep.columns and no_rep.replications.tolist() == [3, 3]
+    assert no_rep.replications.dtype == np.int64
+
+
+def test_aggregate_pairs_within_a_sweep_point_whose_value_is_missing():
+    """A sweep column that is NaN on every row is still one sweep point: the second control
+    pairs against the first non-none one there (differences 1, 2, 3 by hand)."""
+    rows = pd.DataFrame([{"pdp_ms": float("nan"), "control": c, "replication": r,
+                          "exposure": float(r * k)}
+                         for c, k in (("a", 1), ("b", 2)) for r in (1, 2, 3)])
+    agg = stats.aggregate(rows, ["pdp_ms", "control"]).set_index("control")
+    assert agg.loc["b", "paired_reference"] == "a"
+    assert agg.loc["b", "exposure_diff_mean"] == 2.0
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # sd of (1, 2, 3) is 1
+    assert agg.loc["b", "exposure_diff_ci_low"] == pytest.approx(2.0 - half)
+
+
+def test_misuse_by_kind_of_nothing_is_an_empty_table_with_the_columns():
+    out = stats.misuse_by_kind(pd.DataFrame(columns=["control", "replication", "kind", "injected",
+                                                     "prevented", "detected", "damage"]))
+    assert out.empty and {"kind", "control", "replications"} <= set(out.columns)
