@@ -500,8 +500,9 @@ def test_rate_window_declaration():
         engines.rate_window(None, True, "src")
     w = engines.rate_window({"key": "tool", "window": "10s", "gt": "3"}, False, "src")
     assert (w.key, w.window, w.limit) == (rules_mod.ATTRIBUTES["tool"], 10.0, 3)
-    with pytest.raises(PolicyError, match=r"^src: rate: expected \{key: attribute"):
-        engines.rate_window({"window": "10s"}, True, "src")
+    for bad in ({"window": "10s"}, {"gt": 1, "every": "1s"}, 5, [("gt", 1)]):
+        with pytest.raises(PolicyError, match=r"^src: rate: expected \{key: attribute"):
+            engines.rate_window(bad, True, "src")
     with pytest.raises(PolicyError, match=r"^src: rate\.key: unknown attribute 'nope'$"):
         engines.rate_window({"key": "nope", "gt": 1}, True, "src")
     with pytest.raises(PolicyError, match=r"^src: rate\.window: expected a duration"):
