@@ -258,6 +258,12 @@ def test_compile_rules_reports_every_problem_at_its_position(tmp_path):
     with pytest.raises(PolicyError) as e:
         compile_rules({"zz": 1}, "src", {("rules",): (2, 1)})
     assert str(e.value) == f"src: zz: {TOP_KEYS}"
+    with pytest.raises(PolicyError) as e:
+        compile_rules({"zz": 1, "rules": 3}, "src", {(): (1, 1), ("rules",): (2, 1)})
+    assert str(e.value) == (f"src:1:1: zz: {TOP_KEYS}\n"
+                            "src:2:1: rules: expected a list of rules (id, effect, when)")
+    with pytest.raises(PolicyError, match=r"^src:1:1: \(top\): expected a mapping"):
+        compile_rules(5, "src", {(): (1, 1)})
 
 
 def test_compile_rules_errors_the_checker_leaves_to_it():
@@ -837,3 +843,42 @@ def test_rego_decisions_rate_window_and_bad_output(tmp_path, world):
     d = bad.evaluate(req(world))
     assert (d.allow, d.reasons) == (False, ("evaluation-error",))
     assert d.errors[0].startswith("TypeError: decision must be")
+
+
+@needs_cedar
+def test_cedar_reasons_without_ids_and_engine_failures(tmp_path, world, monkeypatch):
+    """A policy without @id is named by Cedar's own id (policy0, policy1, ... in file order);
+    an exception inside the engine is a deny naming it."""
+    from types import SimpleNamespace
+
+    p = engines.load_policy("cedar", _policy_file(tmp_path, "cedar", (
+        "permit (principal, action, resource) when { context.attested };\n"
+        "forbid (principal, action, resource) when { context.bytes_out > 10 };")))
+    assert p.evaluate(req(world)) == Decision(True, ("policy0",))
+    assert p.evaluate(req(world, bytes_out=11)) == Decision(False, ("policy1",))
+
+    def boom(*a):
+        raise RuntimeError("engine down")
+
+    monkeypatch.setattr(p, "_cedar", SimpleNamespace(is_authorized=boom))
+    assert p.evaluate(req(world)) == Decision(False, ("evaluation-error",),
+                                              ("RuntimeError: engine down",))
+
+
+@needs_rego
+def test_rego_engine_failures_are_denials(tmp_path, world, monkeypatch):
+    p = engines.load_policy("rego", _policy_file(tmp_path, "rego", (
+        'package x\nimport rego.v1\ndecision := {"allow": true, "reasons": ["ok"]}\n')))
+    assert p.evaluate(req(world)) == Decision(True, ("ok",))
+    assert p._fields == [] and p.windows == []
+
+    class NotOk:
+        def ok(self):
+            return False
+
+        def __str__(self):
+            return "broken bundle"
+
+    monkeypatch.setattr(p._rego, "query_bundle_entrypoint", lambda *a: NotOk(), raising=False)
+    assert p.evaluate(req(world)) == Decision(False, ("evaluation-error",),
+                                              ("RuntimeError: broken bundle",))
