@@ -882,3 +882,10 @@ def test_rego_engine_failures_are_denials(tmp_path, world, monkeypatch):
     monkeypatch.setattr(p._rego, "query_bundle_entrypoint", lambda *a: NotOk(), raising=False)
     assert p.evaluate(req(world)) == Decision(False, ("evaluation-error",),
                                               ("RuntimeError: broken bundle",))
+
+
+def test_descriptions_and_the_version_are_accepted_where_the_format_allows_them(world):
+    p = compile_rules({"policy_version": 1, "description": "whole file", "default": "allow",
+                       "rules": [{"id": "a", "effect": "deny", "description": "one rule",
+                                  "when": {"action": "write"}}]})
+    assert p.evaluate(req(world)).allow and not p.evaluate(req(world, WRITE)).allow
