@@ -503,3 +503,34 @@ def test_misuse_by_kind_of_nothing_is_an_empty_table_with_the_columns():
     out = stats.misuse_by_kind(pd.DataFrame(columns=["control", "replication", "kind", "injected",
                                                      "prevented", "detected", "damage"]))
     assert out.empty and {"kind", "control", "replications"} <= set(out.columns)
+
+
+def test_levels_outside_zero_one_are_refused_by_name():
+    for level in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"^confidence level must be in \(0, 1\)"):
+            stats.t_ci([1.0, 2.0], level=level)
+        with pytest.raises(ValueError, match=r"^confidence level must be in \(0, 1\)"):
+            stats.wilson(1, 2, level=level)
+
+
+def test_t_ci_takes_any_iterable_and_none_as_missing():
+    want = stats.t_ci([1.0, 3.0])
+    assert stats.t_ci(x for x in (1.0, 3.0)) == want
+    assert stats.t_ci(iter([1, 3])) == want
+    assert stats.t_ci([1.0, None, 3.0]) == want
+
+
+def test_aggregate_uses_the_level_it_is_given():
+    """Values 1, 2, 3 at 90 %: 2 +- t(0.95, 2) x 1 / sqrt(3), t(0.95, 2) = 0.9 / sqrt(0.095)
+    (the closed form for 2 degrees of freedom)."""
+    rows = pd.DataFrame([{"control": "c", "replication": r, "exposure": float(r + 1)}
+                         for r in range(3)])
+    row = stats.aggregate(rows, ["control"], level=0.9).iloc[0]
+    half = 0.9 / math.sqrt(0.095) / math.sqrt(3)
+    assert (row.exposure_ci_low, row.exposure_ci_high) == pytest.approx((2 - half, 2 + half))
+
+
+def test_aggregate_names_every_missing_group_column():
+    rows = pd.DataFrame({"control": ["c"], "replication": [0], "exposure": [1.0]})
+    with pytest.raises(ValueError, match=r"^group columns not in summary: nope, nada$"):
+        stats.aggregate(rows, ["control", "nope", "nada"])
