@@ -370,6 +370,8 @@ def test_task_times_and_latency_quantiles_by_hand():
 
 def test_blast_radius_and_exposure_need_a_probed_run():
     log = _hand_log()
+    log.authority.blast_num, log.authority.blast_den = 1.0, 0.5  # a probe over half a second
+    assert metrics.blast_radius(log) == 2.0
     log.authority.blast_den = 0.0
     assert metrics.blast_radius(log) == 0.0
     log.authority = None
