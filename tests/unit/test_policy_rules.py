@@ -889,3 +889,17 @@ def test_descriptions_and_the_version_are_accepted_where_the_format_allows_them(
                        "rules": [{"id": "a", "effect": "deny", "description": "one rule",
                                   "when": {"action": "write"}}]})
     assert p.evaluate(req(world)).allow and not p.evaluate(req(world, WRITE)).allow
+
+
+@needs_cedar
+def test_cedar_resource_entities_carry_every_attribute(tmp_path, world):
+    """crm in the baseline: confidential, crm.saas.example, internal, approved, scoped auth."""
+    p = engines.load_policy("cedar", _policy_file(tmp_path, "cedar", (
+        '@id("crm")\npermit (principal, action, resource) when { resource.name == "crm" && '
+        'resource.sensitivity == "confidential" && resource.destination == "crm.saas.example" '
+        '&& !resource.external && resource.approved && resource.auth == "scoped" };')),
+        world.resources.values())
+    assert p.evaluate(req(world)) == Decision(True, ("crm",))
+    crm = world.resources["crm"]
+    for change in ({"auth": "shared"}, {"approved": False}, {"destination": "x.example"}):
+        assert not p.evaluate(req(world, resource=crm.model_copy(update=change))).allow, change
