@@ -903,3 +903,24 @@ def test_cedar_resource_entities_carry_every_attribute(tmp_path, world):
     crm = world.resources["crm"]
     for change in ({"auth": "shared"}, {"approved": False}, {"destination": "x.example"}):
         assert not p.evaluate(req(world, resource=crm.model_copy(update=change))).allow, change
+
+
+@needs_cedar
+def test_cedar_request_entities_are_typed_identity_action_resource(tmp_path, world):
+    p = engines.load_policy("cedar", _policy_file(tmp_path, "cedar", (
+        '@id("exact")\npermit (principal == Identity::"support-0", action == Action::"read", '
+        'resource == Resource::"crm");')), world.resources.values())
+    assert p.evaluate(req(world)) == Decision(True, ("exact",))
+    assert not p.evaluate(req(world, identity="support-1")).allow
+    assert not p.evaluate(req(world, WRITE)).allow
+
+
+def test_sample_requests_draw_each_condition_independently(world):
+    """Each condition has its own uniform draw: token modes do not follow risk, and a
+    task-scoped token is sometimes held by someone else (both sides of the holder check)."""
+    rs = engines.sample_requests(2000, list(world.resources.values()))
+    low_risk = {r.token_mode for r in rs if r.risk < 1 / 3}
+    assert low_risk == {"none", "exchange", "passthrough"}
+    scoped = [r.credential for r in rs if r.credential is not None and r.credential.task_id == 0]
+    others = sum(c.holder == "someone-else" for c in scoped) / len(scoped)
+    assert 0.2 < others < 0.4
