@@ -924,3 +924,18 @@ def test_sample_requests_draw_each_condition_independently(world):
     scoped = [r.credential for r in rs if r.credential is not None and r.credential.task_id == 0]
     others = sum(c.holder == "someone-else" for c in scoped) / len(scoped)
     assert 0.2 < others < 0.4
+
+
+def test_rules_problems_keep_checking_after_an_unknown_operator():
+    assert _when(tool={"like": "x", "eq": 5}) == [(("tool", "eq"), "expected text, got 5 (quote it)")]
+
+
+@needs_rego
+def test_rego_failing_built_in_is_an_error_not_undefined(tmp_path, world):
+    """to_number("support-0") fails: strict built-ins make that an evaluation error (deny);
+    lenient ones would make the forbid undefined and let the permit through."""
+    p = engines.load_policy("rego", _policy_file(tmp_path, "rego", (
+        "package x\nimport rego.v1\nforbidden if to_number(input.identity) > 0\n"
+        'decision := {"allow": true, "reasons": ["ok"]} if not forbidden\n')))
+    d = p.evaluate(req(world))
+    assert (d.allow, d.reasons) == (False, ("evaluation-error",)) and d.errors
