@@ -939,3 +939,9 @@ def test_rego_failing_built_in_is_an_error_not_undefined(tmp_path, world):
         'decision := {"allow": true, "reasons": ["ok"]} if not forbidden\n')))
     d = p.evaluate(req(world))
     assert (d.allow, d.reasons) == (False, ("evaluation-error",)) and d.errors
+
+
+def test_rules_problems_keep_checking_after_a_bad_when():
+    assert rules_problems({"rules": [{"effect": "allow", "when": [1]}, {"effect": "permit"}]}) == [
+        (("rules", 0, "when"), "expected a mapping of attribute: condition"),
+        (("rules", 1, "effect"), "must be allow or deny, got 'permit'")]
