@@ -928,6 +928,8 @@ def test_sample_requests_draw_each_condition_independently(world):
 
 def test_rules_problems_keep_checking_after_an_unknown_operator():
     assert _when(tool={"like": "x", "eq": 5}) == [(("tool", "eq"), "expected text, got 5 (quote it)")]
+    # ... and past an ordering on text (left to the runtime).
+    assert _when(tool={"gt": 5, "eq": 6}) == [(("tool", "eq"), "expected text, got 6 (quote it)")]
 
 
 @needs_rego
