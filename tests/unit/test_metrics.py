@@ -389,3 +389,10 @@ def test_exposure_curve_is_the_probe_curve_and_its_total_at_least_zero():
     assert total == 7200.0
     log.authority.exposure.total = -1e-9
     assert metrics.exposure_curve(log)[2] == 0.0
+
+
+def test_paired_inflation_with_under_a_second_of_reference_time():
+    """0.5 s under the reference, 1 s under the control: inflation 1.0, 0.5 s added."""
+    from simharness.metrics import paired_inflation
+
+    assert paired_inflation(np.array([1.0]), np.array([0.5])) == (1.0, 0.5)

@@ -534,3 +534,51 @@ def test_aggregate_names_every_missing_group_column():
     rows = pd.DataFrame({"control": ["c"], "replication": [0], "exposure": [1.0]})
     with pytest.raises(ValueError, match=r"^group columns not in summary: nope, nada$"):
         stats.aggregate(rows, ["control", "nope", "nada"])
+
+
+def _wilson_by_hand(k, n, z):
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return centre - half, centre + half
+
+
+def test_aggregate_level_reaches_paired_differences_and_wilson_bounds():
+    """At 90 %: paired differences 1, 2, 3 give 2 +- t(0.95, 2) / sqrt(3); a one-replication
+    rate (8 of 10) gets Wilson's 90 % interval (z = 1.6448536269514722)."""
+    rows = pd.DataFrame([{"control": c, "replication": r, "exposure": float(r * k)}
+                         for c, k in (("a", 1), ("b", 2)) for r in (1, 2, 3)])
+    b = stats.aggregate(rows, ["control"], level=0.9).set_index("control").loc["b"]
+    half = 0.9 / math.sqrt(0.095) / math.sqrt(3)
+    assert (b.exposure_diff_ci_low, b.exposure_diff_ci_high) == pytest.approx((2 - half, 2 + half))
+    one = pd.DataFrame([{"control": "c", "replication": 0, "legit_actions": 10,
+                         "legit_denied": 8}])
+    row = stats.aggregate(one, ["control"], level=0.9).iloc[0]
+    assert (row.false_deny_rate_ci_low, row.false_deny_rate_ci_high) == pytest.approx(
+        _wilson_by_hand(8, 10, 1.6448536269514722))
+
+
+def test_duplicate_replications_message_names_the_likely_cause():
+    with pytest.raises(ValueError, match="a sweep column is probably missing from group_cols"):
+        stats.aggregate(_synthetic(reps=3), ["control"])
+
+
+def test_misuse_caught_counts_prevented_and_detected():
+    """Caught = prevented + detected: 1 + 1 of 2, and 0 + 2 of 4, over two replications."""
+    rows = pd.DataFrame([
+        {"control": "c", "replication": 0, "kind": "exfiltration", "injected": 2,
+         "prevented": 1, "detected": 1, "damage": 0.0},
+        {"control": "c", "replication": 1, "kind": "exfiltration", "injected": 4,
+         "prevented": 0, "detected": 2, "damage": 1.0}])
+    row = stats.misuse_by_kind(rows).iloc[0]
+    assert row.misuse_caught_mean == 2.0 and row.misuse_caught_rate_mean == pytest.approx(0.75)
+    table = stats.misuse_table(rows.assign(missed=0, unreached=0))
+    assert table.caught_rate.tolist() == [1.0, 0.5]
+
+
+def test_misuse_table_keeps_controls_in_order_of_appearance():
+    rows = _misuse_rows()
+    rows["control"] = rows["control"].map({"jit": "zeta", "none": "alpha"})
+    out = stats.misuse_table(rows)
+    assert out.control.tolist() == ["zeta", "zeta", "zeta", "alpha"]
