@@ -396,3 +396,37 @@ def test_paired_inflation_with_under_a_second_of_reference_time():
     from simharness.metrics import paired_inflation
 
     assert paired_inflation(np.array([1.0]), np.array([0.5])) == (1.0, 0.5)
+
+
+def test_edges_of_the_measured_window_by_hand():
+    """What happens exactly at the warm-up counts; an instance whose last attacker use lands
+    exactly at the horizon has its outcome; a misuse's damage sums over its executed goal
+    actions (2.5 + 0.5 here)."""
+    from types import SimpleNamespace as NS
+
+    log = _hand_log()
+    log.actions[1] = _act(100.0, latency=0.010, duration=20.0, credential=0)
+    assert metrics._count_actions(log)["actions"] == 8 and len(metrics._latencies_ms(log)) == 8
+    log.workload.misuse[0].arrival = 100.0
+    log.workload.tasks[5].attacker = [NS(think=300.0)]  # task 5 ends at 800: 800 + 300 = horizon
+    log.actions.append(_act(610.0, identity="a1", misuse_id=0, goal=True, weight=0.5))
+    assert metrics.misuse_outcomes(log) == [
+        {"kind": "out_of_scope_resource", "injected": 1, "prevented": 1, "detected": 0,
+         "missed": 0, "unreached": 0, "damage": 0.0},
+        {"kind": "exfiltration", "injected": 2, "prevented": 0, "detected": 1, "missed": 1,
+         "unreached": 1, "damage": 4.0}]
+
+
+def test_credential_exposure_clips_steps_at_the_horizon_and_unweighted_permissions():
+    """A step from 1090 s for 20 s under credential 0 is in use only until the horizon (4 x 10
+    off); a credential for a permission the workload gives no weight (3 x 1000 s) loses
+    nothing while its step runs."""
+    from simharness.controls.base import Credential
+
+    p2 = ("docs", "read", "wiki")
+    log = _hand_log()
+    log.actions.append(_act(1090.0, duration=20.0, credential=0))
+    log.ledger.credentials.append(Credential(4, "a0", frozenset({p2}), 3.0, 0.0))
+    log.actions.append(_act(300.0, tool=p2[0], action=p2[1], resource=p2[2], duration=10.0,
+                            credential=4))
+    assert metrics.credential_exposure(log) == pytest.approx(4050 - 40 + 3000)
