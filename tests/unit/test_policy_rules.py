@@ -947,3 +947,34 @@ def test_rules_problems_keep_checking_after_a_bad_when():
     assert rules_problems({"rules": [{"effect": "allow", "when": [1]}, {"effect": "permit"}]}) == [
         (("rules", 0, "when"), "expected a mapping of attribute: condition"),
         (("rules", 1, "effect"), "must be allow or deny, got 'permit'")]
+
+
+@needs_cedar
+def test_cedar_erroring_permit_with_a_matching_forbid_names_the_forbid(tmp_path, world):
+    p = engines.load_policy("cedar", _policy_file(tmp_path, "cedar", (
+        '@id("own-token")\npermit (principal, action, resource) when { context.token_holder_matches };\n'
+        '@id("big")\nforbid (principal, action, resource) when { context.bytes_out > 10 };')))
+    d = p.evaluate(req(world, bytes_out=11))  # no token: the permit errs, the forbid holds
+    assert (d.allow, d.reasons) == (False, ("big",)) and d.errors
+
+
+def test_sample_requests_number_their_credentials_by_request():
+    from simharness.spec import Resource
+
+    rs = engines.sample_requests(50, [Resource(name="crm", sensitivity="internal",
+                                               destination="crm.example")])
+    assert [r.credential.id for r in rs if r.credential] == [
+        i for i, r in enumerate(rs) if r.credential]
+
+
+def test_generated_policies_sort_mixed_declared_values_as_text():
+    """Declared values 3 and "b" (a number and a text) sort as text: 3 before "b"."""
+    import yaml
+
+    from simharness.policy.generate import render_task_policy
+
+    tp = _task_policy(to=frozenset({"b", 3}))
+    assert '\tnot v in {3, "b"}' in render_task_policy(tp, "rego")
+    assert '!([3, "b"].contains(context.args.to))' in render_task_policy(tp, "cedar")
+    rules = yaml.safe_load(render_task_policy(tp, "rules"))["rules"]
+    assert rules[3]["when"]["args.to"] == {"not_in": [3, "b"]}
