@@ -978,3 +978,12 @@ def test_generated_policies_sort_mixed_declared_values_as_text():
     assert '!([3, "b"].contains(context.args.to))' in render_task_policy(tp, "cedar")
     rules = yaml.safe_load(render_task_policy(tp, "rules"))["rules"]
     assert rules[3]["when"]["args.to"] == {"not_in": [3, "b"]}
+
+
+@needs_rego
+def test_rego_forbidden_built_in_written_with_spaces_is_named_without_them(tmp_path):
+    path = _policy_file(tmp_path, "rego", (
+        'package x\nimport rego.v1\ndecision := {"allow": time . now_ns() > 0, "reasons": []}\n'))
+    with pytest.raises(PolicyError, match=r"p\.rego: time\.now_ns\(\) is not allowed: a decision "
+                                          r"may not depend on the wall clock"):
+        engines.load_policy("rego", path)
