@@ -987,3 +987,12 @@ def test_rego_forbidden_built_in_written_with_spaces_is_named_without_them(tmp_p
     with pytest.raises(PolicyError, match=r"p\.rego: time\.now_ns\(\) is not allowed: a decision "
                                           r"may not depend on the wall clock"):
         engines.load_policy("rego", path)
+
+
+def test_rate_window_drops_expired_requests_one_by_one(world):
+    """Requests at 0, 5 and 6, window 10 s, limit 1: at 10.5 the one at 0 has left and two
+    remain (2 > 1: exceeded); at 15.5 one remains (not exceeded)."""
+    w = rules_mod.RateWindow(rules_mod.ATTRIBUTES["identity"], 10.0, 1)
+    for t in (0.0, 5.0, 6.0):
+        w.observe(req(world, time=t))
+    assert w.exceeded(req(world, time=10.5)) and not w.exceeded(req(world, time=15.5))
