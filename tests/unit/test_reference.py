@@ -115,3 +115,19 @@ def test_edges_the_engine_and_the_arithmetic_agree_on(tmp_path):
     ours, engine = reference.none_task_times(workload), _engine_times(workload)
     assert ours.tobytes() == engine.tobytes()
     assert np.array_equal(ours, [9.0, 9.0, np.nan, np.nan], equal_nan=True)
+
+
+def test_a_last_step_waking_exactly_at_the_horizon_never_runs(tmp_path):
+    """Think 2 s and instant steps: a 3-step task arriving 6 s before the horizon would wake
+    for its last step exactly at the horizon, which the kernel never runs: still running."""
+    spec = load_scenario(_dump(make_spec(horizon="1h", replications=1), tmp_path), overrides=[
+        "timing.think={dist: constant, value: 2s}", "timing.step={dist: constant, value: 0s}",
+        "agents.0.tasks={answer_ticket: 1}"])
+    workload = build_workload(spec, 0)
+    mine = [t for t in workload.tasks if t.agent == 0][:2]
+    for task, arrival in zip(mine, (100.0, 3594.0), strict=True):
+        task.arrival = arrival
+    workload.tasks = mine
+    ours, engine = reference.none_task_times(workload), _engine_times(workload)
+    assert ours.tobytes() == engine.tobytes()
+    assert np.array_equal(ours, [6.0, np.nan], equal_nan=True)
