@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from simharness import audit as auditing
-from simharness import metrics, reference, results
+from simharness import estimate, metrics, reference, results
 from simharness.controls.base import World, make
 from simharness.engine import simulate
 from simharness.rng import replication_int_seed
@@ -231,6 +231,11 @@ def execute(tasks: list[RunTask], out: results.ResultsDir, workers: int = 1, qui
                 or (otel is not None and not otel_export.run_path(otel, t.control, t.replication, t.key).is_file()))
 
     todo = [t for t in tasks if needed(t)]
+    if workers != 1:
+        # Longest runs first (estimated actions; hidden references are arithmetic): the last
+        # run to finish is then a short one, so workers finish together. The tables do not
+        # depend on the order runs are computed in.
+        todo.sort(key=lambda t: 0.0 if t.hidden else -estimate.actions_per_run(t.spec))
     progress = Progress(len(tasks), quiet)
     for _ in range(len(tasks) - len(todo)):
         progress.step(skipped=True)

@@ -1,4 +1,4 @@
-"""Speed-up of a 2-worker process pool over 1 worker on a sweep of 8 runs (target >= 1.7x).
+"""Speed-up of a 2-worker process pool over 1 worker on a sweep of 8 runs (target >= 1.8x).
 
 Best of two rounds each: on a shared machine other load only ever slows a round down.
 """
@@ -44,4 +44,4 @@ def test_two_workers_over_one(benchmark, tmp_path):
     assert (tmp_path / "w1-0" / "summary.csv").read_bytes() == \
         (tmp_path / "w2-0" / "summary.csv").read_bytes()
     assert one.summary.equals(two.summary)
-    assert speedup > 1.2  # the target, 1.7x, holds on an idle two-core machine
+    assert speedup >= 1.8  # the target (issue 20), on an idle two-core machine
