@@ -369,17 +369,17 @@ def test_task_times_and_latency_quantiles_by_hand():
 
 
 def test_blast_radius_and_exposure_need_a_probed_run():
+    """Without probing (probe=False) they are not measured: NaN, on the usual grid."""
     log = _hand_log()
     log.authority.blast_num, log.authority.blast_den = 1.0, 0.5  # a probe over half a second
     assert metrics.blast_radius(log) == 2.0
     log.authority.blast_den = 0.0
     assert metrics.blast_radius(log) == 0.0
     log.authority = None
-    why = r"^this run was simulated without probing authority \(probe=False\)$"
-    with pytest.raises(ValueError, match=why):
-        metrics.blast_radius(log)
-    with pytest.raises(ValueError, match=why):
-        metrics.exposure_curve(log)
+    assert math.isnan(metrics.blast_radius(log))
+    grid, curve, total = metrics.exposure_curve(log)
+    assert math.isnan(total) and np.isnan(curve).all()
+    assert len(grid) == len(curve) == 97 and grid[0] == log.warmup and grid[-1] == log.horizon
 
 
 def test_exposure_curve_is_the_probe_curve_and_its_total_at_least_zero():
