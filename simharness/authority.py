@@ -153,7 +153,7 @@ class AuthorityProbe:
 
     # Take the common case's short cuts in enter and leave (a task under the agent's standing
     # identity, nothing else running); False runs the general path only, which gives the
-    # same numbers (tests/unit/test_authority.py holds them to it) at a third more cost.
+    # same numbers (tests/unit/test_authority.py holds them to it), more slowly.
     shortcuts = True
 
     def __init__(self, control: Control, world: World, agents: list[AgentInfo], warmup: float,
