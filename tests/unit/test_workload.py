@@ -176,3 +176,40 @@ def test_resource_overload_is_a_burst_of_in_scope_calls():
         assert len(acts) == p.overload_calls and len({a.perm for a in acts}) == 1
         assert acts[0].perm in t.scope and all(a.think == p.overload_interval for a in acts)
         assert sum(a.goal for a in acts) == p.overload_calls - p.overload_setup
+
+
+def test_the_digest_reads_what_an_injected_action_is():
+    """Two workloads that differ only in an injected action's labels (its misuse kind here)
+    have different digests: the digest proves controls saw the same misuse, not only the same
+    permissions and times."""
+    spec = make_spec(misuse={"rate": 0.5, "kinds": {"exfiltration": 1}})
+    wl = build_workload(spec, 0)
+    before = wl.digest()
+    injected = next(s for t in wl.tasks for s in t.steps if getattr(s, "misuse_id", -1) >= 0)
+    injected.kind = "something_else"
+    assert wl.digest() != before
+
+
+def test_a_root_seed_replaces_the_scenarios_seed():
+    spec = make_spec()
+    other = build_workload(spec, 0, root_seed=spec.seed + 1)
+    assert other.digest() != build_workload(spec, 0).digest()
+    assert other.digest() == build_workload(spec.model_copy(update={"seed": spec.seed + 1}),
+                                            0).digest()
+
+
+def test_distributed_argument_values_are_drawn_afresh_for_each_step():
+    """An amount drawn from a distribution (rich_spec's refund amount) differs from task to
+    task: one stream per argument, continued, not restarted."""
+    wl = build_workload(rich_spec(horizon="8h"), 0)
+    amounts = [s.args.values["amount"] for t in wl.iter_tasks() for s in t.steps
+               if getattr(s, "args", None) is not None and "amount" in s.args.values]
+    assert len(amounts) >= 5 and len(set(amounts)) == len(amounts)
+
+
+def test_a_plan_scope_ignores_recall_and_extra():
+    """declared_scope source plan: every task declares exactly its plan, whatever recall and
+    extra say (they are read only for a predicted scope)."""
+    spec = make_spec(declared_scope={"source": "plan", "recall": 0.3, "extra": 0.7})
+    wl = build_workload(spec, 0)
+    assert all(t.declared == t.scope for t in wl.iter_tasks())
