@@ -438,9 +438,9 @@ class AuthorityProbe:
 
     def _as_before(self, st: _AgentState, c: Context, t: float) -> bool:
         """Copy the probe of the agent's previous task into c if _probe would find exactly it:
-        the same task type, depth, chain and token mode, the same declared scope object, no
-        credential of its own, the same standing credential still live and unrevoked, and no
-        quarantine. The usual case: identity checks instead of hashing the memo key."""
+        the same task type, depth, chain and token mode, the same declared scope object, and
+        the same standing credential, still steady (see _steady). The usual case: identity
+        checks instead of hashing the memo key."""
         last = st.before
         if last is None or c.cred is not None:
             return False
@@ -448,27 +448,28 @@ class AuthorityProbe:
         cred = self._standing_of(c.identity)
         if not (task.type is last[0] and task.depth == last[1] and c.declared is last[2]
                 and c.origin is last[3] and c.origin_role is last[4]
-                and c.token_mode is last[5] and cred is last[6]):
-            return False
-        if cred is not None and (cred.revoked is not None or t >= cred.expires):
-            return False
-        release = self._quarantined.get(c.identity)
-        if release is not None and release > t:
+                and c.token_mode is last[5] and cred is last[6]
+                and self._steady(c.identity, cred, t)):
             return False
         c.stamp, c.owned, c.stolen, c.life, c.until = last[7]
         return True
 
     def _remember(self, st: _AgentState, c: Context, t: float) -> None:
         """Keep c's probe for _as_before when it is of the kind that can be copied."""
-        cred = c.cred if c.cred is not None else self._standing_of(c.identity)
-        release = self._quarantined.get(c.identity)
-        if (c.cred is not None or (release is not None and release > t)
-                or (cred is not None and (cred.revoked is not None or t >= cred.expires))):
+        cred = self._standing_of(c.identity)
+        if c.cred is not None or not self._steady(c.identity, cred, t):
             st.before = None
             return
         task = c.ctx.task  # type: ignore[union-attr]
         st.before = (task.type, task.depth, c.declared, c.origin, c.origin_role, c.token_mode,
                      cred, (c.stamp, c.owned, c.stolen, c.life, c.until))
+
+    def _steady(self, identity: str, cred: Credential | None, t: float) -> bool:
+        """No quarantine and the credential (if any) neither revoked nor expired: a probe then
+        depends on the credential object alone, not on the time."""
+        release = self._quarantined.get(identity)
+        return ((release is None or release <= t)
+                and (cred is None or (cred.revoked is None and t < cred.expires)))
 
     def _pair(self, st: _AgentState, idle: Context, c: Context) -> None:
         """The agent's authority from its standing identity and one task: _reprobe's union

@@ -138,3 +138,14 @@ def test_missing_dask_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(MissingExtraError, match=r"simharness\[dask\]"):
         list(distributed.dask_map(str, [1]))
+
+
+def test_the_manifest_records_each_replications_workload_digest(tmp_path):
+    """Recorded once per replication (with the first control's run), and it is the digest of
+    that replication's workload built directly."""
+    from simharness.workload import build_workload
+
+    spec = make_spec(horizon="20m", replications=2)
+    res = simharness.sweep(spec, controls=["static_iam", "none"], out=tmp_path)
+    digests = res.manifest["workload_digests"]
+    assert digests == {f"{{}}|{rep}": build_workload(spec, rep).digest() for rep in range(2)}
