@@ -3,6 +3,7 @@
     python .ci/mutation.py --report docs/mutation.md          # every group, every mutant (hours)
     python .ci/mutation.py --sample 3 --min-score 0.9          # CI: mutant #3 of every function
     python .ci/mutation.py --group controls --group policy     # some groups only
+    python .ci/mutation.py --group engine --fraction 0.1 --seed 1  # a uniform 10 % sample
 
 Each group mutates some modules and runs only the tests meant to pin them (mutmut then runs,
 per mutant, the tests that reach the mutated function). The work happens in a copy of the
@@ -13,14 +14,18 @@ a mutant no test reaches is not killed; one that hangs is caught.
 
 A sample takes mutant number K of every function (mutmut numbers each function's mutants
 1, 2, ...): one mutant per function with at least K, spread over the code rather than the first
-functions, and the same mutants for the same code.
+functions, and the same mutants for the same code. A fraction draws that share of the group's
+mutants uniformly at random (seeded): an unbiased estimate of the whole group's score, which
+the report gives with its 95 % Wilson interval.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -104,7 +109,27 @@ def _configure(dest: Path, modules: list[str], tests: list[str]) -> None:
     (dest / "pyproject.toml").write_text(text)
 
 
-def run_group(name: str, workdir: Path, sample: int | None, children: int) -> dict[str, int]:
+_GENERATE = ("import os, mutmut.__main__ as m; m.set_mutant_under_test('mutant_generation'); "
+             "os.makedirs('mutants', exist_ok=True); m.copy_src_dir(); m.copy_also_copy_files(); "
+             "m.setup_source_paths(); m.create_mutants({children})")
+
+
+def _mutant_names(dest: Path, children: int) -> list[str]:
+    """Every mutant of the group, generated without running a test (mutmut's own steps)."""
+    subprocess.run([sys.executable, "-c", _GENERATE.format(children=children)], cwd=dest,
+                   check=True, capture_output=True)
+    return sorted(key for meta in (dest / "mutants").rglob("*.meta")
+                  for key in json.loads(meta.read_text())["exit_code_by_key"])
+
+
+def draw(names: list[str], fraction: float, seed: int) -> list[str]:
+    """A uniform sample without replacement, the same for the same names, fraction and seed."""
+    k = max(1, round(fraction * len(names)))
+    return sorted(random.Random(seed).sample(sorted(names), k))
+
+
+def run_group(name: str, workdir: Path, sample: int | None, children: int,
+              fraction: float | None = None, seed: int = 0) -> dict[str, int]:
     """Run mutmut on one group; mutant name -> exit code."""
     modules, tests = GROUPS[name]
     dest = workdir / name
@@ -113,8 +138,14 @@ def run_group(name: str, workdir: Path, sample: int | None, children: int) -> di
     _copy_tree(dest)
     _configure(dest, modules, tests)
     cmd = [sys.executable, "-m", "mutmut", "run", f"--max-children={children}"]
+    chosen: set[str] | None = None
     if sample is not None:
         cmd.append(f"*__mutmut_{sample}")
+    elif fraction is not None:
+        every = _mutant_names(dest, children)
+        chosen = set(draw(every, fraction, seed))
+        print(f"[{name}] {len(chosen)} of {len(every)} mutants drawn (seed {seed})", flush=True)
+        cmd += sorted(chosen)
     print(f"[{name}] {' '.join(cmd[2:])}", flush=True)
     proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
@@ -123,6 +154,8 @@ def run_group(name: str, workdir: Path, sample: int | None, children: int) -> di
     codes: dict[str, int] = {}
     for meta in (dest / "mutants").rglob("*.meta"):
         for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if chosen is not None and key not in chosen:
+                continue
             if sample is None or key.endswith(f"__mutmut_{sample}"):
                 codes[key] = code
     return codes
@@ -151,14 +184,32 @@ def score(c: Counter) -> float:
     return c["killed"] / judged if judged else 1.0
 
 
+def wilson(killed: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (the sampled score's uncertainty)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = killed / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _interval(c: Counter) -> str:
+    judged = c["killed"] + c["survived"] + c["no tests"] + c["other"]
+    lo, hi = wilson(c["killed"], judged)
+    return f" (95 % {lo:.1%}-{hi:.1%})"
+
+
 def module_of(key: str) -> str:
     return key.split(".x_")[0].split(".xǁ")[0]
 
 
-def report(results: dict[str, dict[str, int]], eq: dict[str, str], sample: int | None) -> str:
+def report(results: dict[str, dict[str, int]], eq: dict[str, str], sample: int | None,
+           fraction: float | None = None, seed: int = 0) -> str:
+    drawn = f" --fraction {fraction} --seed {seed}" if fraction else ""
     lines = ["# Mutation testing", "",
              "Generated by `python .ci/mutation.py --report docs/mutation.md`"
-             + (f" --sample {sample}" if sample else "") + " (mutmut "
+             + (f" --sample {sample}" if sample else "") + drawn + " (mutmut "
              + _mutmut_version() + "). Score: killed / (mutants - judged equivalent).", "",
              "| group | module | mutants | killed | survived | no tests | equivalent | score |",
              "|---|---|---|---|---|---|---|---|"]
@@ -174,7 +225,8 @@ def report(results: dict[str, dict[str, int]], eq: dict[str, str], sample: int |
             survivors += [(k, eq.get(k, "")) for k, v in sorted(mc.items()) if v in SURVIVED]
         c = classify(codes, eq)
         lines.append(f"| **{group}** | all | {len(codes)} | {c['killed']} | {c['survived']} | "
-                     f"{c['no tests']} | {c['equivalent']} | **{score(c):.1%}** |")
+                     f"{c['no tests']} | {c['equivalent']} | **{score(c):.1%}**"
+                     + (_interval(c) if fraction else "") + " |")
     lines += ["", "## Survivors", "",
               "Judged equivalent ones give the reason (from .ci/mutation_equivalent.txt); the "
               "rest are tests still to write. `mutmut show NAME` in the group's work folder "
@@ -200,13 +252,20 @@ def main() -> int:
     ap.add_argument("--report", type=Path, help="write the markdown report here")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="where the copies live (default: a temporary folder)")
+    ap.add_argument("--fraction", type=float, metavar="F",
+                    help="a uniform random share F (0-1] of each group's mutants")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the --fraction draw")
     ap.add_argument("--children", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     if args.min_score is not None and not 0 <= args.min_score <= 1:
         ap.error("--min-score must be between 0 and 1")
+    if args.fraction is not None and not 0 < args.fraction <= 1:
+        ap.error("--fraction must be in (0, 1]")
+    if args.fraction is not None and args.sample is not None:
+        ap.error("--fraction and --sample choose mutants in two ways: give one")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="simharness-mutation-"))
     eq = equivalent()
-    results = {g: run_group(g, workdir, args.sample, args.children)
+    results = {g: run_group(g, workdir, args.sample, args.children, args.fraction, args.seed)
                for g in (args.group or list(GROUPS))}
     failed = []
     for group, codes in results.items():
@@ -214,11 +273,11 @@ def main() -> int:
         s = score(c)
         print(f"{group:9} mutants {len(codes):5}  killed {c['killed']:5}  survived "
               f"{c['survived']:4}  no tests {c['no tests']:3}  equivalent {c['equivalent']:3}  "
-              f"score {s:.1%}")
+              f"score {s:.1%}" + _interval(c))
         if args.min_score is not None and s < args.min_score:
             failed.append(group)
     if args.report:
-        args.report.write_text(report(results, eq, args.sample))
+        args.report.write_text(report(results, eq, args.sample, args.fraction, args.seed))
         print(f"wrote {args.report}")
     if failed:
         print(f"mutation score below {args.min_score:.0%}: {', '.join(failed)}", file=sys.stderr)

@@ -59,7 +59,9 @@ def _credential_terms(log: RunLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def credential_exposure(log: RunLog) -> float:
     """Integral of live credentials' W(G) minus the weight of steps executing under them."""
     starts, ends, weights = _credential_terms(log)
-    return max(float(weights @ (ends - starts)), 0.0)
+    # fsum, not `weights @ ...`: a BLAS dot product's rounding depends on the CPU's kernel and
+    # the BLAS build, so the same run gave different last digits on two machines.
+    return max(math.fsum(weights * (ends - starts)), 0.0)
 
 
 def exposure_curve(log: RunLog) -> tuple[np.ndarray, np.ndarray, float]:
