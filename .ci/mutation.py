@@ -48,7 +48,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "engine": (["simharness/engine.py", "simharness/reviewers.py"],
                ["tests/unit/test_engines.py", "tests/unit/test_kernel.py",
                 "tests/unit/test_golden_cases.py", "tests/unit/test_behaviour.py",
-                "tests/unit/test_inplan_controls.py", "tests/validation"]),
+                "tests/unit/test_inplan_controls.py", "tests/unit/test_backends.py",
+                "tests/unit/test_seed_controls.py", "tests/unit/test_determinism.py",
+                "tests/properties", "tests/validation"]),
     "metrics": (["simharness/metrics.py", "simharness/stats.py"],
                 ["tests/unit/test_metrics.py", "tests/unit/test_stats.py",
                  "tests/unit/test_authority.py", "tests/unit/test_golden_cases.py"]),
@@ -146,7 +148,7 @@ def run_group(name: str, workdir: Path, sample: int | None, children: int,
         chosen = set(draw(every, fraction, seed))
         print(f"[{name}] {len(chosen)} of {len(every)} mutants drawn (seed {seed})", flush=True)
         cmd += sorted(chosen)
-    print(f"[{name}] {' '.join(cmd[2:])}", flush=True)
+    print(f"[{name}] {' '.join(cmd[2:6])}{' ...' if len(cmd) > 6 else ''}", flush=True)
     proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n", file=sys.stderr)

@@ -61,7 +61,7 @@ class Context:
 
 class _AgentState:
     __slots__ = ("agent", "idle", "tasks", "held", "allowed", "weight", "thief", "life_end", "last",
-                 "valid_until", "pair", "before")
+                 "valid_until", "before")
 
     def __init__(self, agent: AgentInfo, idle: Context | None):
         self.agent = agent
@@ -74,8 +74,7 @@ class _AgentState:
         self.life_end = math.inf  # when what a thief holds stops working at the latest
         self.last = 0.0  # integrated up to here
         self.valid_until = math.inf  # the next expiry or release among its contexts
-        self.pair: tuple | None = None  # the last union of its standing identity and a task
-        self.before: tuple | None = None  # its last task's probe, for the next (_as_before)
+        self.before: tuple | None = None  # its last task's probe and union (_remember)
 
 
 TIMELINE_POINTS = 97
@@ -223,10 +222,19 @@ class AuthorityProbe:
             st.tasks.append(c)
             if held and c.identity in held:  # the start hook changed this identity
                 self._probe(st.agent, idle, now)
-            if not self._as_before(st, c, now):
+            last = st.before
+            task = c.ctx.task  # type: ignore[union-attr]
+            if (last is not None and c.cred is None and idle.stamp is last[0]
+                    and task.type is last[1] and task.depth == last[2]
+                    and c.declared is last[3] and c.origin is last[4]
+                    and c.origin_role is last[5] and c.token_mode is last[6]):
+                # The previous task's probe and union hold as they were (see _remember).
+                c.stamp, c.owned, c.stolen, c.life, c.until = last[7]
+                st.allowed, st.weight, st.thief, st.life_end, st.valid_until = last[8]
+            else:
                 self._probe(st.agent, c, now)
-                self._remember(st, c, now)
-            self._pair(st, idle, c)
+                self._pair(st, idle, c)
+                self._remember(st, idle, c, now)
             if held:
                 self._release(held, i, now)
             return
@@ -436,56 +444,32 @@ class AuthorityProbe:
             nxt = math.inf if revoked or expired else cred.expires
         c.until = release if release is not None and quarantined and release < nxt else nxt
 
-    def _as_before(self, st: _AgentState, c: Context, t: float) -> bool:
-        """Copy the probe of the agent's previous task into c if _probe would find exactly it:
-        the same task type, depth, chain and token mode, the same declared scope object, and
-        the same standing credential, still steady (see _steady). The usual case: identity
-        checks instead of hashing the memo key."""
-        last = st.before
-        if last is None or c.cred is not None:
-            return False
-        task = c.ctx.task  # type: ignore[union-attr]
-        cred = self._standing_of(c.identity)
-        if not (task.type is last[0] and task.depth == last[1] and c.declared is last[2]
-                and c.origin is last[3] and c.origin_role is last[4]
-                and c.token_mode is last[5] and cred is last[6]
-                and self._steady(c.identity, cred, t)):
-            return False
-        c.stamp, c.owned, c.stolen, c.life, c.until = last[7]
-        return True
+    def _remember(self, st: _AgentState, idle: Context, c: Context, t: float) -> None:
+        """Keep c's probe and the agent's union for its next task (enter's short cut).
 
-    def _remember(self, st: _AgentState, c: Context, t: float) -> None:
-        """Keep c's probe for _as_before when it is of the kind that can be copied."""
-        cred = self._standing_of(c.identity)
-        if c.cred is not None or not self._steady(c.identity, cred, t):
+        The next task may copy them when its context matches c's in everything a probe reads
+        (task type, depth, declared scope object, chain origin and role, token mode) and the
+        standing identity's probe is still the one seen now (the same stamp object: _probe
+        replaces it whenever the credential, its liveness or a quarantine changed, and enter
+        takes the short cut only before the next expiry or release). Kept only for a task
+        presenting the standing credential with no quarantine on (the usual case)."""
+        release = self._quarantined.get(c.identity)
+        if c.cred is not None or (release is not None and release > t):
             st.before = None
             return
         task = c.ctx.task  # type: ignore[union-attr]
-        st.before = (task.type, task.depth, c.declared, c.origin, c.origin_role, c.token_mode,
-                     cred, (c.stamp, c.owned, c.stolen, c.life, c.until))
-
-    def _steady(self, identity: str, cred: Credential | None, t: float) -> bool:
-        """No quarantine and the credential (if any) neither revoked nor expired: a probe then
-        depends on the credential object alone, not on the time."""
-        release = self._quarantined.get(identity)
-        return ((release is None or release <= t)
-                and (cred is None or (cred.revoked is None and t < cred.expires)))
+        st.before = (idle.stamp, task.type, task.depth, c.declared, c.origin, c.origin_role,
+                     c.token_mode, (c.stamp, c.owned, c.stolen, c.life, c.until),
+                     (st.allowed, st.weight, st.thief, st.life_end, st.valid_until))
 
     def _pair(self, st: _AgentState, idle: Context, c: Context) -> None:
         """The agent's authority from its standing identity and one task: _reprobe's union
         of two contexts, as one look-up."""
-        last = st.pair  # usually the agent's previous task: four identity checks, no hashing
-        if (last is not None and last[0] is c.owned and last[1] is idle.owned
-                and last[2] is c.stolen and last[3] is idle.stolen):
-            hit = last[4]
-        else:
-            key = (idle.owned, c.owned, idle.stolen, c.stolen)  # interned: compared by identity
-            hit = self._pairs.get(key)
-            if hit is None:
-                owned = self._union([idle.owned, c.owned])
-                hit = self._pairs[key] = (owned[0], owned[1],
-                                          self._union([idle.stolen, c.stolen])[1])
-            st.pair = (c.owned, idle.owned, c.stolen, idle.stolen, hit)
+        key = (idle.owned, c.owned, idle.stolen, c.stolen)  # interned: compared by identity
+        hit = self._pairs.get(key)
+        if hit is None:
+            owned = self._union([idle.owned, c.owned])
+            hit = self._pairs[key] = (owned[0], owned[1], self._union([idle.stolen, c.stolen])[1])
         st.allowed, st.weight, st.thief = hit
         st.life_end = idle.life if idle.life >= c.life else c.life
         st.valid_until = idle.until if idle.until <= c.until else c.until
