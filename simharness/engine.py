@@ -186,7 +186,7 @@ class StationState:
     SimPy event. This is the hot path; it replaces a SimPy Resource and its request/release
     events (see tests/validation for the Erlang-C check)."""
 
-    __slots__ = ("spec", "servers", "free", "rtt", "service", "busy", "served", "cache",
+    __slots__ = ("spec", "servers", "free", "rtt", "service", "busy", "cache",
                  "warmup", "horizon", "is_pdp", "waiting", "rejected", "keep_serving")
 
     def __init__(self, spec: Station, rtt: BlockSampler, service: BlockSampler, warmup: float,
@@ -196,7 +196,6 @@ class StationState:
         self.free: list[float] | None = None if math.isinf(spec.servers) else [0.0] * int(spec.servers)
         self.rtt, self.service = rtt, service
         self.busy = 0.0  # server-seconds of service inside [warm-up, horizon]
-        self.served = 0
         self.cache: dict = {}
         self.warmup, self.horizon = warmup, horizon
         self.is_pdp = spec.name == "pdp"  # its evaluations are counted as policy_evaluations
@@ -233,7 +232,6 @@ class StationState:
         busy = min(start + service, self.horizon) - max(start, self.warmup)
         if busy > 0:
             self.busy += busy
-        self.served += 1
         latency = start - t + service + rtt
         if latency > timeout:
             return timeout, False  # the client gives up; the server finishes regardless

@@ -293,6 +293,14 @@ def test_requests_out_of_hours_wait_for_the_morning():
     assert d.utilization() == 60.0 / (2 * 8 * 3600.0)  # busy over two staffed days
 
 
+def test_utilization_of_a_window_shorter_than_a_second():
+    """Busy over staffed time holds for any staffed time above zero (NaN only at zero)."""
+    d = desk(pool(service=0.25), horizon=0.5)
+    assert d.review(0.0, False) == (0.25, APPROVED)
+    assert d.utilization() == 0.25 / 0.5
+    assert math.isnan(desk(pool(), warmup=5.0, horizon=5.0).utilization())
+
+
 # -- the workload's provenance ---------------------------------------------------------------
 def test_workload_records_where_values_come_from(spec):
     wl = build_workload(spec.model_copy(update={"misuse": spec.misuse.model_copy(update={"rate": 0.0})}), 0)
