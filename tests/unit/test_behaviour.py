@@ -402,17 +402,25 @@ def test_argument_values_and_known_rate():
     unknown = sum("recipient" in a.unknown for a in recips)
     assert len(recips) > 300 and binomial_ok(unknown, len(recips), 0.1)
     assert all(a.values["recipient"].endswith(":found") == ("recipient" in a.unknown) for a in recips)
+    # An undeclared value is found in the plan's last read before the step: answer_ticket reads
+    # crm, then wiki, then sends the reply.
+    replies = [s.args for _, s in all_steps(wl) if s.args is not None
+               and "recipient" in s.args.values and s.misuse_id < 0]
+    assert {a.derived for a in replies} == {frozenset(), frozenset({"wiki"})}
+    assert all(a.derived == ({"wiki"} if "recipient" in a.unknown else set()) for a in replies)
     assert len(amounts) > 20 and 30 < sorted(amounts)[len(amounts) // 2] < 200  # p50 80
 
 
 def test_choice_and_constant_arguments():
     data = rich_spec().model_dump(mode="json", by_alias=True, exclude_unset=True)
     data["tasks"]["reconcile"]["steps"][0]["args"] = {"mode": "full", "pick": {"choice": {"a": 3, "b": 1}}}
+    data["horizon"] = "200h"  # hundreds of draws (the default horizon gives two)
     wl = build_workload(ScenarioSpec.model_validate(data), 0)
     vals = [s.args.values for _, s in all_steps(wl) if s.args is not None and "mode" in s.args.values]
     assert vals and all(v["mode"] == "full" for v in vals)
     picks = Counter(v["pick"] for v in vals)
     assert binomial_ok(picks["a"], len(vals), 0.75)
+    assert len(vals) > 500 and set(picks) == {"a", "b"}  # the last choice is drawn too
 
 
 def test_rules_see_args_and_absent_args_read_as_none():

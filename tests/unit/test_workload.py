@@ -213,3 +213,86 @@ def test_a_plan_scope_ignores_recall_and_extra():
     spec = make_spec(declared_scope={"source": "plan", "recall": 0.3, "extra": 0.7})
     wl = build_workload(spec, 0)
     assert all(t.declared == t.scope for t in wl.iter_tasks())
+
+
+def test_tampering_sets_the_attackers_value_and_keeps_the_rest_of_the_provenance():
+    """_tamper: the named argument gets the attacker's value (a number scaled by the factor,
+    text replaced), becomes unknown, gains the injection's way in as a source, and the other
+    values, unknowns, sources and carried data stay (hand-worked)."""
+    from simharness.actions import Args
+    from simharness.misuse import ATTACKER_VALUE, _tamper
+
+    args = Args({"amount": 10.0, "to": "bob"}, frozenset({"to"}), frozenset({"crm"}),
+                frozenset({"wiki"}))
+    out = _tamper(args, "amount", 3.0, "inbox")
+    assert out.values == {"amount": 30.0, "to": "bob"}
+    assert (out.unknown, out.derived, out.carries) == ({"to", "amount"}, {"crm", "inbox"},
+                                                       {"wiki"})
+    text = _tamper(args, "to", 3.0, None)  # nothing read before: no new source
+    assert text.values == {"amount": 10.0, "to": ATTACKER_VALUE}
+    assert (text.unknown, text.derived, text.carries) == ({"to"}, {"crm"}, {"wiki"})
+
+
+def test_the_injections_way_in_is_the_last_untrusted_read_else_the_last_read():
+    """_vector on hand-built tasks: the last untrusted resource read before the step; with only
+    trusted reads, the last read; with no read, None."""
+    from types import SimpleNamespace as NS
+
+    from simharness.misuse import _vector
+
+    def injection(*reads, untrusted=("web",)):
+        steps = [NS(perm=("t", "read", r)) for r in reads] + [NS(perm=("t", "send", "mail"))]
+        resources = [NS(name=r, untrusted=r in untrusted) for r in ("web", "crm", "wiki")]
+        return NS(b=NS(spec=NS(resources=resources)), task=NS(steps=steps)), len(reads)
+
+    assert _vector(*injection("crm", "web", "wiki")) == "web"
+    assert _vector(*injection("crm", "wiki")) == "wiki"
+    assert _vector(*injection()) is None
+
+
+def test_a_scripted_task_is_a_top_level_task_of_its_type_for_its_agent():
+    """WorkloadBuilder.task (scripted workloads, e.g. the injection bound): depth 0, the type,
+    agent and arrival asked for, and the type's planned steps."""
+    from simharness.workload import WorkloadBuilder
+
+    spec = make_spec()
+    b = WorkloadBuilder(spec, 0)
+    agent = next(a.index for a in b.agents if a.archetype == "support")
+    task = b.task("answer_ticket", agent, 42.0)
+    assert (task.type, task.agent, task.arrival, task.depth) == ("answer_ticket", agent, 42.0, 0)
+    planned = [(s.tool, s.action, s.resource) for s in spec.tasks["answer_ticket"].steps]
+    assert [s.perm for s in task.steps] == planned
+
+
+def test_every_sampler_of_the_builder_draws_from_its_own_stream(monkeypatch):
+    """No two samplers share a random stream (shared streams would correlate, e.g., the
+    deviation decisions with the deviations' risk scores): the stream keys the builder asks
+    the seed tree for are all different."""
+    from simharness import workload
+
+    asked = []
+    real = workload.seedtree.stream
+
+    def spy(root, replication, role, *sub):
+        asked.append((role, *sub))
+        return real(root, replication, role, *sub)
+
+    monkeypatch.setattr(workload.seedtree, "stream", spy)
+    workload.WorkloadBuilder(rich_spec(), 0)
+    assert len(asked) >= 10 and len(set(asked)) == len(asked), asked
+
+
+def test_each_distributed_argument_of_a_step_has_its_own_stream():
+    """Three amounts on one step, same distribution: each drawn from its own stream, so no two
+    are equal on any step (and the third builds as the first two do)."""
+    spec = rich_spec(horizon="8h")
+    data = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    dist = {"dist": "lognormal", "p50": 80, "p99": 900}
+    data["tasks"]["issue_refund"]["steps"][0]["args"] = {"a": dist, "b": dist, "c": dist}
+    from simharness.spec import ScenarioSpec
+
+    wl = build_workload(ScenarioSpec.model_validate(data), 0)
+    rows = [s.args.values for t in wl.iter_tasks() for s in t.steps
+            if getattr(s, "args", None) is not None and "c" in s.args.values]
+    assert len(rows) >= 5
+    assert all(len({v["a"], v["b"], v["c"]}) == 3 for v in rows)
