@@ -388,10 +388,8 @@ def misuse_by_kind(misuse: pd.DataFrame, sweep_cols: Sequence[str] = (),
                          [*sweep_cols, "kind", "control"], level)
     df = misuse[[*sweep_cols, "control", "replication", "kind"]].copy()
     df["misuse_injected"] = _numeric(misuse["injected"])
+    # aggregate computes misuse_caught_rate per replication from these two
     df["misuse_caught"] = _numeric(misuse["prevented"]) + _numeric(misuse["detected"])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df["misuse_caught_rate"] = np.where(df["misuse_injected"] > 0,
-                                            df["misuse_caught"] / df["misuse_injected"], np.nan)
     df["damage"] = _numeric(misuse["damage"])
     return aggregate(df, [*sweep_cols, "kind", "control"], level)
 

@@ -289,6 +289,25 @@ def _hand_log():
                   standing=123.0, blast_num=10.0, blast_den=4.0))
 
 
+def test_collateral_counts_revocation_denials_of_flagged_identities_only():
+    """Collateral denials: legitimate actions of a flagged identity denied by a revocation
+    reason. Here two (a1, revoked and quarantined); not a1's denial for another reason, not
+    a0's revocation denial (a0 was never flagged), not a1's misuse action."""
+    from types import SimpleNamespace as NS
+
+    actions = [
+        _act(10.0, identity="a1", misuse_id=0, goal=True),  # flagged (index 0)
+        _act(20.0, identity="a1", allowed=False, reasons="x;credential-revoked"),
+        _act(30.0, identity="a1", allowed=False, reasons="identity-quarantined"),
+        _act(40.0, identity="a1", allowed=False, reasons="not-in-role"),
+        _act(50.0, identity="a0", allowed=False, reasons="token-revoked"),
+        _act(60.0, identity="a1", misuse_id=0, allowed=False, reasons="credential-revoked"),
+        _act(5.0, identity="a1", allowed=False, reasons="credential-revoked"),  # warm-up
+    ]
+    c = metrics._count_actions(NS(warmup=8.0, actions=actions, flagged={0}))
+    assert (c["collateral"], c["legit_denied"], c["legit"]) == (2, 4, 4)
+
+
 def test_misuse_outcomes_by_hand():
     """Counted: misuse 0 (detected), 1 (prevented; its non-goal action does not count), 2
     (unreached), 6 (missed); 3 (task never ended), 4 (warm-up) and 5 (censored) are not. Kinds in

@@ -582,3 +582,33 @@ def test_misuse_table_keeps_controls_in_order_of_appearance():
     rows["control"] = rows["control"].map({"jit": "zeta", "none": "alpha"})
     out = stats.misuse_table(rows)
     assert out.control.tolist() == ["zeta", "zeta", "zeta", "alpha"]
+
+
+def test_wilson_bounds_stay_in_zero_one_where_rounding_would_overshoot():
+    """Just below n successes (a fractional count), the centre plus half-width rounds above 1
+    for many n (brute force over the grid below); the bound returned never exceeds 1."""
+    import math as m
+
+    z = 1.959963984540054
+
+    def unclipped_high(k, n):
+        p, d = k / n, 1 + z * z / n
+        return (p + z * z / (2 * n)) / d + z * m.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+
+    grid = [(n - e, n) for n in range(2, 200) for e in (1e-9, 1e-12, 1e-14)]
+    assert sum(unclipped_high(k, n) > 1.0 for k, n in grid) > 20
+    assert all(0.0 <= stats.wilson(k, n)[1] <= stats.wilson(k, n)[2] <= 1.0 for k, n in grid)
+
+
+def test_misuse_by_kind_names_the_caught_rate_and_leaves_it_nan_without_injections():
+    """The rate column is misuse_caught_rate (caught / injected); a replication with nothing
+    injected has no rate (NaN), not 0 or a division warning's value."""
+    from simharness.stats import misuse_by_kind
+
+    rows = [{"control": "A", "replication": r, "kind": "exfiltration", "injected": inj,
+             "prevented": prev, "detected": 0, "damage": 0.0}
+            for r, (inj, prev) in enumerate(((4, 1), (0, 0), (2, 2)))]
+    out = misuse_by_kind(pd.DataFrame(rows))
+    row = out.iloc[0]
+    assert row["misuse_caught_rate_mean"] == pytest.approx((1 / 4 + 1) / 2)  # the NaN left out
+    assert row["misuse_injected_mean"] == pytest.approx(2.0)

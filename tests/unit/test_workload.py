@@ -296,3 +296,27 @@ def test_each_distributed_argument_of_a_step_has_its_own_stream():
             if getattr(s, "args", None) is not None and "c" in s.args.values]
     assert len(rows) >= 5
     assert all(len({v["a"], v["b"], v["c"]}) == 3 for v in rows)
+
+
+def test_a_task_declares_the_argument_values_it_knew_and_a_step_passes_on_what_it_carries():
+    """declared_args: every value of the task's planned steps that the task knew when it began
+    (not found during it), by argument name; a step's `carries` reaches its Args."""
+    from simharness.spec import ScenarioSpec
+
+    data = rich_spec(horizon="24h").model_dump(mode="json", by_alias=True, exclude_unset=True)
+    data["tasks"]["answer_ticket"]["steps"][-1]["carries"] = ["crm"]
+    wl = build_workload(ScenarioSpec.model_validate(data), 0)
+    knew = found = 0
+    for t in wl.tasks:
+        if t.type != "answer_ticket" or t.misuse_id >= 0:
+            continue
+        (reply,) = [s for s in t.steps if s.args is not None]
+        assert reply.args.carries == {"crm"}
+        value = reply.args.values["recipient"]
+        if "recipient" in reply.args.unknown:
+            found += 1
+            assert dict(t.declared_args) == {}
+        else:
+            knew += 1
+            assert dict(t.declared_args) == {"recipient": frozenset({value})}
+    assert knew > 20 and found > 0
