@@ -74,7 +74,7 @@ class RegoPolicy:
             build.add_module(Path(path).name, text)
             self._bundle = build.build(None, [self._entry])
             limits = self._query(build, f"data.{package}.rate_limits") or {}
-        except self._regopy.RegoError as e:
+        except (self._regopy.RegoError, PolicyError) as e:
             raise PolicyError(f"{path}: {e}") from None
         if not isinstance(limits, dict) or len(limits) > 1:
             raise PolicyError(f"{path}: rate_limits must map one rule id to {{key, window, gt}}")
@@ -89,8 +89,8 @@ class RegoPolicy:
     def _query(interp: Any, query: str) -> Any:
         out = interp.query(query)
         text = str(out)  # read while `out` is alive: its nodes point into it
-        if not out.ok():
-            raise PolicyError(text)
+        if not out.ok():  # regopy shows only "<error>": say what failed and the usual cause
+            raise PolicyError(f"{query} cannot be evaluated (a rule with two different values?)")
         return None if text == "undefined" else json.loads(text)["expressions"][0]
 
     def evaluate(self, req: Request) -> Decision:

@@ -124,11 +124,37 @@ def test_rego_bad_decision_is_a_deny(tmp_path, body):
                  marks=REAL[1].marks),
 ])
 def test_unknown_field_is_a_load_error(tmp_path, engine, text):
-    # An unknown field would never match: a forbid would silently fail open.
+    # An unknown field would never match: a forbid would silently fail open. The message
+    # starts with the file.
     path = tmp_path / f"p.{engine}"
     path.write_text(text)
-    with pytest.raises(PolicyError, match="unknown request fields 'atested' .*'attested'"):
+    with pytest.raises(PolicyError) as err:
         load_policy(engine, path)
+    assert str(err.value).startswith(f"{path}: unknown request fields 'atested' (did you mean "
+                                     "'attested'?)")
+
+
+@pytest.mark.parametrize("engine", [REAL[1]])
+def test_rego_rate_limits_that_cannot_be_evaluated_name_the_file_and_query(tmp_path, engine):
+    path = tmp_path / "conflict.rego"
+    path.write_text('package x\nimport rego.v1\ndecision := {"allow": input.attested, '
+                    '"reasons": []}\nrate_limits = {"a": 1} if { true }\n'
+                    'rate_limits = {"a": 2} if { true }\n')
+    with pytest.raises(PolicyError) as err:
+        load_policy(engine, path)
+    assert str(err.value) == (f"{path}: data.x.rate_limits cannot be evaluated (a rule with "
+                              "two different values?)")
+
+
+def test_sampled_requests_cross_their_conditions():
+    """The random requests used to compare engines cover every combination of the conditions
+    the shipped policies test together (independent draws: no field implies another)."""
+    reqs = sample_requests(3000, RESOURCES, seed=7)
+    combos = Counter((r.credential is not None and r.credential.task_id >= 0, r.entitled,
+                      r.in_scope, r.task_active, bool(r.args), r.risk > 0.5) for r in reqs)
+    for i, j in ((0, 1), (2, 3), (4, 5)):
+        pairs = {(k[i], k[j]) for k in combos}
+        assert pairs == {(True, True), (True, False), (False, True), (False, False)}, (i, j)
 
 
 # -- the control ------------------------------------------------------------------------------

@@ -996,3 +996,11 @@ def test_rate_window_drops_expired_requests_one_by_one(world):
     for t in (0.0, 5.0, 6.0):
         w.observe(req(world, time=t))
     assert w.exceeded(req(world, time=10.5)) and not w.exceeded(req(world, time=15.5))
+
+
+def test_render_task_policy_names_the_engines_it_knows():
+    from simharness.policy.generate import render_task_policy
+
+    with pytest.raises(ValueError) as err:
+        render_task_policy(_task_policy(), "opa")
+    assert str(err.value) == "unknown policy engine 'opa'; known: rules, cedar, rego"
