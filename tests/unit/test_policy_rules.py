@@ -1004,3 +1004,14 @@ def test_render_task_policy_names_the_engines_it_knows():
     with pytest.raises(ValueError) as err:
         render_task_policy(_task_policy(), "opa")
     assert str(err.value) == "unknown policy engine 'opa'; known: rules, cedar, rego"
+
+
+def test_unknown_rule_keys_of_mixed_types_are_each_reported():
+    """YAML may give a rule an integer key beside text ones: each unknown key is a problem, in
+    text order, instead of a TypeError from sorting mixed types."""
+    from simharness.policy.rules import rules_problems
+
+    rule = {"id": "a", "effect": "allow", "when": {}, 1: "x", "zz": 2}
+    assert rules_problems({"policy_version": 1, "rules": [rule]}) == [
+        (("rules", 0, 1), "unknown key; known: id, effect, when, description"),
+        (("rules", 0, "zz"), "unknown key; known: id, effect, when, description")]
