@@ -1,0 +1,431 @@
+"""Engine mechanisms no other test pins (survivors of the engine's uniform mutation sample):
+the PDP decision cache, local checks in front of a queue, credential renewal through the
+token service, escalation without reviewers, crashing controls, the detector's threshold,
+token modes (of requests and of authority probes), the agent process dispatch and the
+backends' error messages.
+
+Workloads are built by hand (a few tasks with fixed think times and durations) so that every
+expected time, latency and source below is worked out from the plan, not from another run."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from simharness import engine as engine_module
+from simharness.actions import (
+    PASSTHROUGH,
+    REPLAY,
+    Action,
+    Delegation,
+    InjectedAction,
+    Task,
+    intern_perm,
+)
+from simharness.controls.base import Control, Decision, Local, Station, World, make
+from simharness.engine import A, Kernel, SimPyKernel, T, simulate
+from simharness.spec import ScenarioSpec
+from simharness.units import Constant, Uniform
+from simharness.workload import build_workload
+from tests.conftest import MINI
+
+SUPPORT, BILLING = 0, 1  # agent indexes in tiny_spec (support-0, billing-0)
+CRM_READ = intern_perm("crm_api", "read", "crm")
+CRM_WRITE = intern_perm("crm_api", "write", "crm")
+DOCS_READ = intern_perm("docs", "read", "wiki")
+SQL_READ = intern_perm("sql", "read", "ledger")
+SQL_WRITE = intern_perm("sql", "write", "ledger")
+ZERO = Constant(value=0.0)
+
+
+def tiny_spec(**changes) -> ScenarioSpec:
+    """MINI with one agent per archetype (support-0 per_agent, billing-0 per_task)."""
+    data = copy.deepcopy(MINI)
+    data["agents"][0]["count"] = 1
+    data["agents"][1].update(count=1, identity="per_task")
+    data.update(horizon="2h", replications=1)
+    data.update(changes)
+    return ScenarioSpec.model_validate(data)
+
+
+def act(perm, think: float = 0.0, duration: float = 1.0, risk: float = 0.0) -> Action:
+    return Action(perm, think, duration, risk)
+
+
+def task(tid: int, agent: int, steps: list, arrival: float = 0.0, type_: str = "answer_ticket",
+         depth: int = 0, **kw) -> Task:
+    perms = frozenset(s.perm for s in steps if not isinstance(s, Delegation))
+    return Task(tid, type_, agent, arrival, steps, perms, depth=depth, declared=perms, **kw)
+
+
+def workload(spec: ScenarioSpec, tasks: list[Task]):
+    """The spec's agents with exactly these tasks (no sampled ones, no misuse)."""
+    wl = build_workload(spec, 0)
+    wl.tasks = tasks
+    wl.misuse = []
+    return wl
+
+
+def pdp(**kw) -> Station:
+    """A PDP without queueing (infinite servers), zero latency unless given."""
+    return Station("pdp", kw.pop("servers", math.inf), kw.pop("rtt", ZERO),
+                   kw.pop("service", ZERO), **kw)
+
+
+class Scripted:
+    """A latency 'distribution' that repeats a fixed sequence of values (varies, never random)."""
+
+    def __init__(self, values):
+        self.values = np.asarray(values, dtype=float)
+
+    def sample(self, rng, n):
+        return np.resize(self.values, n)
+
+
+class Spy(Control):
+    """A plug-in control that records what the engine gives it."""
+
+    model = "engine_mechanisms_spy"
+    tool_audit = True
+
+    def __init__(self, world, path=(), verdict=None, start=None, params=None):
+        super().__init__("spy", params or {}, world)
+        self._path = list(path)
+        self.verdict = verdict or (lambda req: Decision(True, ("ok",)))
+        self.start = start
+        self.asked: list[dict] = []  # one per decide() call, fields as given then
+        self.observed: list[Decision] = []
+        self.contexts: list[tuple[int, str]] = []  # (task id, ctx.identity) at task start
+
+    def decide(self, req):
+        self.asked.append({"task": req.task_id, "depth": req.chain_depth, "mode": req.token_mode,
+                           "archetype": req.archetype, "cred": req.credential,
+                           "perm": req.perm, "time": req.time})
+        return self.verdict(req)
+
+    def observe(self, req, decision):
+        self.observed.append(decision)
+
+    def on_task_start(self, ctx, ledger, now):
+        self.contexts.append((ctx.task.id, ctx.identity))
+        return self.start(ctx, ledger, now) if self.start is not None else None
+
+    def path(self):
+        return list(self._path)
+
+
+def deny_docs(req):
+    return Decision(req.tool != "docs", ("docs-denied" if req.tool == "docs" else "ok",))
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def test_simulate_passes_its_backend_argument_to_the_engine():
+    """simulate(backend=...) overrides the scenario's engine (an unknown one is refused)."""
+    spec = tiny_spec()
+    wl = workload(spec, [task(1, SUPPORT, [act(CRM_READ)])])
+    with pytest.raises(ValueError, match="unknown engine backend 'abacus'"):
+        simulate(wl, Spy(World(spec)), backend="abacus", probe=False)
+
+
+def test_simpy_backend_names_the_bad_delay():
+    """On the SimPy backend a process sleeping a bad delay is named with that delay."""
+
+    def sleeper():
+        yield 1.0
+        yield -2.5
+
+    k = SimPyKernel()
+    k.start(sleeper())
+    with pytest.raises(ValueError, match=r"sleeper asked to sleep -2\.5 s"):
+        k.run(10.0)
+
+
+def test_one_task_at_a_time_agents_run_as_the_sequential_agent_process(monkeypatch):
+    """An agent of concurrency 1 runs as Engine._agent, one of concurrency > 1 as _agent_concurrent."""
+    started: list[str] = []
+
+    class Recording(Kernel):
+        __slots__ = ()
+
+        def start(self, process, delay=0.0):
+            started.append(getattr(process, "__qualname__", ""))
+            super().start(process, delay)
+
+    monkeypatch.setattr(engine_module, "Kernel", Recording)
+    spec = tiny_spec()
+    tasks = [task(1, SUPPORT, [act(CRM_READ)]), task(2, BILLING, [act(SQL_READ)], arrival=5.0)]
+    simulate(workload(spec, tasks), Spy(World(spec)), probe=False)
+    assert Counter(n for n in started if n.startswith("Engine._agent")) == {"Engine._agent": 2}
+    # The spy sees the other dispatch too: billing working on two tasks at once.
+    started.clear()
+    spec2 = tiny_spec(agents=[dict(MINI["agents"][0], count=1),
+                              dict(MINI["agents"][1], count=1, concurrency=2)])
+    simulate(workload(spec2, tasks), Spy(World(spec2)), probe=False)
+    assert Counter(n for n in started if n.startswith("Engine._agent")
+                   and "<locals>" not in n) == {"Engine._agent": 1,
+                                                "Engine._agent_concurrent": 1}
+
+
+# --------------------------------------------------------------------------- request fields
+
+
+def test_requests_carry_the_agent_archetype_and_top_level_token_mode_none():
+    """Requests name the acting agent's archetype; top-level ones have token_mode none, a
+    delegated sub-task's (no credentials) exchange."""
+    spec = tiny_spec()
+    sub = task(2, BILLING, [act(SQL_WRITE)], type_="issue_refund", depth=1)
+    tasks = [task(1, SUPPORT, [act(CRM_READ), Delegation(1.0, sub), act(CRM_WRITE, think=1.0)],
+                  type_="refund"),
+             task(3, BILLING, [act(SQL_READ)], arrival=100.0, type_="reconcile")]
+    spy = Spy(World(spec))
+    log = simulate(workload(spec, tasks), spy, probe=False)
+    rows = [(r[A["task"]], r[A["depth"]], r[A["archetype"]], r[A["token_mode"]])
+            for r in log.actions]
+    assert rows == [(1, 0, "support", "none"), (2, 1, "billing", "exchange"),
+                    (1, 0, "support", "none"), (3, 0, "billing", "none")]
+    assert [(q["task"], q["archetype"], q["mode"]) for q in spy.asked] == [
+        (t, arch, mode) for t, _, arch, mode in rows]
+
+
+def test_task_start_hook_sees_the_task_identity():
+    """on_task_start's context carries the task's identity (per_agent name, per_task name/tN)."""
+    spec = tiny_spec()
+    sub = task(2, BILLING, [act(SQL_WRITE)], type_="issue_refund", depth=1)
+    tasks = [task(1, SUPPORT, [Delegation(1.0, sub)], type_="refund"),
+             task(5, BILLING, [act(SQL_READ)], arrival=50.0, type_="reconcile")]
+    spy = Spy(World(spec))
+    simulate(workload(spec, tasks), spy, probe=False)
+    assert spy.contexts == [(1, "support-0"), (2, "billing-0/t2"), (5, "billing-0/t5")]
+
+
+# --------------------------------------------------------------------------- local checks in front
+
+
+def test_retry_and_replan_under_leading_local_checks_keep_their_source():
+    """With varying local checks before the PDP, a retry and a replan are logged as such."""
+    spec = tiny_spec(behaviour={"on_deny": {"retry": 1, "backoff": "5s", "replan": 1.0}})
+    tasks = [task(1, SUPPORT, [act(DOCS_READ, think=2.0)])]
+    spy = Spy(World(spec), path=[Local(Uniform(dist="uniform", low=0.01, high=0.02)), pdp()],
+              verdict=deny_docs)
+    log = simulate(workload(spec, tasks), spy, probe=False)
+    assert [r[A["source"]] for r in log.actions] == ["plan", "retry", "replan"]
+    assert [r[A["allowed"]] for r in log.actions] == [False, False, True]
+    replanned = log.actions[2]
+    assert (replanned[A["tool"]], replanned[A["action"]]) != ("docs", "read")
+    assert log.tasks[0][T["status"]] == "completed"
+
+
+def test_a_zero_lead_is_not_drawn_again():
+    """Leading local checks are drawn once per request, also when they happen to take 0 s."""
+    spec = tiny_spec()
+    steps = [act(CRM_READ, think=100.0) for _ in range(4)]
+    spy = Spy(World(spec), path=[Local(Scripted([0.0, 7.0])), pdp()])
+    log = simulate(workload(spec, [task(1, SUPPORT, steps)]), spy, probe=False)
+    # The script alternates 0 s and 7 s: one draw per request.
+    assert [r[A["latency"]] for r in log.actions] == [0.0, 7.0, 0.0, 7.0]
+    # Issue times: think 100 s after the previous one's latency and 1 s of work.
+    assert [r[A["time"]] for r in log.actions] == [100.0, 201.0, 309.0, 410.0]
+
+
+def test_delegated_actions_under_leading_local_checks_keep_the_parent_credential():
+    """On the queued path a delegate that works with the delegator's token presents it
+    (token_mode passthrough), and a passthrough action presents the parent's credential."""
+    spec = tiny_spec()
+    world = World(spec)
+
+    def start(ctx, ledger, now):
+        if ctx.parent_credential is not None:
+            return ctx.parent_credential  # passthrough delegation
+        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, kind="task",
+                            task_id=ctx.task.id)
+
+    sneak = InjectedAction(CRM_READ, 1.0, 1.0, 0.0, misuse_id=0, kind="token_passthrough",
+                           goal=True, present=PASSTHROUGH)
+    sub = task(2, BILLING, [act(SQL_WRITE), sneak], type_="issue_refund", depth=1)
+    tasks = [task(1, SUPPORT, [act(CRM_READ), Delegation(1.0, sub)], type_="refund")]
+    spy = Spy(world, path=[Local(Uniform(dist="uniform", low=0.01, high=0.02)), pdp()],
+              start=start)
+    log = simulate(workload(spec, tasks), spy, probe=False)
+    parent = log.ledger.credentials[0]
+    assert parent.holder == "support-0" and len(log.ledger.credentials) == 1
+    rows = [(r[A["task"]], r[A["identity"]], r[A["token_mode"]], r[A["credential"]])
+            for r in log.actions]
+    assert rows == [(1, "support-0", "none", parent.id),
+                    (2, "billing-0/t2", "passthrough", parent.id),
+                    (2, "support-0", "passthrough", parent.id)]
+
+
+def test_a_replayed_token_is_used_at_its_offset_after_short_local_checks():
+    """A replay after the task is issued at task end + offset, the local checks (< 1 s) waited
+    out after that (counted in its latency)."""
+    spec = tiny_spec()
+    replay = tuple(InjectedAction(CRM_READ, offset, 1.0, 0.0, misuse_id=0, kind="token_replay",
+                                  goal=True, present=REPLAY) for offset in (30.0, 40.0))
+    tasks = [task(1, SUPPORT, [act(CRM_READ, think=3.0, duration=2.0)], replay=replay)]
+    spy = Spy(World(spec), path=[Local(Uniform(dist="uniform", low=0.2, high=0.6)), pdp()])
+    log = simulate(workload(spec, tasks), spy, probe=False)
+    end = log.tasks[0][T["end"]]
+    first = log.actions[0]
+    assert end == pytest.approx(3.0 + first[A["latency"]] + 2.0)
+    uses = [r for r in log.actions if r[A["kind"]] == "token_replay"]
+    assert [r[A["time"]] for r in uses] == pytest.approx([end + 30.0, end + 40.0], abs=1e-9)
+    assert all(0.2 <= r[A["latency"]] <= 0.6 for r in uses)
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def test_pdp_cache_answers_repeats_within_its_ttl():
+    """A repeated request (same cache key) within the ttl is answered from the cache: no PDP
+    visit, no latency, no policy evaluation; after the ttl it goes to the PDP again."""
+    spec = tiny_spec()
+    ttl = 30.0
+    station = pdp(rtt=Constant(value=0.1), service=Constant(value=0.2), cache_ttl=ttl)
+    support = [act(CRM_READ), act(CRM_READ, think=5.0), act(DOCS_READ, think=1.0),
+               act(CRM_READ, think=60.0), act(CRM_WRITE, think=1.0), act(CRM_READ, think=10.0),
+               act(CRM_READ, think=25.0)]
+    tasks = [task(1, SUPPORT, support),
+             task(2, BILLING, [act(SQL_READ, think=1.0), act(SQL_READ, think=2.0)])]
+    spy = Spy(World(spec), path=[station])
+    log = simulate(workload(spec, tasks), spy, probe=False)
+    assert len(log.actions) == 9
+    # Brute force over the log: an entry lives from decision + ttl; keyed as the station is.
+    live: dict[tuple, float] = {}
+    hits = misses = 0
+    for r in log.actions:
+        key = (r[A["identity"]], r[A["tool"]], r[A["action"]], r[A["resource"]])
+        t = r[A["time"]]
+        if key in live and live[key] > t:
+            hits += 1
+            assert r[A["latency"]] == 0.0, r
+        else:
+            misses += 1
+            assert r[A["latency"]] == pytest.approx(0.3), r
+            live[key] = t + 0.3 + ttl
+        assert r[A["allowed"]]
+    # Worked by hand: support's 2nd crm read (6.3 s, entry until 30.3 s) and its read at
+    # 83.2 s (entry renewed by the miss at 69.6 s, until 99.9 s; the read at 109.2 s misses),
+    # and billing's 2nd read (per_task identity: the same task, so the same key).
+    assert (hits, misses) == (3, 6)
+    assert len(spy.asked) == misses
+    assert log.policy_evaluations == misses
+
+
+def test_a_crashing_decide_is_logged_with_its_exception():
+    """A control whose decide() raises is denied (fail closed) and the decision carries the
+    exception's type and message."""
+    spec = tiny_spec()
+
+    def boom(req):
+        raise ValueError("boom")
+
+    spy = Spy(World(spec), path=[pdp()], verdict=boom)
+    log = simulate(workload(spec, [task(1, SUPPORT, [act(CRM_READ)])]), spy, probe=False)
+    (row,) = log.actions
+    assert (row[A["allowed"]], row[A["reasons"]], row[A["without_decision"]]) == (
+        False, "evaluation-error", False)
+    assert [(d.allow, d.reasons, d.errors) for d in spy.observed] == [
+        (False, ("evaluation-error",), ("ValueError: boom",))]
+
+
+def test_an_escalation_without_reviewers_is_denied_at_once():
+    """A plug-in that escalates with no reviewer pool is denied with no-reviewer, no wait and
+    its errors kept."""
+    spec = tiny_spec()
+
+    def escalate(req):
+        return Decision(False, ("ask-a-human",), ("Unsure: amount",), escalate=True)
+
+    spy = Spy(World(spec), path=[Local(Constant(value=0.5))], verdict=escalate)
+    log = simulate(workload(spec, [task(1, SUPPORT, [act(CRM_READ, think=4.0)])]), spy,
+                   probe=False)
+    (row,) = log.actions
+    assert (row[A["allowed"]], row[A["reasons"]], row[A["review"]]) == (
+        False, "ask-a-human;no-reviewer", "")
+    assert row[A["latency"]] == 0.5
+    assert log.tasks[0][T["end"]] == 4.5  # denied (abort) right after the local check
+    assert [(d.allow, d.reasons, d.errors) for d in spy.observed] == [
+        (False, ("ask-a-human", "no-reviewer"), ("Unsure: amount",))]
+
+
+def test_the_detector_flags_only_risk_above_its_threshold():
+    """The detector flags an action whose risk exceeds the threshold, not one equal to it."""
+    spec = tiny_spec()
+    steps = [act(CRM_READ, think=1.0, risk=0.5), act(CRM_READ, think=1.0, risk=0.75),
+             act(CRM_READ, think=1.0, risk=0.25), act(CRM_READ, think=1.0, risk=0.5)]
+    spy = Spy(World(spec), params={"detector": {"threshold": 0.5, "delay": 1.0}})
+    log = simulate(workload(spec, [task(1, SUPPORT, steps)]), spy, probe=False)
+    assert [r[A["risk"]] for r in log.actions] == [0.5, 0.75, 0.25, 0.5]
+    assert log.flagged == {1}
+
+
+def test_replan_alternatives_are_drawn_per_task():
+    """Tasks denied at the same step index draw their replan alternatives independently."""
+    spec = tiny_spec(behaviour={"on_deny": {"replan": 1.0}})
+    tasks = [task(i, SUPPORT, [act(DOCS_READ, think=1.0)], arrival=60.0 * i) for i in range(40)]
+    spy = Spy(World(spec), verdict=deny_docs)
+    log = simulate(workload(spec, tasks), spy, probe=False)
+    replans = {r[A["task"]]: (r[A["tool"]], r[A["action"]], r[A["resource"]])
+               for r in log.actions if r[A["source"]] == "replan"}
+    assert sorted(replans) == list(range(40))  # every task replanned
+    # support's other reads: crm and the ledger, neither declared, so both are candidates;
+    # each task's choice is its own coin, so both come up (P(all alike) = 2^-39).
+    counts = Counter(replans.values())
+    assert set(counts) == {CRM_READ, SQL_READ}
+    assert min(counts.values()) >= 5
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def test_a_renewal_mid_task_waits_for_the_token_service():
+    """A task token renewed after expiry is fetched through the token service (its latency
+    delays the next request), as the first one was."""
+    spec = tiny_spec()
+    ctl = make("jit", "jit_per_task", {
+        "ttl": "10s", "check": 0, "granularity": "permission",
+        "token_service": {"servers": 1, "rtt": 0, "service_time": "1s"}}, World(spec))
+    steps = [act(CRM_READ, duration=2.0), act(CRM_READ, think=20.0)]
+    log = simulate(workload(spec, [task(1, SUPPORT, steps)]), ctl, probe=False)
+    # Token at 0 (+1 s service); step 1 at 1, works 2 s; thinks 20 s: 23, past the expiry at
+    # 10, so renewed at 23 (+1 s service): step 2 at 24.
+    assert [r[A["time"]] for r in log.actions] == [1.0, 24.0]
+    assert [r[A["allowed"]] for r in log.actions] == [True, True]
+    assert [(c.issued, c.expires) for c in log.ledger.credentials] == [(0.0, 10.0), (23.0, 33.0)]
+    assert [r[A["credential"]] for r in log.actions] == [0, 1]
+
+
+def test_authority_probes_of_a_delegate_use_the_delegations_token_mode():
+    """The authority probe asks decide() about a delegated task with the token mode its
+    requests have: passthrough for the delegator's token, exchange for its own."""
+    spec = tiny_spec()
+    world = World(spec)
+
+    def start(ctx, ledger, now):
+        if ctx.parent_credential is not None and ctx.task.type == "issue_refund":
+            return ctx.parent_credential
+        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, kind="task",
+                            task_id=ctx.task.id)
+
+    passed = task(2, BILLING, [act(SQL_WRITE)], type_="issue_refund", depth=1)
+    own = task(3, BILLING, [act(SQL_WRITE)], type_="reconcile", depth=1)
+    tasks = [task(1, SUPPORT, [act(CRM_READ), Delegation(1.0, passed), Delegation(1.0, own)],
+                  type_="refund")]
+    spy = Spy(world, start=start)
+    log = simulate(workload(spec, tasks), spy)
+    assert log.authority is not None and log.authority.probes > 0
+    modes: dict[int, Counter] = {}
+    for q in spy.asked:
+        modes.setdefault(q["task"], Counter())[q["mode"]] += 1
+    # Each delegated task: one request of its own, and the probe's questions (every
+    # permission, in and out of scope, as the agent and as a thief) in its context.
+    n_perms = len(world.all_perms)
+    assert set(modes[2]) == {"passthrough"} and modes[2]["passthrough"] >= 1 + 4 * n_perms
+    assert set(modes[3]) == {"exchange"} and modes[3]["exchange"] >= 1 + 4 * n_perms
+    assert set(modes[1]) == {"none"}
