@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -237,3 +238,67 @@ def test_short_cuts_probe_the_standing_identity_again_when_a_hook_changed_it(mod
     assert found[0] == found[1]
     plain, _ = run(spec, "static_iam")
     assert found[0][0] < plain.authority.exposure.total
+
+
+# -- the probe on its own: change points outside a task's hooks, hand-worked ------------------
+def _probe_alone(model: str = "static_iam", control=None):
+    """A probe over plain_spec's agents with their standing credentials issued at 0."""
+    from simharness.controls.base import Ledger
+
+    spec = plain_spec()
+    world = World(spec)
+    ctl = control or make(model, model, {}, world)
+    agents = build_workload(spec, 0).agents
+    ledger = Ledger(world.weight)
+    probe = AuthorityProbe(ctl, world, agents, 0.0, 100.0)
+    ledger.on_change = probe.changed
+    for a in agents:
+        ctl.credential_for(a.standing_identity, a.archetype, True, ledger, 0.0)
+    probe.start(0.0)
+    role = sum(world.weight[p] for p in world.roles[agents[0].archetype])
+    return probe, ctl, ledger, agents[0], role
+
+
+def test_a_revocation_outside_a_task_hook_counts_from_its_instant():
+    """static_iam: agent 0 holds its role's weight W from 0; its credential is revoked at 40
+    (a change outside any task start or end): authority W x 40, then 0 to the horizon 100."""
+    probe, ctl, ledger, agent, role = _probe_alone()
+    assert role > 0 and probe.state[0].weight == role
+    assert ledger.revoke(ctl.standing_credential(agent.standing_identity), 40.0)
+    assert probe.state[0].weight == 0.0  # probed at once, at the revocation instant
+    probe._advance(0, 100.0)
+    a, b, w = (np.frombuffer(x, dtype=float) for x in (probe.exposure._a, probe.exposure._b,
+                                                          probe.exposure._w))
+    mine = [(float(x), float(y), float(z)) for x, y, z in zip(a, b, w, strict=True)
+            if z == role and x == 0.0]
+    assert mine == [(0.0, 40.0, role)]
+
+
+class _RiskAware(StaticIAM):
+    """Allows in-role requests only when their risk score reads below 0.5 (a probe asks with
+    risk 0: the least suspicious request)."""
+
+    def decide(self, req):
+        d = super().decide(req)
+        return d if req.risk < 0.5 else type(d)(False, ("risky",))
+
+
+def test_probes_ask_with_a_zero_risk_score():
+    """A control that reads the request's risk sees 0.0 from a probe, so its authority is the
+    role's whole weight (a missing risk would make every probe fail and read as no authority)."""
+    spec = plain_spec()
+    probe, *_, role = _probe_alone(control=_RiskAware("r", {}, World(spec)))
+    assert probe.state[0].weight == role > 0
+
+
+@pytest.mark.parametrize("points, grid", [(1, [10.0]), (2, [10.0, 110.0]), (3, [10.0, 60.0, 110.0])])
+def test_a_cumulative_curve_of_one_two_or_three_points(points, grid):
+    """Hand-worked: 2 over [20, 70) and -1 over [50, 110): total 100 - 60 = 40; at 60 the sum
+    is 2 x 40 - 1 x 10 = 70. One point holds only the total."""
+    acc = Cumulative(10.0, 110.0, points=points)
+    acc.add(20.0, 70.0, 2.0)
+    acc.add(50.0, 110.0, -1.0)
+    g, c = acc.curve()
+    assert g.tolist() == grid
+    assert c.tolist() == {1: [40.0], 2: [0.0, 40.0], 3: [0.0, 70.0, 40.0]}[points]
+    assert acc.total == 40.0
