@@ -260,3 +260,12 @@ def test_rego_policies_cannot_read_the_environment_network_clock_or_randomness(
         load_policy("rego", path, [])
     problems = validate_files([path])
     assert problems and why in problems[0].message and "leaked" not in problems[0].message
+
+
+def test_sampled_requests_with_roles_read_an_unlisted_identity_as_unentitled():
+    """With a directory (`roles`), an identity it does not list is entitled to nothing."""
+    perm = ("crm_api", "read", "crm")
+    reqs = sample_requests(200, RESOURCES, seed=3, identities=("listed", "unlisted"),
+                           perms=[perm], roles={"listed": frozenset({perm})})
+    by = {ident: {r.entitled for r in reqs if r.identity == ident} for ident in ("listed", "unlisted")}
+    assert by == {"listed": {True}, "unlisted": {False}}

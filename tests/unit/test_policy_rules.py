@@ -1015,3 +1015,14 @@ def test_unknown_rule_keys_of_mixed_types_are_each_reported():
     assert rules_problems({"policy_version": 1, "rules": [rule]}) == [
         (("rules", 0, 1), "unknown key; known: id, effect, when, description"),
         (("rules", 0, "zz"), "unknown key; known: id, effect, when, description")]
+
+
+def test_every_bad_operator_of_a_condition_is_reported():
+    """A non-list `in` does not hide the next operator's problem: both come back, located."""
+    from simharness.policy.rules import rules_problems
+
+    rule = {"id": "a", "effect": "deny", "when": {"risk": {"in": "x", "gt": "y"}}}
+    assert rules_problems({"policy_version": 1, "rules": [rule]}) == [
+        (("rules", 0, "when", "risk", "in"), "expected a list of values"),
+        (("rules", 0, "when", "risk", "gt"),
+         "gt compares numbers: expected a finite number, got 'y' (risk is number)")]
