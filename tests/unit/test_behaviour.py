@@ -207,6 +207,18 @@ def test_substitution_keeps_the_action_and_changes_tool_or_resource():
         else:
             assert s.perm == s0.perm
     assert subs > 100
+    # The alternative is drawn among all of them: a planned permission with several
+    # alternatives is replaced by more than one of them over the run.
+    from simharness.workload import alternatives
+
+    role = {a.archetype: a.role for a in wl.agents}
+    seen: dict = {}
+    for (t, s), (_, s0) in zip(all_steps(wl), all_steps(plain), strict=True):
+        if type(s) is SubstitutedAction:
+            key = (wl.agents[t.agent].archetype, s0.perm)
+            seen.setdefault(key, set()).add(s.perm)
+    several = [v for (arch, perm), v in seen.items() if len(alternatives(role[arch], perm)) >= 2]
+    assert several and any(len(v) >= 2 for v in several)
 
 
 def test_deviations_leave_planned_timings_and_grow_as_a_superset():

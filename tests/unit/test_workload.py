@@ -320,3 +320,41 @@ def test_a_task_declares_the_argument_values_it_knew_and_a_step_passes_on_what_i
             knew += 1
             assert dict(t.declared_args) == {"recipient": frozenset({value})}
     assert knew > 20 and found > 0
+
+
+def test_each_distributed_argument_draws_from_its_own_distribution():
+    """Two amounts on one step with different distributions: each keeps its own (b stays in
+    its uniform range [1000, 1001], a never does)."""
+    from simharness.spec import ScenarioSpec
+
+    data = rich_spec(horizon="8h").model_dump(mode="json", by_alias=True, exclude_unset=True)
+    data["tasks"]["issue_refund"]["steps"][0]["args"] = {
+        "a": {"dist": "lognormal", "p50": 5, "p99": 50},
+        "b": {"dist": "uniform", "low": 1000, "high": 1001}}
+    wl = build_workload(ScenarioSpec.model_validate(data), 0)
+    rows = [s.args.values for t in wl.iter_tasks() for s in t.steps
+            if getattr(s, "args", None) is not None and "b" in s.args.values]
+    assert len(rows) >= 5
+    assert all(1000 <= v["b"] <= 1001 and not 1000 <= v["a"] <= 1001 for v in rows)
+
+
+def test_an_argument_found_before_any_read_has_no_source():
+    """An undeclared value on a task's first step (nothing read yet) comes from no resource:
+    its derived sources are empty."""
+    from simharness.spec import ScenarioSpec
+
+    data = rich_spec(horizon="24h").model_dump(mode="json", by_alias=True, exclude_unset=True)
+    steps = data["tasks"]["answer_ticket"]["steps"]
+    steps.insert(0, steps.pop())  # the reply (recipient known 0.9) first
+    wl = build_workload(ScenarioSpec.model_validate(data), 0)
+    replies = [s.args for t in wl.tasks if t.type == "answer_ticket" and t.misuse_id < 0
+               for s in t.steps[:1]]
+    unknown = [a for a in replies if "recipient" in a.unknown]
+    assert unknown and all(a.derived == frozenset() for a in unknown)
+
+
+def test_each_misuse_instance_names_the_agent_of_its_task():
+    wl = build_workload(make_spec(horizon="24h", misuse={"rate": 0.3, "kinds": {
+        "exfiltration": 1, "goal_hijack": 1}}), 0)
+    agent_of = {t.id: t.agent for t in wl.iter_tasks()}
+    assert wl.misuse and all(m.agent == agent_of[m.task] for m in wl.misuse)
