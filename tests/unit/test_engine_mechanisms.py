@@ -429,3 +429,170 @@ def test_authority_probes_of_a_delegate_use_the_delegations_token_mode():
     assert set(modes[2]) == {"passthrough"} and modes[2]["passthrough"] >= 1 + 4 * n_perms
     assert set(modes[3]) == {"exchange"} and modes[3]["exchange"] >= 1 + 4 * n_perms
     assert set(modes[1]) == {"none"}
+
+
+# --------------------------------------------------------------------------- second sample
+
+
+@pytest.mark.parametrize("delay", [-1.5, math.nan, math.inf])
+def test_simpy_backend_names_a_bad_start_delay(delay):
+    """The SimPy backend refuses a bad start delay with the Kernel's message, naming it."""
+
+    def sleeper():
+        yield 1.0
+
+    with pytest.raises(ValueError, match=rf"sleeper asked to sleep {delay!r} s: a delay must "
+                                         r"be a finite number >= 0"):
+        SimPyKernel().start(sleeper(), delay)
+
+
+def test_a_concurrent_agent_never_runs_more_tasks_than_its_slots():
+    """An agent of concurrency 2 runs at most 2 tasks at once; a waiting task starts (FCFS)
+    when a running one ends."""
+    spec = tiny_spec(agents=[dict(MINI["agents"][0], count=1),
+                             dict(MINI["agents"][1], count=1, identity="per_task",
+                                  concurrency=2)])
+    durations = {1: 10.0, 2: 20.0, 3: 5.0, 4: 1.0}
+    tasks = [task(tid, BILLING, [act(SQL_READ, duration=d)], type_="reconcile")
+             for tid, d in durations.items()]
+    tasks.append(task(5, BILLING, [act(SQL_READ, duration=2.0)], arrival=30.0,
+                      type_="reconcile"))
+    log = simulate(workload(spec, tasks), Spy(World(spec)), probe=False)
+    times = {r[T["task"]]: (r[T["start"]], r[T["end"]]) for r in log.tasks}
+    # 1 and 2 start on arrival; 3 waits for 1 (ends 10); 4 for the next to end, 3 (at 15);
+    # 5 arrives at 30 with both slots free.
+    assert times == {1: (0.0, 10.0), 2: (0.0, 20.0), 3: (10.0, 15.0), 4: (15.0, 16.0),
+                     5: (30.0, 32.0)}
+    # Recount from the task log: never more than 2 running at any moment.
+    edges = sorted([(s, 1) for s, _ in times.values()] + [(e, -1) for _, e in times.values()],
+                   key=lambda x: (x[0], x[1]))
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    assert peak == 2
+
+
+@pytest.mark.parametrize("path", [[], [Local(Constant(value=0.25))]])
+def test_a_crashing_decide_without_a_queue_fails_closed(path):
+    """A control with no queueing station whose decide() raises is denied (fail closed)
+    instead of ending the run."""
+    spec = tiny_spec()
+
+    def boom(req):
+        raise KeyError("no rule")
+
+    spy = Spy(World(spec), path=path, verdict=boom)
+    steps = [act(CRM_READ, think=2.0), act(DOCS_READ, think=1.0)]
+    log = simulate(workload(spec, [task(1, SUPPORT, steps)]), spy, probe=False)
+    (row,) = log.actions  # denied, so the task aborts at its first step
+    assert (row[A["allowed"]], row[A["reasons"]], row[A["without_decision"]]) == (
+        False, "evaluation-error", False)
+    assert row[A["latency"]] == (0.25 if path else 0.0)
+    assert (log.tasks[0][T["status"]], log.tasks[0][T["end"]]) == (
+        "failed", 2.0 + row[A["latency"]])
+    assert [(d.allow, d.errors) for d in spy.observed] == [(False, ("KeyError: 'no rule'",))]
+
+
+def test_a_quarantine_without_credentials_drops_authority_at_the_flag():
+    """A flag that quarantines an identity holding no credential is a change point: the
+    probe sees the identity's authority drop at once and return at the release."""
+    spec = tiny_spec()
+    quarantine, delay = 600.0, 10.0
+    spy = Spy(World(spec), params={"detector": {"threshold": 0.5, "delay": delay},
+                                   "revoke_on_deviation": True, "quarantine": quarantine})
+    spy.verdict = lambda req: Decision(not spy.is_quarantined(req), ("q",))
+    assert not spy.standing  # nothing to revoke: the ledger never tells the probe
+    log = simulate(workload(spec, [task(1, SUPPORT, [act(CRM_READ, duration=1.0, risk=0.9)])]),
+                   spy)
+    assert log.flagged == {0} and not log.ledger.credentials
+    world = World(spec)
+    everything = sum(world.weight.values())  # the spy allows every permission unless quarantined
+    horizon = 7200.0
+    flag = delay + 0.0 + 1.0  # detector delay + latency + duration after the action at 0
+    assert spy.quarantined == {"support-0": flag + quarantine}
+    # support-0 holds all the weight except while quarantined [11, 611); the read at 0 (1 s)
+    # is in use; billing-0 (per-task identity, no task) has no authority.
+    assert log.authority.exposure.total == pytest.approx(
+        everything * (horizon - quarantine) - world.weight[CRM_READ] * 1.0)
+    assert log.authority.standing == pytest.approx(everything * (horizon - 1.0 - quarantine))
+
+
+def _replay_run(spec):
+    """support-0 with a standing credential and a task credential; the task's token replayed
+    30 s after the task. Returns (log, requests decide() saw as (time, attested, cred id))."""
+    world = World(spec)
+    seen: list[tuple[float, bool, int]] = []
+
+    class Standing(Spy):
+        standing = True
+
+    def verdict(req):
+        seen.append((req.time, req.attested, req.credential.id if req.credential else -1))
+        return Decision(True, ("ok",))
+
+    def start(ctx, ledger, now):
+        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, kind="task",
+                            task_id=ctx.task.id)
+
+    replay = (InjectedAction(CRM_READ, 30.0, 1.0, 0.0, misuse_id=0, kind="token_replay",
+                             goal=True, present=REPLAY),)
+    tasks = [task(1, SUPPORT, [act(CRM_READ, think=3.0, duration=2.0)], replay=replay)]
+    log = simulate(workload(spec, tasks), Standing(world, verdict=verdict, start=start),
+                   probe=False)
+    return log, seen
+
+
+def test_a_replay_after_the_task_presents_the_tasks_credential():
+    """An insider replaying a task's token after the task presents that task credential, not
+    the identity's standing one."""
+    log, seen = _replay_run(tiny_spec())
+    standing, task_cred = log.ledger.credentials
+    assert (standing.kind, standing.issued) == ("role", 0.0)
+    assert (task_cred.kind, task_cred.task_id) == ("task", 1)
+    # The task's step at 3 and the replay at task end (5) + 30.
+    assert [(r[A["time"]], r[A["kind"]], r[A["credential"]]) for r in log.actions] == [
+        (3.0, None, task_cred.id), (35.0, "token_replay", task_cred.id)]
+    assert [s[2] for s in seen] == [task_cred.id, task_cred.id]
+
+
+def test_a_replaying_insider_is_attested():
+    """The agent replaying its own token from inside is attested as itself."""
+    log, seen = _replay_run(tiny_spec())
+    assert [r[A["requester"]] for r in log.actions] == ["agent", "agent"]
+    assert [(t, attested) for t, attested, _ in seen] == [(3.0, True), (35.0, True)]
+
+
+def test_a_step_whose_retries_are_all_denied_stays_denied():
+    """After a denied step's retries are denied too (no replan), the step is denied: the task
+    fails there (abort) and runs none of its later steps."""
+    spec = tiny_spec(behaviour={"on_deny": {"retry": 2, "backoff": "5s", "replan": 0.0}})
+    steps = [act(DOCS_READ, think=2.0), act(CRM_READ, think=1.0)]
+    spy = Spy(World(spec), verdict=deny_docs)
+    log = simulate(workload(spec, [task(1, SUPPORT, steps)]), spy, probe=False)
+    # Asked at 2, retried at 7 and 12 (5 s backoff each), all denied; the task fails at 12.
+    assert [(r[A["time"]], r[A["source"]], r[A["allowed"]]) for r in log.actions] == [
+        (2.0, "plan", False), (7.0, "retry", False), (12.0, "retry", False)]
+    assert (log.tasks[0][T["status"]], log.tasks[0][T["end"]]) == ("failed", 12.0)
+    assert [q["perm"] for q in spy.asked] == [DOCS_READ] * 3
+
+
+def test_a_full_queue_counts_each_rejection_once():
+    """A station with a bounded queue counts every request it turns away once: as many as
+    the action log's queue-full denials."""
+    spec = tiny_spec(agents=[dict(MINI["agents"][0], count=1),
+                             dict(MINI["agents"][1], count=1, identity="per_task",
+                                  concurrency=5)])
+    station = pdp(servers=1, service=Constant(value=10.0), max_queue=1)
+    tasks = [task(tid, BILLING, [act(SQL_READ)], type_="reconcile") for tid in range(1, 5)]
+    tasks.append(task(5, BILLING, [act(SQL_READ)], arrival=25.0, type_="reconcile"))
+    log = simulate(workload(spec, tasks), Spy(World(spec), path=[station]), probe=False)
+    # At 0: the 1st is served [0, 10), the 2nd waits (served [10, 20)), the 3rd and 4th find
+    # the queue full. At 25 the server is free again.
+    rows = {r[A["task"]]: (r[A["allowed"]], r[A["latency"]], r[A["reasons"]])
+            for r in log.actions}
+    assert rows == {1: (True, 10.0, "ok"), 2: (True, 20.0, "ok"),
+                    3: (False, 0.0, "pdp-queue-full-fail-closed"),
+                    4: (False, 0.0, "pdp-queue-full-fail-closed"), 5: (True, 10.0, "ok")}
+    recount = sum("queue-full" in r[A["reasons"]] for r in log.actions)
+    assert log.stations["pdp"].rejected == recount == 2
