@@ -290,3 +290,98 @@ def test_pdp_station_carries_its_params():
 def test_task_policy_keeps_its_name():
     """A task_policy control is known by the name it was built with."""
     assert make("per_task_rules", "task_policy", {}, World(make_spec())).name == "per_task_rules"
+
+
+# --------------------------------------------------------------------------- third sample
+
+MEASURED_TASK_POLICY = ("pdp.service_time: measured times a policy engine; task_policy "
+                        "evaluates its generated policy natively (give a distribution)")
+
+
+def test_task_policy_refuses_a_measured_pdp_service_time():
+    """task_policy evaluated at a PDP refuses service_time measured with its exact message."""
+    world = World(make_spec())
+    with pytest.raises(ValueError) as info:
+        make("tp", "task_policy", {"evaluate": "pdp", "pdp": {"service_time": "measured"}},
+             world)
+    assert str(info.value) == MEASURED_TASK_POLICY
+    # Evaluated locally, the PDP's params are not used, so nothing is refused.
+    make("tp", "task_policy", {"evaluate": "local", "pdp": {"service_time": "measured"}}, world)
+
+
+def test_params_problems_report_a_constructor_value_error_with_its_message():
+    """A ValueError raised while building the control is one problem at `params`, worded as
+    the error."""
+    spec = make_spec()
+    assert params_problems("task_policy", {"destinations": ["nowhere", "elsewhere"]}, spec) == [
+        (("params",), "destinations: unknown resource(s) elsewhere, nowhere")]
+    assert params_problems("task_policy", {"evaluate": "pdp",
+                                           "pdp": {"service_time": "measured"}}, spec) == [
+        (("params",), MEASURED_TASK_POLICY)]
+
+
+def _task_context(world: World, tid: int, steps: list, declared_args: dict):
+    """The TaskContext of a support-0 task declaring its steps' permissions and these args."""
+    from simharness.controls.base import TaskContext
+
+    agent = build_workload(world.spec, 0).agents[SUPPORT]
+    t = plan(tid, SUPPORT, steps)
+    t.declared_args = declared_args
+    return TaskContext(t, agent, "support-0", None, 0, True)
+
+
+HTTP_SEND = intern_perm("http", "send", "outbound_mail")
+CRM_WRITE = intern_perm("crm_api", "write", "crm")
+
+
+def test_a_task_policy_is_generated_for_its_task():
+    """The generated policy names the task it was generated for, as do its rendered rules."""
+    from simharness.policy.generate import render_task_policy
+    from tests.conftest import rich_spec
+
+    world = World(rich_spec())
+    tp = make("tp", "task_policy", {}, world)
+    ctx = _task_context(world, 7, [Action(CRM_READ, 0.0, 1.0, 0.0)], {})
+    policy = tp.generate(ctx)
+    assert policy.task_id == 7
+    assert "context.task_id == 7 && " in render_task_policy(policy, "cedar")
+
+
+def test_task_policy_constrains_arguments_only_on_the_actions_it_names():
+    """With constrain_actions [send], an undeclared argument value is denied on a send and
+    ignored on a write; a declared one is allowed on a send."""
+    from tests.conftest import rich_spec
+
+    world = World(rich_spec())
+    tp = make("tp", "task_policy", {"constrain_actions": ["send"]}, world)
+    steps = [Action(HTTP_SEND, 0.0, 1.0, 0.0), Action(CRM_WRITE, 0.0, 1.0, 0.0)]
+    tp.on_task_start(_task_context(world, 3, steps, {"recipient": frozenset({"alice"})}),
+                     Ledger(world.weight), 0.0)
+
+    def ask(perm, recipient):
+        return tp.decide(request_for(world, perm, "support", "support-0", task_id=3,
+                                     args={"recipient": recipient}))
+
+    assert ask(HTTP_SEND, "alice") == Decision(True, ("task-policy",))
+    assert ask(HTTP_SEND, "mallory") == Decision(False, ("argument-not-declared",))
+    assert ask(CRM_WRITE, "mallory") == Decision(True, ("task-policy",))
+
+
+def test_an_ended_standing_credential_of_an_identity_never_quarantined_is_reissued():
+    """An identity never quarantined whose standing credential ended (revoked at 0.5 s) gets a
+    new one at its next request (0.6 s); a quarantined one waits for its release."""
+    world = World(make_spec())
+    iam = make("iam", "static_iam", {}, world)
+    ledger = Ledger(world.weight)
+    first = iam.credential_for("support-0", "support", True, ledger, 0.0)
+    assert ledger.revoke(first, 0.5)
+    second = iam.credential_for("support-0", "support", True, ledger, 0.6)
+    assert second is not first
+    assert (second.id, second.holder, second.issued, second.revoked) == (1, "support-0", 0.6, None)
+    assert second.live(0.6) and ledger.credentials == [first, second]
+    # support-1 quarantined until 0.8 s: its revoked credential stays until then.
+    other = iam.credential_for("support-1", "support", True, ledger, 0.0)
+    iam.quarantined["support-1"] = 0.8
+    assert ledger.revoke(other, 0.5)
+    assert iam.credential_for("support-1", "support", True, ledger, 0.6) is other
+    assert iam.credential_for("support-1", "support", True, ledger, 0.8).issued == 0.8

@@ -596,3 +596,120 @@ def test_a_full_queue_counts_each_rejection_once():
                     4: (False, 0.0, "pdp-queue-full-fail-closed"), 5: (True, 10.0, "ok")}
     recount = sum("queue-full" in r[A["reasons"]] for r in log.actions)
     assert log.stations["pdp"].rejected == recount == 2
+
+
+# --------------------------------------------------------------------------- third sample
+
+HTTP_SEND = intern_perm("http", "send", "outbound_mail")
+
+
+def _recording(seen: list, *fields: str):
+    """A verdict that allows everything and records the given request fields."""
+
+    def verdict(req):
+        seen.append(tuple(getattr(req, f) for f in fields))
+        return Decision(True, ("ok",))
+
+    return verdict
+
+
+@pytest.mark.parametrize("path", [[], [Local(Uniform(dist="uniform", low=0.01, high=0.02)),
+                                       pdp()]], ids=["no-path", "local-checks-first"])
+def test_requests_carry_the_resources_the_task_has_read(path):
+    """req.read_sources is the set of resources the task read before the request, with and
+    without varying local checks in front of the PDP."""
+    spec = tiny_spec()
+    seen: list = []
+    steps = [act(CRM_READ), act(DOCS_READ, think=1.0), act(CRM_WRITE, think=1.0),
+             act(CRM_READ, think=1.0)]
+    tasks = [task(1, SUPPORT, steps), task(2, BILLING, [act(SQL_READ)], arrival=50.0,
+                                           type_="reconcile")]
+    spy = Spy(World(spec), path=path, verdict=_recording(seen, "task_id", "read_sources"))
+    simulate(workload(spec, tasks), spy, probe=False)
+    assert seen == [(1, frozenset()), (1, frozenset({"crm"})), (1, frozenset({"crm", "wiki"})),
+                    (1, frozenset({"crm", "wiki"})), (2, frozenset())]
+
+
+@pytest.mark.parametrize(("platform", "revoked", "refused"),
+                         [("first_party", 11.0, 0), ("third_party", None, 1)])
+def test_a_per_task_identitys_standing_credential_is_revocable_on_its_own_platform(
+        platform, revoked, refused):
+    """A standing credential issued at a per-task identity's first request is revocable for a
+    first-party agent (a flag revokes it) and not for a third-party one (the revoke is refused)."""
+    spec = tiny_spec(agents=[dict(MINI["agents"][0], count=1),
+                             dict(MINI["agents"][1], count=1, identity="per_task",
+                                  platform=platform)])
+
+    class Standing(Spy):
+        standing = True
+
+    spy = Standing(World(spec), params={"detector": {"threshold": 0.5, "delay": 10.0},
+                                        "revoke_on_deviation": True})
+    tasks = [task(1, BILLING, [act(SQL_READ, duration=1.0, risk=0.9)], type_="reconcile")]
+    log = simulate(workload(spec, tasks), spy, probe=False)
+    support, billing = log.ledger.credentials  # support-0's from the start, billing-0/t1's
+    assert (support.holder, billing.holder, billing.issued) == ("support-0", "billing-0/t1", 0.0)
+    assert [q["cred"] for q in spy.asked] == [billing]
+    # Flagged at 0 + 10 s delay + 0 s latency + 1 s duration = 11 s.
+    assert log.flagged == {0} and spy.quarantined == {"billing-0/t1": 11.0 + 3600.0}
+    assert (billing.revoked, log.ledger.revocations_refused) == (revoked, refused)
+    assert billing.revocable is (platform == "first_party")
+
+
+def test_passthrough_and_impersonation_are_not_attested():
+    """A delegate presenting its delegator's token and an agent presenting another agent's
+    identity are not attested; the agents' own requests are."""
+    from simharness.actions import IMPERSONATE
+
+    spec = tiny_spec()
+    world = World(spec)
+
+    def start(ctx, ledger, now):
+        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, kind="task",
+                            task_id=ctx.task.id)
+
+    sneak = InjectedAction(CRM_READ, 1.0, 1.0, 0.0, misuse_id=0, kind="token_passthrough",
+                           goal=True, present=PASSTHROUGH)
+    pose = InjectedAction(SQL_WRITE, 1.0, 1.0, 0.0, misuse_id=1, kind="impersonation",
+                          goal=True, present=IMPERSONATE, as_agent=BILLING)
+    sub = task(2, BILLING, [act(SQL_WRITE), sneak], type_="issue_refund", depth=1)
+    tasks = [task(1, SUPPORT, [act(CRM_READ), Delegation(1.0, sub), pose], type_="refund")]
+    seen: list = []
+    spy = Spy(world, verdict=_recording(seen, "task_id", "identity", "attested"), start=start)
+    simulate(workload(spec, tasks), spy, probe=False)
+    assert seen == [(1, "support-0", True), (2, "billing-0/t2", True),
+                    (2, "support-0", False), (1, "billing-0/t1", False)]
+
+
+def test_a_send_carries_its_own_data_sensitivity_before_the_tasks():
+    """A send that names the sensitivity of its data carries that one (also before any read);
+    a send that names none carries the most sensitive data the task has read."""
+    spec = tiny_spec()
+
+    def exfil(mid):
+        return InjectedAction(HTTP_SEND, 1.0, 1.0, 0.0, misuse_id=mid, kind="exfiltration",
+                              goal=True, data_sensitivity="restricted")
+
+    steps = [exfil(0), act(CRM_READ, think=1.0), act(HTTP_SEND, think=1.0), exfil(1)]
+    seen: list = []
+    spy = Spy(World(spec), verdict=_recording(seen, "action", "data_sensitivity"))
+    simulate(workload(spec, [task(1, SUPPORT, steps)]), spy, probe=False)
+    assert seen == [("send", "restricted"), ("read", None), ("send", "confidential"),
+                    ("send", "restricted")]
+
+
+def test_a_delegated_request_names_the_top_level_agent_as_chain_origin():
+    """Every request of a delegation chain carries the identity of the agent whose top-level
+    task it serves; a top-level task's requests carry its own."""
+    spec = tiny_spec()
+    sub = task(2, BILLING, [act(SQL_WRITE)], type_="issue_refund", depth=1)
+    tasks = [task(1, SUPPORT, [act(CRM_READ), Delegation(1.0, sub), act(CRM_WRITE, think=1.0)],
+                  type_="refund"),
+             task(3, BILLING, [act(SQL_READ)], arrival=100.0, type_="reconcile")]
+    seen: list = []
+    spy = Spy(World(spec), verdict=_recording(seen, "task_id", "identity", "chain_origin"))
+    log = simulate(workload(spec, tasks), spy, probe=False)
+    expected = [(1, "support-0", "support-0"), (2, "billing-0/t2", "support-0"),
+                (1, "support-0", "support-0"), (3, "billing-0/t3", "billing-0/t3")]
+    assert seen == expected
+    assert [(r[A["task"]], r[A["identity"]], r[A["chain_origin"]]) for r in log.actions] == expected
