@@ -713,3 +713,57 @@ def test_a_delegated_request_names_the_top_level_agent_as_chain_origin():
                 (1, "support-0", "support-0"), (3, "billing-0/t3", "billing-0/t3")]
     assert seen == expected
     assert [(r[A["task"]], r[A["identity"]], r[A["chain_origin"]]) for r in log.actions] == expected
+
+
+def test_the_simpy_backend_runs_on_simpy():
+    """backend="simpy" puts the processes on simpy.Environment (the log is the same either way,
+    so only the event loop tells them apart)."""
+    import simpy
+
+    from simharness.engine import Engine
+
+    spec = tiny_spec()
+    wl = workload(spec, [task(1, SUPPORT, [act(CRM_READ)])])
+    on_simpy = Engine(wl, Spy(World(spec)), probe=False, backend="simpy")
+    assert isinstance(on_simpy.env, SimPyKernel) and isinstance(on_simpy.env.env, simpy.Environment)
+    assert isinstance(Engine(wl, Spy(World(spec)), probe=False).env, Kernel)
+
+
+def test_local_checks_add_up():
+    """Two local checks in a row (2 s and 3 s) and a zero-latency PDP: 5 s per request."""
+    spec = tiny_spec()
+    spy = Spy(World(spec), path=[Local(Constant(value=2.0)), Local(Constant(value=3.0)), pdp()])
+    log = simulate(workload(spec, [task(1, SUPPORT, [act(CRM_READ), act(CRM_WRITE)])]), spy,
+                   probe=False)
+    assert [r[A["latency"]] for r in log.actions] == [5.0, 5.0]
+
+
+class _Invisible(Spy):
+    """A network control that cannot see crm_api calls: they skip its stations."""
+
+    def visible(self, req):
+        return req.tool != "crm_api"
+
+
+def test_an_unseen_request_skips_the_stations_but_not_the_local_checks_after_them():
+    """Path [PDP 4 s, local 3 s]: a request the control cannot see takes only the local 3 s;
+    one it sees takes 7 s."""
+    spec = tiny_spec()
+    spy = _Invisible(World(spec), path=[pdp(service=Constant(value=4.0)),
+                                        Local(Constant(value=3.0))])
+    log = simulate(workload(spec, [task(1, SUPPORT, [act(CRM_READ), act(DOCS_READ)])]), spy,
+                   probe=False)
+    assert [(r[A["tool"]], r[A["latency"]]) for r in log.actions] == [("crm_api", 3.0),
+                                                                      ("docs", 7.0)]
+
+
+def test_a_cache_hit_still_waits_for_the_local_checks_after_the_pdp():
+    """Path [PDP with a cache, local 3 s]: the repeat within the ttl skips the PDP's 0.3 s but
+    not the 3 s local check behind it."""
+    spec = tiny_spec()
+    station = pdp(rtt=Constant(value=0.1), service=Constant(value=0.2), cache_ttl=60.0)
+    spy = Spy(World(spec), path=[station, Local(Constant(value=3.0))])
+    log = simulate(workload(spec, [task(1, SUPPORT, [act(CRM_READ), act(CRM_READ, think=1.0)])]),
+                   spy, probe=False)
+    assert [r[A["latency"]] for r in log.actions] == pytest.approx([3.3, 3.0])
+    assert len(spy.asked) == 1
