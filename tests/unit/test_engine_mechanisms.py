@@ -767,3 +767,23 @@ def test_a_cache_hit_still_waits_for_the_local_checks_after_the_pdp():
                    spy, probe=False)
     assert [r[A["latency"]] for r in log.actions] == pytest.approx([3.3, 3.0])
     assert len(spy.asked) == 1
+
+
+def test_reviewers_reject_legitimate_requests_at_their_false_reject_rate():
+    """Through the engine, a reviewer rejects an escalated legitimate request with probability
+    false_reject (0.3): binomial check of the logged verdicts (the desk's uniforms on [0, 1))."""
+    from simharness.loader import load_scenario
+
+    spec = load_scenario("review_capacity", overrides=[
+        "horizon=8h", "warmup=0s", "misuse.rate=0", "controls=[human_approval]",
+        "controls.human_approval.risk_above=0.0",
+        "controls.human_approval.reviewers.reviewers=50",
+        "controls.human_approval.reviewers.false_reject=0.3",
+        "controls.human_approval.reviewers.service_time=1s"])
+    e = spec.control("human_approval")
+    log = simulate(build_workload(spec, 0), make(e.name, e.model, e.params, World(spec)),
+                   probe=False)
+    verdicts = [r[A["review"]] for r in log.actions if r[A["review"]] in ("approved", "rejected")]
+    n, rejected = len(verdicts), verdicts.count("rejected")
+    assert n > 300
+    assert abs(rejected / n - 0.3) < 4 * math.sqrt(0.3 * 0.7 / n), (rejected, n)
