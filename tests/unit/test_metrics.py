@@ -449,3 +449,26 @@ def test_credential_exposure_clips_steps_at_the_horizon_and_unweighted_permissio
     log.actions.append(_act(300.0, tool=p2[0], action=p2[1], resource=p2[2], duration=10.0,
                             credential=4))
     assert metrics.credential_exposure(log) == pytest.approx(4050 - 40 + 3000)
+
+
+def test_failed_and_completed_tasks_are_counted_apart():
+    """The hand log plus one more completed top-level task: 3 completed, 2 failed (the hand
+    log alone has 2 and 2, which a swapped count would not notice)."""
+    from simharness.engine import COMPLETED
+
+    log = _hand_log()
+    log.tasks.append(_task(6, 0, 900.0, 900.0, 950.0, COMPLETED))
+    m = metrics.compute(log)
+    assert (m["tasks_completed"], m["tasks_failed"], m["tasks_ended"]) == (3, 2, 5)
+
+
+def test_a_task_arriving_exactly_at_the_warm_up_counts_in_task_times():
+    """Arrival at 100 s = the warm-up: measured (the warm-up ends there); at 99.9 s: not."""
+    from types import SimpleNamespace as NS
+
+    from simharness.engine import COMPLETED
+
+    tasks = [_task(0, 0, 100.0, 100.0, 130.0, COMPLETED), _task(1, 0, 99.9, 99.9, 120.0, COMPLETED)]
+    log = NS(warmup=100.0, tasks=tasks, workload=NS(tasks=[NS(id=0), NS(id=1)]))
+    out = metrics.task_times(log)
+    assert out[0] == 30.0 and math.isnan(out[1])
