@@ -277,7 +277,7 @@ def main() -> int:
         s = score(c)
         print(f"{group:9} mutants {len(codes):5}  killed {c['killed']:5}  survived "
               f"{c['survived']:4}  no tests {c['no tests']:3}  equivalent {c['equivalent']:3}  "
-              f"score {s:.1%}" + _interval(c))
+              f"score {s:.1%}" + (_interval(c) if args.fraction else ""))
         if args.min_score is not None and s < args.min_score:
             failed.append(group)
     if args.report:
