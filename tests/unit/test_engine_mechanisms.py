@@ -787,3 +787,43 @@ def test_reviewers_reject_legitimate_requests_at_their_false_reject_rate():
     n, rejected = len(verdicts), verdicts.count("rejected")
     assert n > 300
     assert abs(rejected / n - 0.3) < 4 * math.sqrt(0.3 * 0.7 / n), (rejected, n)
+
+
+def test_a_retry_that_is_allowed_lets_the_task_go_on():
+    """The docs read is denied at 2 s and allowed on its retry at 7 s (the control denies it
+    before 5 s): the step counts as done and the task completes with its crm read at 9 s."""
+    spec = tiny_spec(behaviour={"on_deny": {"retry": 2, "backoff": "5s", "replan": 0.0}})
+    steps = [act(DOCS_READ, think=2.0), act(CRM_READ, think=1.0)]
+
+    def early_docs_denied(req):
+        ok = req.tool != "docs" or req.time >= 5.0
+        return Decision(ok, ("ok" if ok else "docs-denied",))
+
+    spy = Spy(World(spec), verdict=early_docs_denied)
+    log = simulate(workload(spec, [task(1, SUPPORT, steps)]), spy, probe=False)
+    assert [(r[A["time"]], r[A["source"]], r[A["allowed"]]) for r in log.actions] == [
+        (2.0, "plan", False), (7.0, "retry", True), (9.0, "plan", True)]
+    assert (log.tasks[0][T["status"]], log.tasks[0][T["end"]]) == ("completed", 10.0)
+
+
+def test_a_replayed_token_request_has_no_token_mode():
+    """A token replay outside any task presents no delegation: token_mode "none" (a recording
+    control sees it)."""
+    spec = tiny_spec()
+    seen: list = []
+    world = World(spec)
+
+    def start(ctx, ledger, now):
+        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, kind="task",
+                            task_id=ctx.task.id)
+
+    def verdict(req):
+        seen.append((req.source, req.token_mode))
+        return Decision(True, ("ok",))
+
+    replay = InjectedAction(CRM_READ, 30.0, 1.0, 0.0, misuse_id=0, kind="token_replay",
+                            goal=True, present=REPLAY)
+    tasks = [task(1, SUPPORT, [act(CRM_READ)], misuse_id=0, kind="token_replay",
+                  replay=[replay])]
+    simulate(workload(spec, tasks), Spy(world, verdict=verdict, start=start), probe=False)
+    assert seen == [("agent", "none"), ("agent", "none")]

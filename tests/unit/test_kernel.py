@@ -21,3 +21,17 @@ def test_kernel_refuses_delays_that_break_time(delay):
         k.run(10.0)
     with pytest.raises(ValueError, match="finite"):
         Kernel().start(sleeper(), delay)
+
+
+def test_events_counts_the_wake_ups_scheduled():
+    """Two processes: one sleeping three times, one once; with their starts, 2 + 3 + 1 wake-ups
+    were scheduled (the final wake-ups past `until` included)."""
+    def sleeper(n):
+        for _ in range(n):
+            yield 1.0
+
+    k = Kernel()
+    k.start(sleeper(3))
+    k.start(sleeper(1))
+    k.run(10.0)
+    assert k.events() == 6
