@@ -827,3 +827,14 @@ def test_a_replayed_token_request_has_no_token_mode():
                   replay=[replay])]
     simulate(workload(spec, tasks), Spy(world, verdict=verdict, start=start), probe=False)
     assert seen == [("agent", "none"), ("agent", "none")]
+
+
+def test_a_cache_ttl_under_a_second_still_caches():
+    """ttl 0.5 s: a repeat 0.1 s after the first decision is answered from the cache."""
+    spec = tiny_spec()
+    station = pdp(service=Constant(value=0.2), cache_ttl=0.5)
+    spy = Spy(World(spec), path=[station])
+    steps = [act(CRM_READ, duration=0.0), act(CRM_READ, think=0.1, duration=0.0)]
+    log = simulate(workload(spec, [task(1, SUPPORT, steps)]), spy, probe=False)
+    assert [r[A["latency"]] for r in log.actions] == pytest.approx([0.2, 0.0])
+    assert len(spy.asked) == 1
