@@ -440,8 +440,9 @@ class AuthorityProbe:
             c.life = nxt = math.inf
         else:
             c.life = cred.end
-            # when decisions may next change by time alone: its expiry, if still ahead
-            nxt = math.inf if revoked or expired else cred.expires
+            # when decisions may next change by time alone: its expiry, if still ahead (also
+            # after a revocation: a control may ignore revocation but not expiry)
+            nxt = math.inf if expired else cred.expires
         c.until = release if release is not None and quarantined and release < nxt else nxt
 
     def _remember(self, st: _AgentState, idle: Context, c: Context, t: float) -> None:

@@ -302,3 +302,222 @@ def test_a_cumulative_curve_of_one_two_or_three_points(points, grid):
     assert g.tolist() == grid
     assert c.tolist() == {1: [40.0], 2: [0.0, 40.0], 3: [0.0, 70.0, 40.0]}[points]
     assert acc.total == 40.0
+
+
+# -- probe fidelity and the memo's keys, against plug-in controls ------------------------------
+from simharness.actions import Task  # noqa: E402
+from simharness.authority import Context  # noqa: E402
+from simharness.controls.base import Decision, TaskContext  # noqa: E402
+
+
+class _Recorder(StaticIAM):
+    """Allows every request and records the fields of each probe it is asked."""
+
+    model = "recorder_test"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.seen: list[tuple] = []
+
+    def decide(self, req):
+        self.seen.append((req.identity, req.identity_mode, req.source, req.attested, req.tool,
+                          req.action, req.resource, req.perm, req.task_id, req.task_type,
+                          req.task_active, req.chain_depth, req.chain_origin, req.token_mode,
+                          req.credential, req.in_scope))
+        return Decision(True, ("all",))
+
+
+def _task_context(agent, identity: str, task_id: int, kind: str, depth: int = 0,
+                  declared: frozenset = frozenset(), origin: str | None = None,
+                  mode: str = "none", cred=None) -> Context:
+    """A hand-built context of a task of agent's (what the engine hands probe.enter)."""
+    task = Task(task_id, kind, agent.index, 0.0, [], frozenset(), depth, declared=declared)
+    ctx = TaskContext(task, agent, identity, None, depth, True)
+    return Context(identity, ctx, cred, origin or identity, agent.role, mode)
+
+
+def test_probe_requests_carry_the_context_they_measure():
+    """Probes carry the agent's identity mode, source, attestation and the context's task fields."""
+    world = World(plain_spec())
+    ctl = _Recorder("r", {}, world)
+    probe, _, ledger, agent, _ = _probe_alone(control=ctl)
+    ident = agent.standing_identity
+    cred = ctl.standing_credential(ident)
+    every = {(p[0], p[1], world.resources[p[2]], p) for p in world.all_perms}
+
+    def asked(rows):
+        return {(r[4], r[5], r[6], r[7]) for r in rows}
+
+    def check(fields):
+        mine = [r for r in ctl.seen if r[0] == ident]
+        ctl.seen.clear()
+        for source, attested in (("agent", True), ("external", False)):
+            rows = [r for r in mine if r[2] == source]
+            assert len(rows) == 2 * len(every), source
+            assert asked(rows) == every
+            assert {r[15] for r in rows} == {True, False}
+            assert {(r[1], r[3], *r[8:15]) for r in rows} == {
+                ("per_agent", attested, *fields)}
+        assert len(mine) == 4 * len(every)
+
+    assert agent.identity_mode == "per_agent"
+    check((-1, "", False, 0, ident, "none", cred))  # between tasks
+    probe.enter(0, _task_context(agent, ident, 7, "answer_ticket"), 50.0)
+    check((7, "answer_ticket", True, 0, ident, "none", cred))
+    sub = _task_context(agent, ident, 9, "lookup", depth=2, origin="billing-1", mode="exchange")
+    probe.enter(0, sub, 60.0)
+    check((9, "lookup", True, 2, "billing-1", "exchange", cred))
+
+
+class _ByTaskType(StaticIAM):
+    """Allows every request of a task of type answer_ticket, nothing else."""
+
+    def decide(self, req):
+        return Decision(req.task_type == "answer_ticket", ("type",))
+
+
+def test_authority_depends_on_the_task_type_when_the_decision_does():
+    """Two tasks alike but for their type: allowed everything, then nothing."""
+    world = World(plain_spec())
+    probe, _, _, agent, _ = _probe_alone(control=_ByTaskType("t", {}, world))
+    ident, everything = agent.standing_identity, sum(world.weight.values())
+    assert probe.state[0].weight == 0.0
+    first = _task_context(agent, ident, 1, "answer_ticket")
+    probe.enter(0, first, 10.0)
+    assert probe.state[0].weight == pytest.approx(everything)
+    probe.leave(0, first, 20.0)
+    assert probe.state[0].weight == 0.0
+    probe.enter(0, _task_context(agent, ident, 2, "refund"), 30.0)
+    assert probe.state[0].weight == 0.0
+
+
+class _ScopeOnly(StaticIAM):
+    """Allows the agent (not a thief) only in-role requests within the declared scope."""
+
+    def decide(self, req):
+        d = super().decide(req)
+        return d if req.in_scope and req.source == "agent" else type(d)(False, ("scope",))
+
+
+def test_two_tasks_of_a_type_with_different_scopes_get_their_own_authority():
+    """The same task type declaring {p} then {q}: authority {p}, then {q}, nothing between."""
+    world = World(plain_spec())
+    probe, _, _, agent, _ = _probe_alone(control=_ScopeOnly("s", {}, world))
+    ident = agent.standing_identity
+    p, q = sorted(agent.role)[:2]
+    assert probe.state[0].allowed == frozenset()
+    for k, (t, declared) in enumerate(((10.0, frozenset({p})), (30.0, frozenset({q})))):
+        c = _task_context(agent, ident, k, "answer_ticket", declared=declared)
+        probe.enter(0, c, t)
+        assert probe.state[0].allowed == declared
+        assert probe.state[0].weight == world.weight[declared and next(iter(declared))]
+        probe.leave(0, c, t + 5.0)
+        assert probe.state[0].allowed == frozenset()
+
+
+class _FirstCredentialOnly(StaticIAM):
+    """Allows in-role requests only with the first credential object seen for an identity."""
+
+    credential_identity_matters = True
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.first: dict[str, object] = {}
+
+    def decide(self, req):
+        d = super().decide(req)
+        first = self.first.setdefault(req.identity, req.credential)
+        return d if req.credential is first else type(d)(False, ("not-first",))
+
+
+def test_a_control_keyed_by_credential_object_is_probed_per_object():
+    """A like-for-like reissue at 40 is another object: role weight before, 0 after."""
+    world = World(plain_spec())
+    probe, ctl, ledger, agent, role = _probe_alone(control=_FirstCredentialOnly("f", {}, world))
+    ident = agent.standing_identity
+    old = ctl.standing_credential(ident)
+    assert probe.state[0].weight == role > 0
+    assert ledger.revoke(old, 40.0)
+    new = ctl.credential_for(ident, agent.archetype, True, ledger, 40.0)
+    assert new is not old and new.perms == old.perms
+    assert probe.state[0].weight == 0.0
+
+
+def test_a_quarantine_with_no_credential_change_drops_authority_until_release():
+    """static_iam quarantined over [40, 70), credential untouched: W over [0, 40), [70, 100)."""
+    probe, ctl, _, agent, role = _probe_alone()
+    ctl.quarantined[agent.standing_identity] = 70.0
+    probe.changed(agent.standing_identity, 40.0)
+    assert probe.state[0].weight == 0.0
+    probe._advance(0, 100.0)
+    assert probe.state[0].weight == role
+    exp = probe.exposure
+    mine = [(a, b) for a, b, w in zip(exp._a, exp._b, exp._w, strict=True) if w == role
+            and a in (0.0, 70.0)]
+    assert mine == [(0.0, 40.0), (70.0, 100.0)]
+
+
+def test_an_expired_credential_schedules_no_further_change_point():
+    """A probe starting at 60 over a credential that expired at 50: no authority, next change never."""
+    from simharness.controls.base import Ledger
+
+    spec = plain_spec()
+    world = World(spec)
+    ctl = make("static_iam", "static_iam", {}, world)
+    agents = build_workload(spec, 0).agents
+    ledger = Ledger(world.weight)
+    probe = AuthorityProbe(ctl, world, agents, 0.0, 100.0)
+    ident = agents[0].standing_identity
+    ctl._standing[ident] = ledger.issue(ident, world.roles[agents[0].archetype], 0.0, ttl=50.0)
+    probe.start(60.0)
+    assert probe.state[0].weight == 0.0 and probe.state[0].valid_until == math.inf
+
+
+def test_a_credential_expiring_as_a_task_starts_gives_the_task_nothing():
+    """static_iam: a standing credential expiring at 50 as a task starts at 50 gives 0 at 50."""
+    probe, ctl, ledger, agent, role = _probe_alone()
+    ident = agent.standing_identity
+    ctl._standing[ident] = ledger.issue(ident, ctl.standing_credential(ident).perms, 0.0,
+                                        ttl=50.0, notify=False)
+    ledger.notify(ident, 0.0)
+    assert probe.state[0].weight == role and probe.state[0].valid_until == 50.0
+    probe.enter(0, _task_context(agent, ident, 1, "answer_ticket"), 50.0)
+    assert probe.state[0].weight == 0.0
+
+
+class _OfflineToken(StaticIAM):
+    """Verifies tokens offline: a credential is good until it expires, revoked or not."""
+
+    def decide(self, req):
+        cred = req.credential
+        ok = cred is not None and req.time < cred.expires and req.perm in cred.perms
+        return type(super().decide(req))(ok, ("offline-ok" if ok else "offline-deny",))
+
+
+def test_a_revoked_credential_still_loses_its_authority_at_expiry():
+    """A control that ignores revocation but checks expiry: the credential (ttl 50) revoked at
+    40 keeps its authority until 50 and has none from then (the probe must still look again
+    at the expiry of a revoked credential)."""
+    from simharness.controls.base import Ledger
+
+    spec = plain_spec()
+    world = World(spec)
+    ctl = _OfflineToken("o", {}, world)
+    agents = build_workload(spec, 0).agents
+    ledger = Ledger(world.weight)
+    probe = AuthorityProbe(ctl, world, agents, 0.0, 100.0)
+    ledger.on_change = probe.changed
+    ident = agents[0].standing_identity
+    cred = ctl._standing[ident] = ledger.issue(ident, world.roles[agents[0].archetype], 0.0,
+                                               ttl=50.0, notify=False)
+    probe.start(0.0)
+    role = sum(world.weight[p] for p in world.roles[agents[0].archetype])
+    assert probe.state[0].weight == role > 0
+    ledger.revoke(cred, 40.0)
+    assert probe.state[0].weight == role  # revocation ignored by this control
+    probe._advance(0, 100.0)
+    assert probe.state[0].weight == 0.0
+    mine = sorted((float(a), float(b)) for a, b, w in zip(
+        np.frombuffer(probe.exposure._a, dtype=float), np.frombuffer(probe.exposure._b, dtype=float),
+        np.frombuffer(probe.exposure._w, dtype=float), strict=True) if w == role)
+    assert mine == [(0.0, 40.0), (40.0, 50.0)]
