@@ -370,7 +370,7 @@ class Engine:
         for task in tasks:
             if env.now < task.arrival:
                 yield task.arrival - env.now
-            yield from self._task(task, None, None)
+            yield from self._task(task, None)
 
     def _agent_concurrent(self, agent: AgentInfo, tasks: list[Task], slots: float):
         """An agent working on up to `slots` tasks at once: each starts on arrival if a slot
@@ -380,7 +380,7 @@ class Engine:
         running = [0]
 
         def work(task: Task):
-            yield from self._task(task, None, None)
+            yield from self._task(task, None)
             running[0] -= 1
             if waiting:
                 running[0] += 1
@@ -398,7 +398,7 @@ class Engine:
     def _identity(self, agent: AgentInfo, task: Task) -> str:
         return agent.standing_identity or f"{agent.name}/t{task.id}"
 
-    def _task(self, task: Task, parent: TaskContext | None, parent_cred: Credential | None,
+    def _task(self, task: Task, parent_cred: Credential | None,
               origin: tuple[str, frozenset] | None = None):
         """A task process: returns True when it completed every step."""
         env, control, ledger = self.env, self.control, self.ledger
@@ -436,7 +436,7 @@ class Engine:
             pending = 0.0
             if isinstance(step, Delegation):
                 # The delegator waits for the sub-task: run it inline.
-                sub_ok = yield from self._task(step.task, ctx, cred, (origin_identity, origin_role))
+                sub_ok = yield from self._task(step.task, cred, (origin_identity, origin_role))
                 if not sub_ok and self.abort:
                     ok = False
                     break

@@ -838,3 +838,116 @@ def test_a_cache_ttl_under_a_second_still_caches():
     log = simulate(workload(spec, [task(1, SUPPORT, steps)]), spy, probe=False)
     assert [r[A["latency"]] for r in log.actions] == pytest.approx([0.2, 0.0])
     assert len(spy.asked) == 1
+
+
+# --------------------------------------------------------------------------- fourth sample
+
+LEADING_CHECKS = [Local(Uniform(dist="uniform", low=0.01, high=0.02)), pdp()]
+
+
+def test_an_action_the_directory_no_longer_grants_is_not_entitled():
+    """A stale-authorization action (entitled=False) reaches decide() not entitled although
+    its permission is in the agent's role; the agent's own use of it is entitled."""
+    spec = tiny_spec()
+    stale = InjectedAction(CRM_READ, 1.0, 1.0, 0.0, misuse_id=0, kind="stale_authorization",
+                           goal=True, entitled=False)
+    seen: list = []
+    spy = Spy(World(spec), verdict=_recording(seen, "perm", "entitled"))
+    simulate(workload(spec, [task(1, SUPPORT, [act(CRM_READ), stale])]), spy, probe=False)
+    assert seen == [(CRM_READ, True), (CRM_READ, False)]
+
+
+def test_a_passthrough_two_levels_down_presents_its_delegators_holder():
+    """A passthrough in a sub-sub-task presents (as identity) the holder of its delegator's
+    credential, not the chain's top-level agent."""
+    spec = tiny_spec()
+    world = World(spec)
+
+    def start(ctx, ledger, now):
+        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, kind="task",
+                            task_id=ctx.task.id)
+
+    sneak = InjectedAction(SQL_WRITE, 1.0, 1.0, 0.0, misuse_id=0, kind="token_passthrough",
+                           goal=True, present=PASSTHROUGH)
+    inner = task(3, SUPPORT, [sneak], type_="answer_ticket", depth=2)
+    middle = task(2, BILLING, [act(SQL_READ), Delegation(1.0, inner)], type_="issue_refund",
+                  depth=1)
+    tasks = [task(1, SUPPORT, [act(CRM_READ), Delegation(1.0, middle)], type_="refund")]
+    seen: list = []
+    spy = Spy(world, verdict=_recording(seen, "task_id", "identity", "chain_origin"),
+              start=start)
+    simulate(workload(spec, tasks), spy, probe=False)
+    assert seen == [(1, "support-0", "support-0"), (2, "billing-0/t2", "support-0"),
+                    (3, "billing-0/t2", "support-0")]
+
+
+def test_a_renewed_task_credential_restores_the_authority_at_once():
+    """With the probe on, a task credential renewed mid-task is probed at the renewal (not
+    left at the expired one's empty authority until the task ends)."""
+    spec = tiny_spec()
+    world = World(spec)
+
+    class Renewing(Spy):
+        credential_identity_matters = True  # probe each credential object on its own
+
+        def renew(self, ctx, old, ledger, now):
+            return ledger.issue(old.holder, old.perms, now, 10.0, kind="task",
+                                task_id=old.task_id)
+
+    def start(ctx, ledger, now):
+        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, 10.0,
+                            kind="task", task_id=ctx.task.id)
+
+    def live(req):
+        ok = req.credential is not None and req.time < req.credential.expires
+        return Decision(ok, ("ok" if ok else "expired",))
+
+    steps = [act(CRM_READ, duration=2.0), act(CRM_READ, think=20.0, duration=2.0),
+             act(CRM_READ, think=20.0)]
+    spy = Renewing(world, verdict=live, start=start)
+    log = simulate(workload(spec, [task(1, SUPPORT, steps)]), spy)
+    first, renewed = log.ledger.credentials[:2]
+    assert (first.issued, first.expires, renewed.issued, renewed.expires) == (0, 10, 22, 32)
+    # Step 2 at 2 + 20 = 22 (renewal then); the probe asks about every permission with the
+    # renewed credential at 22, beside the step's own request.
+    at_renewal = {q["perm"] for q in spy.asked if q["cred"] is renewed and q["time"] == 22.0}
+    assert at_renewal == set(world.all_perms)
+
+
+def test_a_delegated_request_behind_leading_local_checks_names_the_chain_origin():
+    """With varying local checks before the PDP (the queued path), a delegated sub-task's
+    requests still carry the top-level agent's identity as chain origin."""
+    spec = tiny_spec()
+    sub = task(2, BILLING, [act(SQL_WRITE)], type_="issue_refund", depth=1)
+    tasks = [task(1, SUPPORT, [act(CRM_READ), Delegation(1.0, sub)], type_="refund")]
+    seen: list = []
+    spy = Spy(World(spec), path=LEADING_CHECKS,
+              verdict=_recording(seen, "task_id", "identity", "chain_origin"))
+    simulate(workload(spec, tasks), spy, probe=False)
+    assert seen == [(1, "support-0", "support-0"), (2, "billing-0/t2", "support-0")]
+
+
+@pytest.mark.parametrize("platform", ["first_party", "third_party"])
+def test_a_replay_without_a_credential_gets_a_standing_one_revocable_on_its_platform(platform):
+    """An insider replay of a task that presented no credential is given the identity's
+    standing credential, issued then, revocable only for a first-party agent."""
+    spec = tiny_spec(agents=[dict(MINI["agents"][0], count=1),
+                             dict(MINI["agents"][1], count=1, identity="per_task",
+                                  platform=platform)])
+
+    class Standing(Spy):
+        standing = True
+
+    # depth 0: the passthrough presents no credential, so none is issued in the task
+    sneak = InjectedAction(SQL_READ, 0.0, 1.0, 0.0, misuse_id=0, kind="token_passthrough",
+                           goal=True, present=PASSTHROUGH)
+    replay = (InjectedAction(SQL_READ, 30.0, 1.0, 0.0, misuse_id=1, kind="token_replay",
+                             goal=True, present=REPLAY),)
+    tasks = [task(1, BILLING, [sneak], type_="reconcile", replay=replay)]
+    spy = Standing(World(spec))
+    log = simulate(workload(spec, tasks), spy, probe=False)
+    support, billing = log.ledger.credentials
+    # The task ends at 0 + 1 s; the replay 30 s later.
+    assert (support.holder, billing.holder, billing.issued) == ("support-0", "billing-0/t1", 31.0)
+    assert [q["cred"] for q in spy.asked] == [None, billing]
+    assert billing.revocable is (platform == "first_party")
