@@ -8,12 +8,11 @@ message), never taken from another run of the code."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
 
-from simharness.actions import Action, Delegation, Task, intern_perm
+from simharness.actions import Action, Delegation, intern_perm
 from simharness.controls import base
 from simharness.controls.base import (
     Control,
@@ -27,16 +26,21 @@ from simharness.controls.base import (
 from simharness.controls.per_action_policy import CALIBRATION_REQUESTS, PolicyParams
 from simharness.engine import simulate
 from simharness.policy import engines
-from simharness.spec import ScenarioSpec
 from simharness.testing import request_for
 from simharness.workload import build_workload
-from tests.conftest import MINI, make_spec
-
-SUPPORT, BILLING = 0, 1  # agent indexes in one_each_spec (support-0, billing-0)
-CRM_READ = intern_perm("crm_api", "read", "crm")
-DOCS_READ = intern_perm("docs", "read", "wiki")
-SQL_READ = intern_perm("sql", "read", "ledger")
-SQL_WRITE = intern_perm("sql", "write", "ledger")
+from tests.conftest import make_spec
+from tests.handbuilt import (
+    BILLING,
+    CRM_READ,
+    CRM_WRITE,
+    DOCS_READ,
+    SQL_READ,
+    SQL_WRITE,
+    SUPPORT,
+    task,
+    tiny_spec,
+    workload,
+)
 
 
 class Plugin(Control):
@@ -154,21 +158,6 @@ def test_params_problems_build_a_plugin_with_a_string_name(registry):
 # --------------------------------------------------------------------------- task context
 
 
-def one_each_spec() -> ScenarioSpec:
-    """MINI with one agent per archetype (support-0 per_agent, billing-0 per_task)."""
-    data = copy.deepcopy(MINI)
-    data["agents"][0]["count"] = 1
-    data["agents"][1].update(count=1, identity="per_task")
-    data.update(horizon="2h", replications=1)
-    return ScenarioSpec.model_validate(data)
-
-
-def plan(tid: int, agent: int, steps: list, arrival: float = 0.0, type_: str = "answer_ticket",
-         depth: int = 0) -> Task:
-    perms = frozenset(s.perm for s in steps if not isinstance(s, Delegation))
-    return Task(tid, type_, agent, arrival, steps, perms, depth=depth, declared=perms)
-
-
 class DepthSpy(Control):
     """A plug-in that records (task id, ctx.chain_depth) at every task start."""
 
@@ -188,15 +177,13 @@ class DepthSpy(Control):
 
 def test_task_start_context_carries_the_chain_depth():
     """on_task_start sees chain_depth 0 for top-level tasks and 1 for a delegated sub-task."""
-    spec = one_each_spec()
-    sub = plan(2, BILLING, [Action(SQL_WRITE, 0.0, 1.0, 0.0)], type_="issue_refund", depth=1)
-    tasks = [plan(1, SUPPORT, [Action(CRM_READ, 0.0, 1.0, 0.0), Delegation(1.0, sub)],
+    spec = tiny_spec()
+    sub = task(2, BILLING, [Action(SQL_WRITE, 0.0, 1.0, 0.0)], type_="issue_refund", depth=1)
+    tasks = [task(1, SUPPORT, [Action(CRM_READ, 0.0, 1.0, 0.0), Delegation(1.0, sub)],
                   type_="refund"),
-             plan(3, BILLING, [Action(SQL_READ, 0.0, 1.0, 0.0)], arrival=100.0, type_="reconcile")]
-    wl = build_workload(spec, 0)
-    wl.tasks, wl.misuse = tasks, []
+             task(3, BILLING, [Action(SQL_READ, 0.0, 1.0, 0.0)], arrival=100.0, type_="reconcile")]
     spy = DepthSpy(World(spec))
-    simulate(wl, spy, probe=False)
+    simulate(workload(spec, tasks), spy, probe=False)
     assert spy.starts == [(1, 0), (2, 1), (3, 0)]
 
 
@@ -325,13 +312,12 @@ def _task_context(world: World, tid: int, steps: list, declared_args: dict):
     from simharness.controls.base import TaskContext
 
     agent = build_workload(world.spec, 0).agents[SUPPORT]
-    t = plan(tid, SUPPORT, steps)
+    t = task(tid, SUPPORT, steps)
     t.declared_args = declared_args
     return TaskContext(t, agent, "support-0", None, 0, True)
 
 
 HTTP_SEND = intern_perm("http", "send", "outbound_mail")
-CRM_WRITE = intern_perm("crm_api", "write", "crm")
 
 
 def test_a_task_policy_is_generated_for_its_task():

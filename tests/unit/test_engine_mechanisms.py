@@ -9,7 +9,6 @@ expected time, latency and source below is worked out from the plan, not from an
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import Counter
 
@@ -20,54 +19,30 @@ from simharness import engine as engine_module
 from simharness.actions import (
     PASSTHROUGH,
     REPLAY,
-    Action,
     Delegation,
     InjectedAction,
-    Task,
     intern_perm,
 )
 from simharness.controls.base import Control, Decision, Local, Station, World, make
 from simharness.engine import A, Kernel, SimPyKernel, T, simulate
-from simharness.spec import ScenarioSpec
 from simharness.units import Constant, Uniform
 from simharness.workload import build_workload
 from tests.conftest import MINI
+from tests.handbuilt import (
+    BILLING,
+    CRM_READ,
+    CRM_WRITE,
+    DOCS_READ,
+    SQL_READ,
+    SQL_WRITE,
+    SUPPORT,
+    act,
+    task,
+    tiny_spec,
+    workload,
+)
 
-SUPPORT, BILLING = 0, 1  # agent indexes in tiny_spec (support-0, billing-0)
-CRM_READ = intern_perm("crm_api", "read", "crm")
-CRM_WRITE = intern_perm("crm_api", "write", "crm")
-DOCS_READ = intern_perm("docs", "read", "wiki")
-SQL_READ = intern_perm("sql", "read", "ledger")
-SQL_WRITE = intern_perm("sql", "write", "ledger")
 ZERO = Constant(value=0.0)
-
-
-def tiny_spec(**changes) -> ScenarioSpec:
-    """MINI with one agent per archetype (support-0 per_agent, billing-0 per_task)."""
-    data = copy.deepcopy(MINI)
-    data["agents"][0]["count"] = 1
-    data["agents"][1].update(count=1, identity="per_task")
-    data.update(horizon="2h", replications=1)
-    data.update(changes)
-    return ScenarioSpec.model_validate(data)
-
-
-def act(perm, think: float = 0.0, duration: float = 1.0, risk: float = 0.0) -> Action:
-    return Action(perm, think, duration, risk)
-
-
-def task(tid: int, agent: int, steps: list, arrival: float = 0.0, type_: str = "answer_ticket",
-         depth: int = 0, **kw) -> Task:
-    perms = frozenset(s.perm for s in steps if not isinstance(s, Delegation))
-    return Task(tid, type_, agent, arrival, steps, perms, depth=depth, declared=perms, **kw)
-
-
-def workload(spec: ScenarioSpec, tasks: list[Task]):
-    """The spec's agents with exactly these tasks (no sampled ones, no misuse)."""
-    wl = build_workload(spec, 0)
-    wl.tasks = tasks
-    wl.misuse = []
-    return wl
 
 
 def pdp(**kw) -> Station:
@@ -116,6 +91,19 @@ class Spy(Control):
 
     def path(self):
         return list(self._path)
+
+
+def task_token(world, ttl: float = math.inf, passthrough: bool = False):
+    """An on_task_start hook issuing each task a token of its agent's role (`ttl` long); with
+    `passthrough`, a delegate works with its delegator's token instead."""
+
+    def start(ctx, ledger, now):
+        if passthrough and ctx.parent_credential is not None:
+            return ctx.parent_credential
+        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, ttl,
+                            kind="task", task_id=ctx.task.id)
+
+    return start
 
 
 def deny_docs(req):
@@ -239,11 +227,7 @@ def test_delegated_actions_under_leading_local_checks_keep_the_parent_credential
     spec = tiny_spec()
     world = World(spec)
 
-    def start(ctx, ledger, now):
-        if ctx.parent_credential is not None:
-            return ctx.parent_credential  # passthrough delegation
-        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, kind="task",
-                            task_id=ctx.task.id)
+    start = task_token(world, passthrough=True)
 
     sneak = InjectedAction(CRM_READ, 1.0, 1.0, 0.0, misuse_id=0, kind="token_passthrough",
                            goal=True, present=PASSTHROUGH)
@@ -531,9 +515,7 @@ def _replay_run(spec):
         seen.append((req.time, req.attested, req.credential.id if req.credential else -1))
         return Decision(True, ("ok",))
 
-    def start(ctx, ledger, now):
-        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, kind="task",
-                            task_id=ctx.task.id)
+    start = task_token(world)
 
     replay = (InjectedAction(CRM_READ, 30.0, 1.0, 0.0, misuse_id=0, kind="token_replay",
                              goal=True, present=REPLAY),)
@@ -664,9 +646,7 @@ def test_passthrough_and_impersonation_are_not_attested():
     spec = tiny_spec()
     world = World(spec)
 
-    def start(ctx, ledger, now):
-        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, kind="task",
-                            task_id=ctx.task.id)
+    start = task_token(world)
 
     sneak = InjectedAction(CRM_READ, 1.0, 1.0, 0.0, misuse_id=0, kind="token_passthrough",
                            goal=True, present=PASSTHROUGH)
@@ -813,9 +793,7 @@ def test_a_replayed_token_request_has_no_token_mode():
     seen: list = []
     world = World(spec)
 
-    def start(ctx, ledger, now):
-        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, kind="task",
-                            task_id=ctx.task.id)
+    start = task_token(world)
 
     def verdict(req):
         seen.append((req.source, req.token_mode))
@@ -863,9 +841,7 @@ def test_a_passthrough_two_levels_down_presents_its_delegators_holder():
     spec = tiny_spec()
     world = World(spec)
 
-    def start(ctx, ledger, now):
-        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, kind="task",
-                            task_id=ctx.task.id)
+    start = task_token(world)
 
     sneak = InjectedAction(SQL_WRITE, 1.0, 1.0, 0.0, misuse_id=0, kind="token_passthrough",
                            goal=True, present=PASSTHROUGH)
@@ -894,9 +870,7 @@ def test_a_renewed_task_credential_restores_the_authority_at_once():
             return ledger.issue(old.holder, old.perms, now, 10.0, kind="task",
                                 task_id=old.task_id)
 
-    def start(ctx, ledger, now):
-        return ledger.issue(ctx.identity, world.roles[ctx.agent.archetype], now, 10.0,
-                            kind="task", task_id=ctx.task.id)
+    start = task_token(world, ttl=10.0)
 
     def live(req):
         ok = req.credential is not None and req.time < req.credential.expires
