@@ -472,3 +472,23 @@ def test_a_task_arriving_exactly_at_the_warm_up_counts_in_task_times():
     log = NS(warmup=100.0, tasks=tasks, workload=NS(tasks=[NS(id=0), NS(id=1)]))
     out = metrics.task_times(log)
     assert out[0] == 30.0 and math.isnan(out[1])
+
+
+def test_credential_exposure_does_not_depend_on_the_order_of_its_terms():
+    """Exactly rounded (math.fsum): the same figure to the last bit with the log's actions in
+    reverse, where a dot product or a pairwise sum would round differently (and did, between
+    two machines' BLAS builds)."""
+    import dataclasses
+
+    from simharness.controls.base import World, make
+    from simharness.engine import simulate
+    from simharness.loader import load_scenario
+    from simharness.workload import build_workload
+
+    spec = load_scenario("baseline", overrides=["horizon=2h", "warmup=0s"])
+    e = spec.control("jit_per_task")
+    log = simulate(build_workload(spec, 0), make(e.name, e.model, e.params, World(spec)),
+                   probe=False)
+    flipped = dataclasses.replace(log, actions=log.actions[::-1])
+    assert len(metrics._credential_terms(log)[2]) > 1000
+    assert metrics.credential_exposure(flipped) == metrics.credential_exposure(log)
