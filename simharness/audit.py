@@ -11,21 +11,22 @@ Columns: `control`, `replication`, one per swept parameter, then `engine.ACTION_
 Every action is written, including those before the warm-up; the summary's `actions` counts only
 those with `time >= warmup`. Hidden `none` reference runs (task inflation) are not audited.
 
-Memory: rows are converted `CHUNK_ROWS` at a time, so the writer adds a bounded amount on top of
-the run's own action log.
+Memory: the engine hands the writer `CHUNK_ROWS` actions at a time as it logs them, and a run
+that streams its log (`keep_log=False`) keeps none of them after that, so the writer adds one
+row group's worth of memory to a run of any length.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from simharness.engine import ACTION_FIELDS
+from simharness.records import ACTION_FIELDS, CHUNK_ROWS
 from simharness.results import atomic_path
 
-CHUNK_ROWS = 16_384
 AUDIT_DIR = "audit"
 MERGED = "actions.parquet"
 _EXTRA_HINT = "--audit needs pyarrow: pip install 'simharness[parquet]'"
@@ -94,27 +95,44 @@ def _cell(v: Any, typ) -> Any:
     return v
 
 
-def write_run(path: str | os.PathLike[str], actions: Sequence[tuple], control: str,
-              replication: int, point: Mapping[str, Any], sweep: Mapping[str, Any]) -> Path:
-    """Write one run's action log to `path` in chunks, atomically."""
+@contextlib.contextmanager
+def run_writer(path: str | os.PathLike[str], control: str, replication: int,
+               point: Mapping[str, Any], sweep: Mapping[str, Any]
+               ) -> Iterator[Callable[[Sequence[tuple]], None]]:
+    """One run's audit file, written as the run logs: yields `write(chunk)`, which appends a
+    chunk of action records as one row group. The file appears (atomically) when the block
+    ends without error; on an error nothing is left behind."""
     pa, pq = _pa()
     sch = schema(sweep)
-    path = Path(path)
     consts = {"control": control, "replication": replication,
               **{k: _cell(point.get(k), sch.field(k).type) for k in sweep}}
+    types = [sch.field(name).type for name in ACTION_FIELDS]
+    strings = [pa.types.is_string(typ) for typ in types]
+    written = [0]
+
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, sch, compression="zstd") as writer:
-        for start in range(0, max(len(actions), 1), CHUNK_ROWS):
-            chunk = actions[start:start + CHUNK_ROWS]
+        def write(chunk: Sequence[tuple]) -> None:
             n = len(chunk)
             cols = [pa.array([v] * n, type=sch.field(k).type) for k, v in consts.items()]
             by_field = list(zip(*chunk, strict=True)) if n else [() for _ in ACTION_FIELDS]
-            for name, values in zip(ACTION_FIELDS, by_field, strict=True):
-                typ = sch.field(name).type
-                cells = [_cell(v, typ) for v in values] if pa.types.is_string(typ) else values
+            for values, typ, string in zip(by_field, types, strings, strict=True):
+                cells = [_cell(v, typ) for v in values] if string else values
                 cols.append(pa.array(cells, type=typ))
             writer.write_batch(pa.RecordBatch.from_arrays(cols, schema=sch))
-            del chunk, by_field, cols
-    return path
+            written[0] += 1
+
+        yield write
+        if not written[0]:  # a run without actions still gets its (empty) file
+            write([])
+
+
+def write_run(path: str | os.PathLike[str], actions: Sequence[tuple], control: str,
+              replication: int, point: Mapping[str, Any], sweep: Mapping[str, Any]) -> Path:
+    """Write one run's kept action log to `path` in chunks, atomically."""
+    with run_writer(path, control, replication, point, sweep) as write:
+        for start in range(0, len(actions), CHUNK_ROWS):
+            write(actions[start:start + CHUNK_ROWS])
+    return Path(path)
 
 
 def merge(folder: str | os.PathLike[str], keys_in_order: Sequence[str],

@@ -19,7 +19,7 @@ import gc
 import heapq
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,34 +49,28 @@ from simharness.controls.base import (
     Station,
     TaskContext,
 )
+from simharness.records import (  # noqa: F401  (re-exported: the log's layout)
+    ACTION_FIELDS,
+    CHUNK_ROWS,
+    COMPLETED,
+    FAILED,
+    IN_FLIGHT,
+    REVOCATION_REASONS,
+    TASK_FIELDS,
+    A,
+    T,
+)
 from simharness.reviewers import APPROVED, TIMEOUT, ReviewDesk
 from simharness.rng import BlockSampler, keyed_uniform
+from simharness.tally import Tally, tail_of
 from simharness.units import Constant, Uniform
 from simharness.workload import Workload
 
-# One action-log record per requested action (a tuple: cheap to append, easy to export).
-ACTION_FIELDS = (
-    "time", "agent", "identity", "archetype", "platform", "task", "depth", "tool",
-    "action", "resource", "destination", "in_scope", "misuse_id", "kind", "goal",
-    "source",  # plan | deviation | retry | replan | misuse
-    "requester",  # agent | external (the request's own source, what a proxy sees)
-    "allowed", "reasons", "latency", "duration", "credential", "risk", "visible", "attributed",
-    "without_decision", "weight", "chain_origin", "token_mode",
-    "review",  # "" | approved | rejected | timeout (an escalated request's human verdict)
-)
-A = {name: i for i, name in enumerate(ACTION_FIELDS)}
-
-TASK_FIELDS = ("task", "agent", "type", "depth", "arrival", "start", "end", "status", "misuse_id",
-               "identity")
-T = {name: i for i, name in enumerate(TASK_FIELDS)}
-
-COMPLETED, FAILED, IN_FLIGHT = "completed", "failed", "in_flight"
 # What `_act` needs besides the action: task, agent, identity, credential, task context, chain
 # origin identity and role, the delegator's credential, the sensitivity of the data read so far
 # and the resources read so far.
 ActContext = tuple[Task, AgentInfo, str, "Credential | None", TaskContext, str, frozenset,
                    "Credential | None", "str | None", frozenset]
-REVOCATION_REASONS = frozenset({"identity-quarantined", "credential-revoked", "token-revoked"})
 
 
 class Kernel:
@@ -254,13 +248,15 @@ class RunLog:
     warmup: float
     authority: AuthorityResult | None = None  # None: run without probing
     review: ReviewDesk | None = None  # the human reviewers, for models that escalate
+    tally: Tally | None = None  # running totals (metrics read these, not the logs)
 
 
 class Engine:
     """Runs one workload against one control."""
 
     def __init__(self, workload: Workload, control: Control, root_seed: int | None = None,
-                 keep_plans: bool = True, probe: bool = True, backend: str | None = None):
+                 keep_plans: bool = True, probe: bool = True, backend: str | None = None,
+                 keep_log: bool = True, on_chunk: Callable[[list[tuple]], None] | None = None):
         spec = workload.spec
         self.w = workload
         self.control = control
@@ -271,6 +267,16 @@ class Engine:
         self.ledger = Ledger(workload.weight)
         self.actions: list[tuple] = []
         self.tasks: list[tuple] = []
+        # The log goes to the tally (and `on_chunk`, e.g. the audit writer) every CHUNK_ROWS
+        # actions; keep_log=False drops each chunk then, so a run's memory does not grow with
+        # its length (metrics come from the tally either way: the same bytes).
+        self.keep_log = keep_log
+        self.on_chunk = on_chunk
+        self.tally = Tally(spec.warmup, spec.horizon, workload.n_top, self.ledger.credentials,
+                           workload.weight)
+        self._fed = 0  # actions of `actions` handed on already
+        self._dropped = 0  # actions handed on and dropped (keep_log=False)
+        self._flush_at = CHUNK_ROWS
         self.flagged: set[int] = set()
         self.policy_evaluations = 0
         self.horizon, self.warmup = spec.horizon, spec.warmup
@@ -334,9 +340,6 @@ class Engine:
     # -- running ----------------------------------------------------------------------------
     def run(self) -> RunLog:
         """Simulate to the horizon and return the log."""
-        by_agent: dict[int, list[Task]] = {}
-        for t in self.w.tasks:
-            by_agent.setdefault(t.agent, []).append(t)
         if self.probe is not None:
             self.ledger.on_change = self.probe.changed
         # Standing credentials exist from the start, whether or not the agent works today.
@@ -346,8 +349,9 @@ class Engine:
                                             agent.platform == "first_party", self.ledger, 0.0)
         if self.probe is not None:
             self.probe.start(0.0)
-        for idx, tasks in by_agent.items():
+        for idx in self.w.working_agents():
             agent = self.w.agents[idx]
+            tasks = self.w.agent_tasks(idx)  # sampled as the agent gets to them
             slots = self.w.spec.agent(agent.archetype).concurrency
             # One at a time keeps the original process (same events, same bytes).
             self.env.start(self._agent(agent, tasks) if slots == 1
@@ -360,19 +364,33 @@ class Engine:
             self.env.run(self.horizon)
         finally:
             gc.unfreeze()
+        self._flush(math.inf)
         return RunLog(self.w, self.control, self.actions, self.tasks, self.ledger,
                       self.flagged, self.stations, self.policy_evaluations, self.horizon,
                       self.warmup, self.probe.finish() if self.probe is not None else None,
-                      self.review)
+                      self.review, self.tally)
 
-    def _agent(self, agent: AgentInfo, tasks: list[Task]):
+    def _flush(self, now: float) -> None:
+        """Hand the actions logged since the last flush to the tally and `on_chunk`."""
+        chunk = self.actions[self._fed:]
+        self.tally.add_actions(chunk, now)
+        if self.on_chunk is not None and chunk:
+            self.on_chunk(chunk)
+        if self.keep_log:
+            self._fed = len(self.actions)
+        else:
+            self._dropped += len(chunk)
+            self.actions = []
+        self._flush_at = self._fed + CHUNK_ROWS
+
+    def _agent(self, agent: AgentInfo, tasks: Iterable[Task]):
         env = self.env
         for task in tasks:
             if env.now < task.arrival:
                 yield task.arrival - env.now
             yield from self._task(task, None)
 
-    def _agent_concurrent(self, agent: AgentInfo, tasks: list[Task], slots: float):
+    def _agent_concurrent(self, agent: AgentInfo, tasks: Iterable[Task], slots: float):
         """An agent working on up to `slots` tasks at once: each starts on arrival if a slot
         is free, else when the earliest waiting task gets one (FCFS)."""
         env = self.env
@@ -411,7 +429,9 @@ class Engine:
         start = env.now
         record = [task.id, task.agent, task.type, task.depth, task.arrival, start, math.nan,
                   IN_FLIGHT, task.misuse_id, identity]
-        self.tasks.append(record)  # type: ignore[arg-type]
+        if self.keep_log:
+            self.tasks.append(record)  # type: ignore[arg-type]
+        self.tally.task_started(record)
         probe, held = self.probe, None
         if probe is not None:
             probe.hold()
@@ -489,6 +509,9 @@ class Engine:
             probe.leave(agent.index, held, env.now)  # type: ignore[union-attr]
         record[T["end"]] = env.now
         record[T["status"]] = COMPLETED if ok else FAILED
+        if task.depth == 0:
+            self.tally.task_ended(record, self.w.top_index(task), self.w.misuse_of(task),
+                                  tail_of(task))
         if not self.keep_plans:
             task.steps = []
         if task.replay:
@@ -685,11 +708,12 @@ class Engine:
         latency_total = req.time - t_req
         allowed = decision.allow
         duration = a.duration if allowed else 0.0
-        idx = len(self.actions)
+        actions = self.actions
+        idx = self._dropped + len(actions)  # its index in the whole run's log
         # A send weighs by the sensitivity of the data it carries, not of its destination.
         w = (self._sens_w[a.data_sensitivity] * self._act_w[req.action]
              if a.data_sensitivity is not None else self.w.weight.get(a.perm, 0.0))
-        self.actions.append((
+        actions.append((
             t_req, agent.index, req.identity, req.archetype, agent.platform, task.id, task.depth, req.tool, req.action, req.resource.name, req.resource.destination,
             req.in_scope, a.misuse_id, a.kind, a.goal, source or a.source, req.source, allowed,
             self._reason_text(decision.reasons), latency_total, duration,
@@ -706,7 +730,9 @@ class Engine:
                     use_weight(weight[a.perm])
             control.on_allow(req, self.ledger, req.time)
             if self.detector is not None and visible and a.risk > self.detector[0]:
-                env.start(self._flag(idx, req.identity, self.detector[1] + latency + duration))
+                env.start(self._flag(idx, req.identity, a, self.detector[1] + latency + duration))
+        if len(actions) >= self._flush_at:
+            self._flush(env.now)
         return allowed, latency + duration
 
     def _escalate(self, req: Request, decision: Decision, misuse: bool
@@ -745,17 +771,22 @@ class Engine:
         return tuple(req.resource.name if k == "resource" else getattr(req, k)
                      for k in st.spec.cache_key)
 
-    def _flag(self, idx: int, identity: str, delay: float):
+    def _flag(self, idx: int, identity: str, a: Action, delay: float):
         yield delay
         self.flagged.add(idx)
+        self.tally.flag(identity, a.misuse_id, a.goal)
         self.control.on_deviation(identity, self.ledger, self.env.now)
         if self.probe is not None:  # a quarantine without credentials changes authority too
             self.probe.changed(identity, self.env.now)
 
 
 def simulate(workload: Workload, control: Control, root_seed: int | None = None,
-             keep_plans: bool = True, probe: bool = True, backend: str | None = None) -> RunLog:
+             keep_plans: bool = True, probe: bool = True, backend: str | None = None,
+             keep_log: bool = True, on_chunk: Callable[[list[tuple]], None] | None = None
+             ) -> RunLog:
     """Run one control on one workload (keep_plans=False: see Engine; probe=False: no
     authority measurement, so no exposure or blast radius; backend: kernel | simpy, default
-    the scenario's `engine`)."""
-    return Engine(workload, control, root_seed, keep_plans, probe, backend).run()
+    the scenario's `engine`; keep_log=False: the action and task logs are not kept, only
+    what metrics need; on_chunk: called with each chunk of the action log as it is logged)."""
+    return Engine(workload, control, root_seed, keep_plans, probe, backend, keep_log,
+                  on_chunk).run()

@@ -15,8 +15,6 @@ left to the engine (`arithmetic_applies` is False).
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from simharness.actions import Delegation, Task
@@ -34,11 +32,11 @@ def none_task_times(workload: Workload) -> np.ndarray:
     top-level task (workload order), NaN unless it completed before the horizon, carried no
     injected misuse and arrived after the warm-up."""
     horizon, warmup = workload.spec.horizon, workload.spec.warmup
-    out = np.full(len(workload.tasks), np.nan)
-    # Tasks are grouped by agent, in arrival order: each agent's process runs them in turn.
-    for _, tasks in itertools.groupby(enumerate(workload.tasks), key=lambda kt: kt[1].agent):
+    out = np.full(workload.n_top, np.nan)
+    # Each agent's process runs its tasks in turn, in arrival order (sampled as they are read).
+    for agent in workload.working_agents():
         now = 0.0
-        for k, task in tasks:
+        for task in workload.agent_tasks(agent):
             if now < task.arrival:
                 now = now + (task.arrival - now)  # the agent process sleeps until the arrival
             start = now
@@ -47,7 +45,7 @@ def none_task_times(workload: Workload) -> np.ndarray:
                 break
             now = end
             if task.misuse_id < 0 and task.arrival >= warmup:
-                out[k] = end - start
+                out[workload.top_index(task)] = end - start
     return out
 
 

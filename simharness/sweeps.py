@@ -9,6 +9,7 @@ those files in the sweep's order, so the output is byte-identical whatever ran i
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import math
 import os
@@ -81,7 +82,14 @@ def run_one(task: RunTask, audit_dir: str | None = None,
     control = make(entry.name, entry.model, entry.params, World(spec))
     exporting = otel_dir is not None and not task.hidden
     parents = otel_export.delegation_parents(workload) if exporting else {}
-    log = simulate(workload, control, keep_plans=False, probe=probe)
+    with contextlib.ExitStack() as stack:
+        # The audit file is written as the run logs, and only an OTLP export needs the whole
+        # log afterwards: otherwise the run keeps running totals, not its log (tally.py).
+        write = stack.enter_context(auditing.run_writer(
+            auditing.run_path(audit_dir, task.key), entry.name, task.replication,
+            dict(task.point), audit_types or {})) if audit_dir is not None and not task.hidden else None
+        log = simulate(workload, control, keep_plans=False, probe=probe, keep_log=exporting,
+                       on_chunk=write)
     row = _identity_columns(task)
     grid, curve, exposure = metrics.exposure_curve(log)  # once: the timeline and the total
     row.update(metrics.compute(log, exposure))
@@ -100,10 +108,6 @@ def run_one(task: RunTask, audit_dir: str | None = None,
         assert otel_dir is not None
         otel_export.write_run(otel_export.run_path(otel_dir, entry.name, task.replication, task.key), log, parents, spec.name,
                               entry.name, task.replication)
-    if audit_dir is not None and not task.hidden:
-        # Last: the writer's chunk buffers then come after the metrics' peak, not on top of it.
-        auditing.write_run(auditing.run_path(audit_dir, task.key), log.actions, entry.name,
-                           task.replication, dict(task.point), audit_types or {})
     return result
 
 

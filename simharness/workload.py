@@ -1,20 +1,27 @@
-"""The pre-sampled workload of one replication: agents, tasks, plans, legitimate deviations,
-declared scopes, argument values, delegation and misuse.
+"""The workload of one replication: agents, tasks, plans, legitimate deviations, declared
+scopes, argument values, delegation and misuse.
 
-Pure Python and numpy, no SimPy. Everything that does not depend on the control is sampled here
-once, so every control of a replication sees the identical workload (common random numbers);
-`Workload.digest()` proves it. Each kind of draw has its own random stream, so turning on
-deviations or predicted scopes leaves the plans, timings and misuse of a replication as they
-were, and raising a probability only adds to what a lower one drew (one uniform per decision).
+Pure Python and numpy, no SimPy. Nothing here depends on the control, so every control of a
+replication sees the identical workload (common random numbers); `Workload.digest()` proves it.
+
+Each agent has its own random streams, one per kind of draw, so its tasks are a function of
+(seed, replication, agent) alone. That lets the engine sample an agent's next task only when the
+agent gets to it (`Workload.agent_tasks`): a run holds the tasks in flight, not the whole
+horizon's, and a ten-million-action run fits in the memory of a small one. Arrival times are
+drawn up front (eight bytes a task), since metrics count every task that arrived. Separate
+streams per kind of draw keep turning on deviations or predicted scopes from moving the plans,
+timings and misuse of a replication, and raising a probability only adds to what a lower one
+drew (one uniform per decision).
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 from array import array
 from bisect import bisect_right
-from dataclasses import dataclass
+from collections.abc import Iterator
 from itertools import accumulate
 
 import numpy as np
@@ -50,22 +57,132 @@ from simharness.units import Uniform
 
 UNIT = Uniform(dist="uniform", low=0.0, high=1.0)
 
-@dataclass(slots=True)
 class Workload:
-    spec: ScenarioSpec
-    replication: int
-    agents: list[AgentInfo]
-    by_archetype: dict[str, list[int]]
-    tasks: list[Task]  # top-level tasks, in arrival order per agent, agents in order
-    misuse: list[MisuseInstance]
-    weight: dict[Perm, float]
-    sensitivity: dict[str, str]  # resource -> level
+    """One replication's agents and tasks. Tasks are either sampled per agent on demand
+    (`build_workload`) or given (scripted workloads: traces, hand-built tests).
+
+    `agent_tasks(i)` is what the engine reads: agent i's top-level tasks in arrival order,
+    sampled as it iterates. `tasks` and `misuse` materialise everything (and keep it); they are
+    for analyses and tests, not for a large run.
+    """
+
+    __slots__ = ("spec", "replication", "agents", "by_archetype", "weight", "sensitivity",
+                 "_builder", "_arrivals", "_offsets", "_tasks", "_misuse", "_by_agent",
+                 "_top_index", "_misuse_of")
+
+    def __init__(self, spec: ScenarioSpec, replication: int, agents: list[AgentInfo],
+                 by_archetype: dict[str, list[int]], tasks: list[Task] | None,
+                 misuse: list[MisuseInstance] | None, weight: dict[Perm, float],
+                 sensitivity: dict[str, str], builder: WorkloadBuilder | None = None):
+        self.spec = spec
+        self.replication = replication
+        self.agents = agents
+        self.by_archetype = by_archetype
+        self.weight = weight
+        self.sensitivity = sensitivity  # resource -> level
+        self._builder = builder  # None: the tasks are given
+        self._tasks = tasks
+        self._misuse = misuse
+        self._by_agent: dict[int, list[Task]] | None = None
+        self._top_index: dict[int, int] | None = None
+        self._misuse_of: dict[int, list[MisuseInstance]] | None = None
+        if builder is not None:
+            self._arrivals = [builder.arrivals(a.index) for a in agents]
+            self._offsets = [0, *accumulate(len(x) for x in self._arrivals)]
+
+    # -- what the engine and the metrics read ---------------------------------------------------
+    def agent_tasks(self, agent: int) -> Iterator[Task]:
+        """Agent `agent`'s top-level tasks in arrival order (sampled as they are read, unless
+        the workload is given or was materialised)."""
+        if self._builder is None or self._tasks is not None:
+            return iter(self._grouped().get(agent, ()))
+        return self._builder.agent_tasks(agent, self._arrivals[agent], self._offsets[agent],
+                                         self._offsets[-1])
+
+    def working_agents(self) -> list[int]:
+        """The agents with tasks, in the order their first tasks appear in `tasks`."""
+        if self._builder is None or self._tasks is not None:
+            return list(self._grouped())
+        return [a.index for a in self.agents if len(self._arrivals[a.index])]
+
+    @property
+    def n_top(self) -> int:
+        """How many top-level tasks arrive over the horizon."""
+        if self._builder is None or self._tasks is not None:
+            return len(self.tasks)
+        return self._offsets[-1]
+
+    def top_index(self, task: Task) -> int:
+        """A top-level task's position in workload order (agents in order, then arrival)."""
+        if self._builder is not None:
+            return task.id  # sampled top-level tasks are numbered in that order
+        if self._top_index is None:
+            self._top_index = {t.id: i for i, t in enumerate(self.tasks)}
+        return self._top_index[task.id]
+
+    def arrived(self, lo: float, hi: float) -> int:
+        """How many top-level tasks arrive in [lo, hi)."""
+        if self._builder is None:
+            return sum(1 for t in self.tasks if lo <= t.arrival < hi)
+        return sum(int(np.searchsorted(a, hi) - np.searchsorted(a, lo)) for a in self._arrivals)
+
+    def misuse_of(self, task: Task) -> list[MisuseInstance]:
+        """The misuse instances injected into this top-level task."""
+        if self._builder is not None:
+            if task.misuse_id < 0 or task.depth or task.kind is None:
+                return []
+            return [MisuseInstance(task.misuse_id, task.kind, task.id, task.agent, task.arrival)]
+        if self._misuse_of is None:
+            self._misuse_of = {}
+            for m in self.misuse:
+                self._misuse_of.setdefault(m.task, []).append(m)
+        return self._misuse_of.get(task.id, [])
+
+    # -- everything at once ---------------------------------------------------------------------
+    @property
+    def tasks(self) -> list[Task]:
+        """Every top-level task, in arrival order per agent, agents in order (materialised)."""
+        if self._tasks is None:
+            self._tasks = list(self._fresh_tasks())
+        return self._tasks
+
+    @tasks.setter
+    def tasks(self, tasks: list[Task]) -> None:
+        self._tasks, self._by_agent, self._top_index, self._misuse_of = tasks, None, None, None
+        self._builder = None
+
+    @property
+    def misuse(self) -> list[MisuseInstance]:
+        if self._misuse is None:
+            self._misuse = [m for t in self.tasks for m in self.misuse_of(t)]
+        return self._misuse
+
+    @misuse.setter
+    def misuse(self, misuse: list[MisuseInstance]) -> None:
+        self._misuse, self._misuse_of = misuse, None
+
+    def _fresh_tasks(self) -> Iterator[Task]:
+        """Every top-level task, sampled afresh (not kept) unless materialised or given."""
+        if self._builder is None or self._tasks is not None:
+            yield from self.tasks
+            return
+        for a in self.agents:
+            yield from self.agent_tasks(a.index)
+
+    def _grouped(self) -> dict[int, list[Task]]:
+        if self._by_agent is None:
+            self._by_agent = {}
+            for t in self.tasks:
+                self._by_agent.setdefault(t.agent, []).append(t)
+        return self._by_agent
 
     def digest(self) -> str:
         """sha256 of everything sampled: equal across controls of a replication.
 
         Numbers go in as C doubles and labels as one joined text, rather than a repr per
-        action (which cost a sixth of a run)."""
+        action (which cost a sixth of a run). Sampled workloads are sampled afresh for it,
+        one agent at a time, so the digest of a large run costs time, not memory."""
+        h = hashlib.sha256()
         numbers = array("d")
         labels: list[str] = []
         for t in self.iter_tasks():
@@ -80,17 +197,22 @@ class Workload:
                 else:
                     numbers.extend((s.think, s.duration, s.risk))
                     labels.append(_action_label(s))
-        h = hashlib.sha256(numbers.tobytes())
+            if len(labels) > 65536:  # in pieces, so a large workload is never held at once
+                h.update(numbers.tobytes())
+                h.update("\n".join(labels).encode() + b"\n")
+                numbers, labels = array("d"), []
+        h.update(numbers.tobytes())
         h.update("\n".join(labels).encode())
         return h.hexdigest()
 
-    def iter_tasks(self):
+    def iter_tasks(self) -> Iterator[Task]:
         """Every task including delegated sub-tasks, depth first."""
-        stack = list(reversed(self.tasks))
-        while stack:
-            t = stack.pop()
-            yield t
-            stack.extend(s.task for s in reversed(t.steps) if isinstance(s, Delegation))
+        for top in self._fresh_tasks():
+            stack = [top]
+            while stack:
+                t = stack.pop()
+                yield t
+                stack.extend(s.task for s in reversed(t.steps) if isinstance(s, Delegation))
 
 
 def _action_label(a: Action) -> str:
@@ -124,6 +246,54 @@ def role_perms(spec: ScenarioSpec, role: dict[str, list[str]]) -> frozenset[Perm
                      for r in tools[tn].resources)
 
 
+AGENT_KEY = 0x5A6E  # marks an agent's streams in the seed tree (apart from the replication's)
+AGENT_BLOCK = 64  # draws per block of an agent's samplers: a run holds every agent's blocks
+
+
+class _Streams:
+    """The random streams one workload draws from, one per kind of draw: the replication's
+    (`key` empty; scripted workloads) or one agent's (`key` (AGENT_KEY, agent)). A sampler
+    starts drawing only when first used, so unused kinds cost a Generator, not a block."""
+
+    __slots__ = ("think", "step", "risk_benign", "risk_misuse", "task_type", "misuse_u",
+                 "delegation", "dev_u", "dev_think", "dev_step", "dev_risk", "scope_u", "arg_u",
+                 "_args", "_root", "_rep", "_key", "_block")
+
+    def __init__(self, spec: ScenarioSpec, root: int, rep: int, key: tuple[int, ...], block: int):
+        self._root, self._rep, self._key, self._block = root, rep, key, block
+        s = spec.timing
+
+        def sampler(dist, role: str, *sub: int) -> BlockSampler:
+            return BlockSampler(dist, seedtree.stream(root, rep, role, *key, *sub), block)
+
+        self.think = sampler(s.think, "timing", 0)
+        self.step = sampler(s.step, "timing", 1)
+        self.risk_benign = sampler(spec.signals.risk.benign, "signals")
+        self.risk_misuse = sampler(spec.signals.risk.misuse, "signals", 1)
+        self.task_type = sampler(UNIT, "arrivals", 1).next
+        self.misuse_u = sampler(UNIT, "misuse").next
+        self.delegation = seedtree.stream(root, rep, "delegation", *key)
+        # Deviations draw their own uniforms, timings and risk scores, so that the planned steps
+        # keep theirs whatever the deviation rates (paired comparisons across a sweep).
+        self.dev_u = sampler(UNIT, "behaviour").next
+        self.dev_think = sampler(s.think, "behaviour", 1).next
+        self.dev_step = sampler(s.step, "behaviour", 2).next
+        self.dev_risk = sampler(spec.signals.risk.benign, "behaviour", 3).next
+        self.scope_u = sampler(UNIT, "scope").next
+        self.arg_u = sampler(UNIT, "arguments").next
+        self._args: dict[tuple[str, int], BlockSampler] = {}
+
+    def arg_sampler(self, name: str, dist) -> BlockSampler:
+        """The sampler of a numeric argument (its own stream, numbered in order of first use)."""
+        key = (name, id(dist))
+        sampler = self._args.get(key)
+        if sampler is None:
+            sampler = self._args[key] = BlockSampler(
+                dist, seedtree.stream(self._root, self._rep, "arguments", *self._key,
+                                      1 + len(self._args)), self._block)
+        return sampler
+
+
 class WorkloadBuilder:
     """Samples one replication's workload from the seed tree."""
 
@@ -131,27 +301,10 @@ class WorkloadBuilder:
         self.spec = spec
         self.replication = replication
         root = self._root = spec.seed if root_seed is None else root_seed
-        s = spec.timing
-        self._think = BlockSampler(s.think, seedtree.stream(root, replication, "timing", 0))
-        self._step = BlockSampler(s.step, seedtree.stream(root, replication, "timing", 1))
-        sig = seedtree.stream(root, replication, "signals")
-        self._risk_benign = BlockSampler(spec.signals.risk.benign, sig)
-        self._risk_misuse = BlockSampler(
-            spec.signals.risk.misuse, seedtree.stream(root, replication, "signals", 1))
-        self._arrivals = seedtree.stream(root, replication, "arrivals")
-        self._misuse_rng = seedtree.stream(root, replication, "misuse")
-        self._delegation = seedtree.stream(root, replication, "delegation")
-        # Deviations draw their own uniforms, timings and risk scores, so that the planned steps
-        # keep theirs whatever the deviation rates (paired comparisons across a sweep).
-        dev = seedtree.stream(root, replication, "behaviour")
-        self._dev_u = BlockSampler(UNIT, dev).next
-        self._dev_think = BlockSampler(s.think, seedtree.stream(root, replication, "behaviour", 1)).next
-        self._dev_step = BlockSampler(s.step, seedtree.stream(root, replication, "behaviour", 2)).next
-        self._dev_risk = BlockSampler(spec.signals.risk.benign,
-                                      seedtree.stream(root, replication, "behaviour", 3)).next
-        self._scope_u = BlockSampler(UNIT, seedtree.stream(root, replication, "scope")).next
-        self._arg_u = BlockSampler(UNIT, seedtree.stream(root, replication, "arguments")).next
-        self._arg_samplers: dict[tuple[str, int], BlockSampler] = {}
+        # Scripted workloads (traces, injection cases) draw from the replication's streams;
+        # sampled ones from each agent's own (`agent_tasks`).
+        self._script = self._s = _Streams(spec, root, replication, (), 4096)
+        self._script_ids = self._ids = itertools.count()
         self.declared_rule = spec.scope_rule()
         self.weight = permission_weights(spec)
         self.sensitivity = {r.name: r.sensitivity for r in spec.resources}
@@ -168,53 +321,57 @@ class WorkloadBuilder:
                 self.agents.append(AgentInfo(idx, f"{a.name}-{i}", a.name, a.identity, a.platform,
                                              self.role_of[a.name]))
         self.behaviour: dict[str, Behaviour] = {a.name: spec.behaviour_of(a.name) for a in spec.agents}
-        self._next_task_id = 0
-        self._next_misuse_id = 0
         self._plans: dict[str, tuple[list, frozenset[Perm]]] = {}
         self._explore: dict[tuple[str, str], tuple[list[Perm], list[float]]] = {}
         self._predict: dict[tuple[str, frozenset[Perm]], tuple[list[Perm], list[Perm]]] = {}
 
     def build(self) -> Workload:
-        """Arrivals, plans and misuse for every agent over the horizon."""
+        """The replication's workload; its tasks are sampled per agent as they are read."""
+        return Workload(self.spec, self.replication, self.agents, self.by_archetype, None, None,
+                        self.weight, self.sensitivity, builder=self)
+
+    def arrivals(self, agent: int) -> np.ndarray:
+        """Arrival times of an agent's top-level tasks on [0, horizon) (a Poisson process)."""
+        arch = self.spec.agent(self.agents[agent].archetype)
+        if not arch.tasks or arch.task_rate <= 0:
+            return np.empty(0)
+        rng = seedtree.stream(self._root, self.replication, "arrivals", AGENT_KEY, agent)
+        rate, horizon = arch.task_rate, self.spec.horizon
+        block = int(rate * horizon * 1.1) + 16
+        times = np.cumsum(rng.exponential(1.0 / rate, block))
+        while times[-1] < horizon:  # rare: the block fell short of the horizon
+            more = times[-1] + np.cumsum(rng.exponential(1.0 / rate, block))
+            times = np.concatenate([times, more])
+        return times[: np.searchsorted(times, horizon)]
+
+    def agent_tasks(self, agent: int, arrivals: np.ndarray, first_id: int, n_top: int
+                    ) -> Iterator[Task]:
+        """Agent `agent`'s top-level tasks, each sampled when it is asked for, from the
+        agent's own streams. Top-level task k is numbered first_id + k (workload order); the
+        j-th sub-task sampled inside it first_id + k + j * n_top, so ids never depend on
+        which agent was sampled first. A misuse instance takes its task's id."""
         spec = self.spec
-        tasks: list[Task] = []
-        misuse: list[MisuseInstance] = []
+        arch = spec.agent(self.agents[agent].archetype)
+        streams = _Streams(spec, self._root, self.replication, (AGENT_KEY, agent), AGENT_BLOCK)
+        names = list(arch.tasks)
+        cdf = list(accumulate(arch.tasks[n] for n in names))
         kinds = [k for k, w in spec.misuse.kinds.items() if w > 0]
         kind_w = np.array([spec.misuse.kinds[k] for k in kinds], dtype=float)
-        for agent in self.agents:
-            arch = spec.agent(agent.archetype)
-            if not arch.tasks or arch.task_rate <= 0:
-                continue
-            names = list(arch.tasks)
-            p = np.array([arch.tasks[n] for n in names], dtype=float)
-            p /= p.sum()
-            arrivals = self._poisson(arch.task_rate, spec.horizon)
-            types = self._arrivals.choice(len(names), size=len(arrivals), p=p).tolist()
+        pick, u_misuse = streams.task_type, streams.misuse_u
+        for k, arrival in enumerate(arrivals.tolist()):
+            self._s = streams
+            tid = first_id + k
+            self._ids = itertools.count(tid, n_top)
+            ttype = names[min(bisect_right(cdf, pick() * cdf[-1]), len(names) - 1)]
             # Always four uniforms per task so the misuse stream stays aligned when the misuse
             # rate changes (a sweep over misuse.rate keeps the same victims).
-            uniforms = self._misuse_rng.random((len(arrivals), 4)).tolist()
-            for arrival, ti, u in zip(arrivals, types, uniforms, strict=True):
-                task = self._task(names[ti], agent.index, arrival, depth=0)
-                if kinds and u[0] < spec.misuse.rate:
-                    order = _kind_order(kinds, kind_w, u[1])
-                    for kind in order:
-                        mid = self._next_misuse_id
-                        if inject(self, task, kind, mid, u[2], u[3]):
-                            self._next_misuse_id += 1
-                            misuse.append(MisuseInstance(mid, kind, task.id, agent.index, arrival))
-                            break
-                tasks.append(task)
-        return Workload(spec, self.replication, self.agents, self.by_archetype, tasks, misuse,
-                        self.weight, self.sensitivity)
-
-    def _poisson(self, rate: float, horizon: float) -> list[float]:
-        """Arrival times of a Poisson process on [0, horizon), drawn in numpy blocks."""
-        block = int(rate * horizon * 1.1) + 16
-        times = np.cumsum(self._arrivals.exponential(1.0 / rate, block))
-        while times[-1] < horizon:  # rare: the block fell short of the horizon
-            more = times[-1] + np.cumsum(self._arrivals.exponential(1.0 / rate, block))
-            times = np.concatenate([times, more])
-        return times[: np.searchsorted(times, horizon)].tolist()
+            u = u_misuse(), u_misuse(), u_misuse(), u_misuse()
+            task = self._task(ttype, agent, arrival, depth=0)
+            if kinds and u[0] < spec.misuse.rate:
+                for kind in _kind_order(kinds, kind_w, u[1]):
+                    if inject(self, task, kind, tid, u[2], u[3]):
+                        break
+            yield task
 
     def _plan(self, ttype: str) -> tuple[list, frozenset[Perm]]:
         """A task type's steps as (perm, bytes_out, args spec, carries, {arg: resource it is
@@ -239,23 +396,25 @@ class WorkloadBuilder:
         return plan
 
     def task(self, ttype: str, agent: int, arrival: float) -> Task:
-        """One top-level task of a type, sampled as a run samples it (scripted workloads)."""
+        """One top-level task of a type, sampled as a run samples it, from the replication's
+        streams and numbered in call order (scripted workloads)."""
+        self._s, self._ids = self._script, self._script_ids
         return self._task(ttype, agent, arrival, depth=0)
 
     def _task(self, ttype: str, agent: int, arrival: float, depth: int) -> Task:
-        tid = self._next_task_id
-        self._next_task_id += 1
+        tid = next(self._ids)
+        st = self._s
         plan, scope = self._plan(ttype)
         archetype = self.agents[agent].archetype
         deviation = self.behaviour[archetype].deviation
         deviates = deviation.extra > 0 or deviation.substitute > 0
-        think, step_time, risk = self._think.next, self._step.next, self._risk_benign.next
+        think, step_time, risk = st.think.next, st.step.next, st.risk_benign.next
         steps: list = []
         declared_args: dict[str, set] = {}  # what the task's request states, by argument name
         for step in plan:
             if isinstance(step, DelegateStep):
                 pool = self.by_archetype[step.delegate]
-                who = pool[int(self._delegation.integers(len(pool)))]
+                who = pool[int(st.delegation.integers(len(pool)))]
                 sub = self._task(step.task, who, arrival, depth + 1)
                 steps.append(Delegation(think(), sub))
                 continue
@@ -284,8 +443,10 @@ class WorkloadBuilder:
 
         Always the same draws per planned step (two decisions, two picks, one extra action's
         timing and risk), so the deviations at a lower rate are a subset of those at a higher."""
-        u_extra, u_pick, u_sub, u_alt = self._dev_u(), self._dev_u(), self._dev_u(), self._dev_u()
-        timing = self._dev_think(), self._dev_step(), self._dev_risk()
+        st = self._s
+        dev_u = st.dev_u
+        u_extra, u_pick, u_sub, u_alt = dev_u(), dev_u(), dev_u(), dev_u()
+        timing = st.dev_think(), st.dev_step(), st.dev_risk()
         extra = None
         if u_extra < deviation.extra:
             cands, cdf = self._explore_mix(archetype, ttype, scope, deviation)
@@ -324,7 +485,7 @@ class WorkloadBuilder:
         if hit is None:
             hit = self._predict[key] = (sorted(scope), sorted(self.role_of[archetype] - scope))
         planned, others = hit
-        u = self._scope_u
+        u = self._s.scope_u
         # One uniform per permission, always: a higher recall keeps a superset.
         kept = [p for p in planned if u() < rule.recall]
         added = [p for p in others if u() < rule.extra]
@@ -338,9 +499,10 @@ class WorkloadBuilder:
         the resources those were read from; the resources whose data it passes on."""
         values: dict = {}
         unknown: set[str] = set()
+        st = self._s
         for name, spec in specs.items():
             if isinstance(spec, KnownArg):
-                declared = self._arg_u() < spec.known
+                declared = st.arg_u() < spec.known
                 values[name] = f"{name}:t{task_id}" if declared else f"{name}:t{task_id}:found"
                 if not declared:
                     unknown.add(name)
@@ -349,30 +511,22 @@ class WorkloadBuilder:
             elif isinstance(spec, ChoiceArg):
                 names = list(spec.choice)
                 cdf = list(accumulate(spec.choice.values()))
-                values[name] = names[min(bisect_right(cdf, self._arg_u() * cdf[-1]), len(names) - 1)]
+                values[name] = names[min(bisect_right(cdf, st.arg_u() * cdf[-1]), len(names) - 1)]
             else:  # a distribution: a number, e.g. an amount
-                values[name] = float(self._arg_sampler(name, spec).next())
+                values[name] = float(st.arg_sampler(name, spec).next())
         derived = frozenset(r for n in unknown if (r := found[n]) is not None)
         return Args(values, frozenset(unknown) if unknown else NO_NAMES, derived or NO_NAMES,
                     carries or NO_NAMES)
 
-    def _arg_sampler(self, name: str, dist) -> BlockSampler:
-        key = (name, id(dist))
-        sampler = self._arg_samplers.get(key)
-        if sampler is None:
-            sampler = self._arg_samplers[key] = BlockSampler(
-                dist, seedtree.stream(self._root, self.replication, "arguments",
-                                      1 + len(self._arg_samplers)))
-        return sampler
-
     def benign_risk(self) -> float:
         """A risk score of a legitimate action (from the scenario's signals)."""
-        return self._risk_benign.next()
+        return self._s.risk_benign.next()
 
     def injected(self, perm: Perm, **labels) -> InjectedAction:
         """A freshly sampled injected action (think, duration, misuse-risk) for a permission."""
-        risk = self._risk_misuse.next()
-        return InjectedAction(perm, self._think.next(), self._step.next(), risk, **labels)
+        st = self._s
+        risk = st.risk_misuse.next()
+        return InjectedAction(perm, st.think.next(), st.step.next(), risk, **labels)
 
 
 def _kind_order(kinds: list[str], weights: np.ndarray, u: float) -> list[str]:

@@ -8,7 +8,6 @@ import math
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -61,48 +60,19 @@ def run_csvs(path: Path, out: Path) -> dict[str, pd.DataFrame]:
             for f in ("summary", "misuse")}
 
 
-def test_plan_following_baseline_reproduces_the_previous_code(tmp_path):
-    """The baseline without behaviour, declared scope or args gives the bytes the code before
-    issue 13 gave (tests/data, produced by commit f1ea782), except for what was redefined since:
-    the new `unreached` outcome (an instance whose task failed before its goal action was
-    `prevented` then), and exposure as authority (issue 14): the old ledger-based exposure is
-    `credential_exposure` now, byte for byte; exposure, standing exposure, exposure per agent
-    hour and blast radius are the authority-based measures; task inflation is paired with
-    `none` on the tasks both completed (issue 22), with task_time_added_s beside it."""
+def test_plan_following_baseline_gives_the_recorded_bytes(tmp_path):
+    """A regression pin: the baseline without behaviour, declared scope or arguments gives the
+    summary and misuse tables recorded in tests/data. They were recorded when every agent got
+    its own random streams (issue 20: workloads sampled per agent as the run goes), which
+    changed every sampled figure once; before that they pinned the code of commit f1ea782
+    through every redefinition since. A change here means results moved: say why, then
+    re-record (`python -m simharness run tests/data/baseline_plan_following.yaml`)."""
     new = run_csvs(DATA / "baseline_plan_following.yaml", tmp_path)
-    redefined = ("exposure", "standing_exposure", "exposure_per_agent_hour", "blast_radius",
-                 "task_inflation")
-    for name, moved in (("summary", ("misuse_injected", "misuse_prevented", "misuse_caught",
-                                     "misuse_caught_rate", *redefined)),
-                        ("misuse", ("injected", "prevented", "caught_rate"))):
+    for name in ("summary", "misuse"):
         old = pd.read_csv(DATA / f"baseline_plan_following.{name}.csv", dtype=str,
                           keep_default_na=False)
-        cur = new[name]
-        # Added since: decision timeouts, the unreached outcome, credential exposure, the
-        # paired task time, the human-review metrics
-        # (NaN for models that never escalate).
-        review = ["approvals_requested", "approvals_requested_per_hour", "approval_wait_p50_s",
-                  "approval_wait_p95_s", "review_timeouts", "misuse_escalated",
-                  "misuse_judged", "misuse_approved_actions", "misuse_approved", "reviewer_utilization"]
-        assert [c for c in cur.columns if c not in old.columns] == (
-            ["misuse_unreached", "credential_exposure", "task_wait_mean_s", "task_wait_p95_s",
-             "task_time_added_s",
-             "decision_timeouts", "decision_timeout_rate", "decision_rejections", *review]
-            if name == "summary"
-            else ["unreached"])
-        if name == "summary":
-            assert (cur[review] == "").all().all()  # empty cells: not defined without review
-        same = [c for c in old.columns if c not in moved]
-        assert cur[same].equals(old[same]), name
-        unreached = cur["misuse_unreached" if name == "summary" else "unreached"].astype(int)
-        for col in (c for c in moved if c not in redefined and not c.endswith("rate")):
-            assert (cur[col].astype(int) + unreached == old[col].astype(int)).all(), col
-        assert unreached.sum() <= 2  # the move is rare in a plan-following world
-        if name == "summary":
-            # The old figures summed with a BLAS dot product, whose last digit depends on the
-            # machine; credential_exposure is now exactly rounded (math.fsum): equal to 1e-13.
-            np.testing.assert_allclose(cur["credential_exposure"].astype(float),
-                                       old["exposure"].astype(float), rtol=1e-13, atol=0)
+        assert list(new[name].columns) == list(old.columns), name
+        assert new[name].equals(old), name
 
 
 def test_plan_following_scenario_knows_it_and_is_plan_only(mini):

@@ -75,7 +75,9 @@ def test_sse_stops_exfiltration_but_not_destruction(baseline):
 
 def test_jit_stops_unneeded_capability(baseline):
     _, mis = baseline
-    assert caught(mis, "jit_per_task", "unneeded_capability") == 1.0
+    # Not all: a predicted declared scope sometimes adds the very capability (the token then
+    # covers it, with reason token-valid); a prediction is not the plan.
+    assert caught(mis, "jit_per_task", "unneeded_capability") >= 0.5
     assert caught(mis, "static_iam", "unneeded_capability") == 0.0
 
 

@@ -10,13 +10,14 @@ import pytest
 from simharness import metrics
 from simharness.controls.base import World, make
 from simharness.engine import A, simulate
+from simharness.tally import Tally
 from simharness.workload import build_workload
 from tests.conftest import make_spec
 
 ONE_AGENT = dict(
     horizon="1h",
     agents=[{"name": "support", "count": 1, "role": {"crm_api": ["read"], "docs": ["read"]},
-             "task_rate": "2/h", "tasks": {"lookup": 1}}],
+             "task_rate": "6/h", "tasks": {"lookup": 1}}],
     tasks={"lookup": {"steps": [{"tool": "crm_api", "action": "read", "resource": "crm"}]}},
     timing={"think": 0, "step": "10s"},
 )
@@ -58,12 +59,17 @@ def test_jit_without_revocation_leaves_ttl_overhang():
     m = metrics.compute(log)
     w = 4.0
     tokens = [c for c in log.ledger.credentials if c.kind == "task"]
-    # Each token: W(G) x (ttl - task time), clipped at the horizon for the last ones.
-    expected = sum(w * (min(c.expires, 3600) - c.issued) - w * min(10, 3600 - c.issued)
-                   for c in tokens)
+    # W(G) over the union of the tokens' lives (one permission: overlapping tokens grant it
+    # once), clipped at the horizon, minus W(G) while each task's one step executes.
+    live, reach = 0.0, 0.0
+    for c in sorted(tokens, key=lambda c: c.issued):
+        lo, hi = max(c.issued, reach), min(c.expires, 3600)
+        live += max(hi - lo, 0.0)
+        reach = max(reach, hi)
+    expected = w * live - sum(w * min(10, 3600 - c.issued) for c in tokens)
     assert m["exposure"] == pytest.approx(expected, rel=1e-9)
     full = [c for c in tokens if c.expires <= 3600]
-    assert full and expected >= len(full) * w * (300 - 10)
+    assert full and expected >= w * (300 - 10)  # at least one whole overhang
 
 
 def test_none_has_zero_task_inflation_and_rates_are_rates(tmp_path):
@@ -281,7 +287,8 @@ def _hand_log():
              Credential(2, "a0", frozenset({P1}), 1.0, 50.0, expires=150.0, kind="task"),
              Credential(3, "a0", frozenset(), 0.0, 200.0, expires=300.0, kind="task")]
     return NS(warmup=100.0, horizon=1100.0, actions=actions, tasks=tasks, flagged={5},
-              workload=NS(tasks=wl_tasks, misuse=misuse, agents=["a0", "a1"], weight={P1: 4.0}),
+              workload=NS(tasks=wl_tasks, misuse=misuse, agents=["a0", "a1"], weight={P1: 4.0},
+                          arrived=lambda lo, hi: sum(lo <= t.arrival < hi for t in wl_tasks)),
               ledger=NS(credentials=creds), review=None, policy_evaluations=6,
               stations={"pdp": NS(free=[0.0], busy=250.0, servers=2)},
               authority=NS(exposure=NS(total=7200.0, curve=lambda: (
@@ -293,7 +300,6 @@ def test_collateral_counts_revocation_denials_of_flagged_identities_only():
     """Collateral denials: legitimate actions of a flagged identity denied by a revocation
     reason. Here two (a1, revoked and quarantined); not a1's denial for another reason, not
     a0's revocation denial (a0 was never flagged), not a1's misuse action."""
-    from types import SimpleNamespace as NS
 
     actions = [
         _act(10.0, identity="a1", misuse_id=0, goal=True),  # flagged (index 0)
@@ -304,8 +310,10 @@ def test_collateral_counts_revocation_denials_of_flagged_identities_only():
         _act(60.0, identity="a1", misuse_id=0, allowed=False, reasons="credential-revoked"),
         _act(5.0, identity="a1", allowed=False, reasons="credential-revoked"),  # warm-up
     ]
-    c = metrics._count_actions(NS(warmup=8.0, actions=actions, flagged={0}))
-    assert (c["collateral"], c["legit_denied"], c["legit"]) == (2, 4, 4)
+    t = Tally(8.0, math.inf, 0, [], {})
+    t.add_actions(actions, math.inf)
+    t.flag("a1", 0, True)  # action 0 flagged
+    assert (t.collateral, t.legit_denied, t.legit) == (2, 4, 4)
 
 
 def test_misuse_outcomes_by_hand():
@@ -383,7 +391,7 @@ def test_task_times_and_latency_quantiles_by_hand():
     q = metrics.latency_quantiles(log)
     assert q["q"] == pytest.approx(np.linspace(0, 1, 201).tolist())
     assert (q["ms"][0], q["ms"][100], q["ms"][200]) == pytest.approx((0.0, 35.0, 70.0))
-    log.actions = []
+    log.actions, log.flagged = [], set()
     assert metrics.latency_quantiles(log) == {"q": [], "ms": []}
 
 
@@ -425,7 +433,8 @@ def test_edges_of_the_measured_window_by_hand():
 
     log = _hand_log()
     log.actions[1] = _act(100.0, latency=0.010, duration=20.0, credential=0)
-    assert metrics._count_actions(log)["actions"] == 8 and len(metrics._latencies_ms(log)) == 8
+    t = metrics.measured(log)
+    assert t.actions == 8 and len(t.latency) == 8
     log.workload.misuse[0].arrival = 100.0
     log.workload.tasks[5].attacker = [NS(think=300.0)]  # task 5 ends at 800: 800 + 300 = horizon
     log.actions.append(_act(610.0, identity="a1", misuse_id=0, goal=True, weight=0.5))
@@ -454,10 +463,13 @@ def test_credential_exposure_clips_steps_at_the_horizon_and_unweighted_permissio
 def test_failed_and_completed_tasks_are_counted_apart():
     """The hand log plus one more completed top-level task: 3 completed, 2 failed (the hand
     log alone has 2 and 2, which a swapped count would not notice)."""
+    from types import SimpleNamespace
+
     from simharness.engine import COMPLETED
 
     log = _hand_log()
     log.tasks.append(_task(6, 0, 900.0, 900.0, 950.0, COMPLETED))
+    log.workload.tasks.append(SimpleNamespace(id=6, arrival=900.0, attacker=[], replay=[]))
     m = metrics.compute(log)
     assert (m["tasks_completed"], m["tasks_failed"], m["tasks_ended"]) == (3, 2, 5)
 
@@ -469,7 +481,11 @@ def test_a_task_arriving_exactly_at_the_warm_up_counts_in_task_times():
     from simharness.engine import COMPLETED
 
     tasks = [_task(0, 0, 100.0, 100.0, 130.0, COMPLETED), _task(1, 0, 99.9, 99.9, 120.0, COMPLETED)]
-    log = NS(warmup=100.0, tasks=tasks, workload=NS(tasks=[NS(id=0), NS(id=1)]))
+    log = NS(warmup=100.0, horizon=1000.0, tasks=tasks, actions=[], flagged=set(),
+             ledger=NS(credentials=[]),
+             workload=NS(tasks=[NS(id=0, arrival=100.0, attacker=[], replay=[]),
+                                NS(id=1, arrival=99.9, attacker=[], replay=[])],
+                         misuse=[], weight={}))
     out = metrics.task_times(log)
     assert out[0] == 30.0 and math.isnan(out[1])
 
@@ -489,6 +505,6 @@ def test_credential_exposure_does_not_depend_on_the_order_of_its_terms():
     e = spec.control("jit_per_task")
     log = simulate(build_workload(spec, 0), make(e.name, e.model, e.params, World(spec)),
                    probe=False)
-    flipped = dataclasses.replace(log, actions=log.actions[::-1])
-    assert len(metrics._credential_terms(log)[2]) > 1000
+    flipped = dataclasses.replace(log, actions=log.actions[::-1], tally=None)  # tallied afresh
+    assert len(log.tally.credential_use) + len(log.ledger.credentials) > 1000
     assert metrics.credential_exposure(flipped) == metrics.credential_exposure(log)

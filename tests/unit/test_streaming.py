@@ -1,0 +1,148 @@
+"""Large runs: workloads sampled per agent as the run reads them, and logs streamed through the
+running tally instead of kept (issue 20). A streamed run must report the bytes a kept run does,
+and the tally must agree with a recount of the kept log."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from simharness import engine, metrics
+from simharness.actions import Delegation
+from simharness.controls.base import World, make
+from simharness.engine import A, T, simulate
+from simharness.loader import list_scenarios, load_scenario
+from simharness.tally import Tally
+from simharness.workload import build_workload
+
+SHORT = ["horizon=40m", "warmup=5m", "replications=1"]
+
+
+def _runs(spec, entry, **kw):
+    control = make(entry.name, entry.model, entry.params, World(spec))
+    return simulate(build_workload(spec, 0), control, **kw)
+
+
+def _report(log) -> str:
+    """Everything a run reports, as text (NaN compares equal as text)."""
+    return repr((metrics.compute(log), metrics.misuse_outcomes(log),
+                 metrics.task_times(log).tobytes(), metrics.latency_quantiles(log),
+                 metrics.credential_exposure(log)))
+
+
+@pytest.mark.parametrize("name", [n for n, _ in list_scenarios()])
+def test_a_streamed_run_reports_the_bytes_of_a_kept_one(name, monkeypatch):
+    """Chunks of 7 actions: many hand-overs, steps still executing at most of them (their
+    credential terms wait), flags arriving after their action's chunk is gone."""
+    monkeypatch.setattr(engine, "CHUNK_ROWS", 7)
+    spec = load_scenario(name, overrides=SHORT)
+    for entry in spec.controls:
+        kept = _runs(spec, entry)
+        streamed = _runs(spec, entry, keep_log=False)
+        assert len(kept.actions) > 7, (name, entry.name)
+        assert _report(streamed) == _report(kept), (name, entry.name)
+        # and the same as a tally of the whole kept log in one go
+        assert _report(kept) == _report(_without_tally(kept)), (name, entry.name)
+        assert streamed.tasks == [] and len(streamed.actions) < 7
+
+
+def _without_tally(log):
+    import dataclasses
+
+    return dataclasses.replace(log, tally=None)
+
+
+def test_the_tally_agrees_with_a_recount_of_the_log():
+    spec = load_scenario("baseline", overrides=["horizon=2h", "warmup=10m"])
+    entry = spec.control("per_action_policy")
+    log = _runs(spec, entry)
+    lo = spec.warmup
+    after = [r for r in log.actions if r[A["time"]] >= lo]
+    m = metrics.compute(log)
+    assert m["actions"] == len(after) > 500
+    assert m["executed_actions"] == sum(1 for r in after if r[A["allowed"]])
+    legit = [r for r in after if r[A["misuse_id"]] < 0]
+    assert (m["legit_actions"], m["legit_denied"]) == (
+        len(legit), sum(1 for r in legit if not r[A["allowed"]]))
+    lat = sorted(r[A["latency"]] * 1e3 for r in after)
+    assert m["decision_max_ms"] == lat[-1]
+    assert m["decision_p50_ms"] == pytest.approx(float(np.percentile(lat, 50)), rel=1e-12)
+    top = [r for r in log.tasks if r[T["depth"]] == 0 and r[T["arrival"]] >= lo]
+    assert m["tasks_completed"] == sum(1 for r in top if r[T["status"]] == "completed")
+    assert m["tasks_failed"] == sum(1 for r in top if r[T["status"]] == "failed")
+    waits = [r[T["start"]] - r[T["arrival"]] for r in top]
+    assert m["task_wait_mean_s"] == pytest.approx(sum(waits) / len(waits), rel=1e-12)
+    clean = [r[T["end"]] - r[T["start"]] for r in top
+             if r[T["status"]] == "completed" and r[T["misuse_id"]] < 0]
+    assert m["task_time_mean_s"] == pytest.approx(sum(clean) / len(clean), rel=1e-12)
+    assert m["tasks"] == sum(1 for t in log.workload.tasks if lo <= t.arrival < spec.horizon)
+
+
+def test_a_step_still_executing_at_a_hand_over_is_cut_by_a_later_revocation():
+    """credential_exposure's term of a step under a credential revoked while the step runs
+    ends at the revocation, even when the step's chunk was handed over before it."""
+    from simharness.controls.base import Credential
+    from tests.unit.test_metrics import P1, _act
+
+    cred = Credential(0, "a0", frozenset({P1}), 4.0, 0.0)
+    t = Tally(0.0, 1000.0, 0, [cred], {P1: 4.0})
+    t.add_actions([_act(100.0, duration=50.0, credential=0)], now=120.0)  # runs to 150
+    assert len(t.credential_use) == 0  # held back: a revocation before 150 would cut it
+    cred.revoked = 130.0
+    t.add_actions([], now=math.inf)
+    assert list(t.credential_use) == [-4.0 * 30.0]
+    # A step that ended before the hand-over is final at once.
+    t.add_actions([_act(200.0, duration=10.0, credential=0)], now=300.0)
+    assert len(t.credential_use) == 1  # credential 0 ended at 130: nothing in use after
+
+
+def test_an_agents_tasks_depend_on_nothing_but_its_own_streams():
+    """Each agent samples from its own streams: its tasks are the same whether it is sampled
+    first or last, alone or after every other agent, and whatever other agents exist."""
+    spec = load_scenario("baseline", overrides=["horizon=3h"])
+    wl = build_workload(spec, 0)
+    last = wl.agents[-1].index
+
+    def shown(tasks):
+        return [(t.id, t.arrival, [(getattr(s, "perm", None), s.think) for s in t.steps])
+                for t in tasks]
+
+    alone = shown(build_workload(spec, 0).agent_tasks(last))
+    assert alone and shown(t for t in wl.tasks if t.agent == last) == alone
+    first = wl.agents[0]
+    more = load_scenario("baseline", overrides=[
+        "horizon=3h", f"agents.{first.archetype}.count={sum(a.archetype == first.archetype for a in wl.agents) + 3}"])
+    grown = build_workload(more, 0)
+    # the first agent keeps its arrivals, types and steps (ids move: they number all tasks)
+    a = [(t.arrival, t.type, [s.think for s in t.steps]) for t in wl.agent_tasks(0)]
+    b = [(t.arrival, t.type, [s.think for s in t.steps]) for t in grown.agent_tasks(0)]
+    assert a and a == b
+
+
+def test_task_and_misuse_ids_number_the_workload():
+    """Top-level tasks are numbered in workload order (agents in order, then arrival), a
+    misuse instance takes its task's id, and sub-task ids are unique."""
+    spec = load_scenario("multi_agent_pipeline", overrides=["horizon=3h"])
+    wl = build_workload(spec, 0)
+    tops = wl.tasks
+    assert [t.id for t in tops] == list(range(len(tops))) == list(range(wl.n_top))
+    assert [(t.agent, t.arrival) for t in tops] == sorted((t.agent, t.arrival) for t in tops)
+    ids = [t.id for t in wl.iter_tasks()]
+    assert len(ids) == len(set(ids)) and len(ids) > len(tops)  # delegations
+    assert any(isinstance(s, Delegation) for t in tops for s in t.steps)
+    assert wl.misuse and all(m.id == m.task and tops[m.task].misuse_id == m.id
+                             for m in wl.misuse)
+
+
+def test_a_run_samples_its_workload_as_it_goes():
+    """The engine reads each agent's tasks one at a time: after a run the workload holds no
+    task list (nothing was sampled ahead and kept)."""
+    spec = load_scenario("baseline", overrides=["horizon=1h"])
+    wl = build_workload(spec, 0)
+    entry = spec.control("jit_per_task")
+    simulate(wl, make(entry.name, entry.model, entry.params, World(spec)), keep_log=False)
+    assert wl._tasks is None
+    it = wl.agent_tasks(wl.working_agents()[0])
+    assert iter(it) is it  # a generator: tasks come as they are asked for
