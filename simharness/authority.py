@@ -85,16 +85,20 @@ class Cumulative:
 
     The curve at g is sum w (min(b, g) - min(a, g))+ = F_a(g) - F_b(g) with
     F_x(g) = g sum_{x < g} w - sum_{x < g} w x. `add` only appends to three C double arrays
-    (it is on the run's hot path, twice per task and once per action); the bins, prefix sums
-    and total are computed with numpy once, when asked (24 bytes per interval)."""
+    (it is on the run's hot path, twice per task and once per action); `fold` turns what was
+    added into per-bin sums with numpy and empties the arrays, so a run of any length holds
+    one chunk's intervals (the engine folds at every hand-over of its log). The total is a sum
+    of exactly rounded chunk sums (math.fsum), whatever the machine's SIMD or BLAS."""
 
-    __slots__ = ("lo", "hi", "step", "n", "_a", "_b", "_w", "_done")
+    __slots__ = ("lo", "hi", "step", "n", "_a", "_b", "_w", "_w_at", "_wx_at", "_totals")
 
     def __init__(self, lo: float, hi: float, points: int = TIMELINE_POINTS):
         self.lo, self.hi, self.n = lo, hi, points
         self.step = (hi - lo) / (points - 1) if points > 1 else math.inf
         self._a, self._b, self._w = array("d"), array("d"), array("d")
-        self._done: tuple[np.ndarray, float] | None = None
+        self._w_at = np.zeros(points + 1)
+        self._wx_at = np.zeros(points + 1)
+        self._totals: list[float] = []
 
     def add(self, a: float, b: float, w: float) -> None:
         """w over [a, b) (already clipped to the grid's span, a < b)."""
@@ -102,38 +106,47 @@ class Cumulative:
         self._b.append(b)
         self._w.append(w)
 
-    def extend(self, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> None:
-        """`add` for arrays of intervals."""
-        for dest, x in ((self._a, a), (self._b, b), (self._w, w)):
-            dest.frombytes(np.ascontiguousarray(x, dtype=float).tobytes())
-
     def appenders(self):
         """The bound appends `add` makes (for callers on the hot path)."""
         return self._a.append, self._b.append, self._w.append
 
-    def _summed(self) -> tuple[np.ndarray, float]:
-        if self._done is None or len(self._done[0]) != len(self._a):
-            a, b, w = (np.frombuffer(x, dtype=float) for x in (self._a, self._b, self._w))
-            total = float(np.sum(w * (b - a)))
-            lo, step, n = self.lo, self.step, self.n
-            ka, kb = (np.minimum(np.trunc((x - lo) / step) + 1, n).astype(np.int64) if n > 1
-                      else np.ones(len(x), np.int64) for x in (a, b))
-            w_at = np.bincount(ka, w, n + 1) - np.bincount(kb, w, n + 1)
-            wx_at = np.bincount(ka, w * a, n + 1) - np.bincount(kb, w * b, n + 1)
-            grid = lo + step * np.arange(n) if n > 1 else np.array([lo])
-            out = grid * np.cumsum(w_at[:n]) - np.cumsum(wx_at[:n])
-            out[-1] = total
-            self._done = (out, total)
-        return self._done
+    def fold(self, a: np.ndarray | None = None, b: np.ndarray | None = None,
+             w: np.ndarray | None = None) -> None:
+        """Sum what was added into the bins, then the intervals (a, b, w) given as arrays."""
+        if len(self._a):
+            self._fold(*(_take(x) for x in (self._a, self._b, self._w)))
+        if a is not None and len(a):
+            self._fold(a, b, w)  # type: ignore[arg-type]
+
+    def _fold(self, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> None:
+        self._totals.append(math.fsum(w * (b - a)))
+        lo, step, n = self.lo, self.step, self.n
+        ka, kb = (np.minimum(np.trunc((x - lo) / step) + 1, n).astype(np.int64) if n > 1
+                  else np.ones(len(x), np.int64) for x in (a, b))
+        self._w_at += np.bincount(ka, w, n + 1) - np.bincount(kb, w, n + 1)
+        self._wx_at += np.bincount(ka, w * a, n + 1) - np.bincount(kb, w * b, n + 1)
 
     @property
     def total(self) -> float:
-        return self._summed()[1]
+        self.fold()
+        return math.fsum(self._totals)
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
-        """(grid, cumulative sum at each grid point); the last point is the exact total."""
-        grid = self.lo + self.step * np.arange(self.n) if self.n > 1 else np.array([self.lo])
-        return grid, self._summed()[0].copy()
+        """(grid, cumulative sum at each grid point); the last point is the total."""
+        self.fold()
+        n = self.n
+        grid = self.lo + self.step * np.arange(n) if n > 1 else np.array([self.lo])
+        out = grid * np.cumsum(self._w_at[:n]) - np.cumsum(self._wx_at[:n])
+        out[-1] = self.total
+        return grid, out
+
+
+def _take(values: array) -> np.ndarray:
+    """The doubles appended so far, as a numpy copy; the array is emptied in place (the hot
+    path holds its bound `append`)."""
+    out = np.array(values, dtype=float)
+    del values[:]
+    return out
 
 
 @dataclass
@@ -321,15 +334,20 @@ class AuthorityProbe:
         return (self.state, self.weight, self._use_start.append, self._use_duration.append,
                 self._use_weight.append)
 
+    def fold(self) -> None:
+        """Fold the authority intervals and the uses recorded so far into the exposure's bins
+        (the engine calls this at every hand-over of its log, so memory stays bounded)."""
+        start = _take(self._use_start)
+        a = np.maximum(start, self.lo)
+        b = np.minimum(start + _take(self._use_duration), self.hi)
+        w = _take(self._use_weight)
+        inside = b > a
+        self.exposure.fold(a[inside], b[inside], -w[inside])
+
     def finish(self) -> AuthorityResult:
         for i in range(len(self.state)):
             self._advance(i, self.hi)
-        start = np.frombuffer(self._use_start, dtype=float)
-        a = np.maximum(start, self.lo)
-        b = np.minimum(start + np.frombuffer(self._use_duration, dtype=float), self.hi)
-        w = np.frombuffer(self._use_weight, dtype=float)
-        inside = b > a
-        self.exposure.extend(a[inside], b[inside], -w[inside])
+        self.fold()
         return AuthorityResult(self.exposure, self.standing, self.blast_num, self.blast_den,
                                self.probes)
 

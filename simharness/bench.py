@@ -698,6 +698,34 @@ def probe_overhead(horizon: str = "28h", repeats: int = 2) -> dict[str, Any]:
             "overhead": best[True] / best[False] - 1.0}
 
 
+_SCALE_RUN = """
+import json, resource, sys, tempfile, time
+from simharness import bench, sweeps
+spec = bench.speed_scenario(horizon=sys.argv[1])
+task = next(t for t in sweeps.plan([({}, spec)]) if not t.hidden)
+with tempfile.TemporaryDirectory() as audit:
+    t0 = time.process_time()
+    row = sweeps.run_one(task, audit_dir=audit if sys.argv[2] == "1" else None)["row"]
+    cpu = time.process_time() - t0
+print(json.dumps({"actions": row["actions"], "cpu_s": cpu,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def scale_run(horizon: str = "28h", audit: bool = True) -> dict[str, Any]:
+    """One whole run of the speed scenario as `simharness run --audit` runs it (sweeps.run_one:
+    workload, probing, metrics, the parquet writer), in a fresh process: actions, CPU seconds
+    of the run, the process's peak resident memory in MB (imports included, about 120 MB).
+    At 28h a run has about a million actions; at 280h ten million."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _SCALE_RUN, horizon, "1" if audit else "0"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def bare_simpy(agents: int, steps: int, servers: int, horizon: float, rate: float,
                think_mean: float = 2.0, step_p50: float = 0.3, step_p99: float = 3.0,
                rtt: float = 0.001, svc_p50: float = 0.001, svc_p99: float = 0.005,

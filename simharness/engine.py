@@ -62,7 +62,7 @@ from simharness.records import (  # noqa: F401  (re-exported: the log's layout)
 )
 from simharness.reviewers import APPROVED, TIMEOUT, ReviewDesk
 from simharness.rng import BlockSampler, keyed_uniform
-from simharness.tally import Tally, tail_of
+from simharness.tally import Tally
 from simharness.units import Constant, Uniform
 from simharness.workload import Workload
 
@@ -181,7 +181,7 @@ class StationState:
     events (see tests/validation for the Erlang-C check)."""
 
     __slots__ = ("spec", "servers", "free", "rtt", "service", "busy", "cache",
-                 "warmup", "horizon", "is_pdp", "waiting", "rejected", "keep_serving")
+                 "warmup", "horizon", "is_pdp", "waiting", "rejected", "keep_serving", "timeout")
 
     def __init__(self, spec: Station, rtt: BlockSampler, service: BlockSampler, warmup: float,
                  horizon: float):
@@ -200,17 +200,20 @@ class StationState:
             else None)
         self.rejected = 0  # turned away at once: the queue was full
         self.keep_serving = spec.on_timeout == "keep_serving"
+        self.timeout = spec.timeout
 
     def visit(self, t: float) -> tuple[float, bool | None]:
         """(latency, answered in time) of a request issued at t: rtt + wait + service. A full
         queue answers at once (after the round trip) with a rejection: (rtt, None)."""
+        # Once per request: conditional expressions rather than min/max calls.
         rtt = self.rtt.next()
         service = self.service.next()
-        timeout = self.spec.timeout
-        if self.free is None:
+        timeout = self.timeout
+        free = self.free
+        if free is None:
             start = t
         else:
-            start = max(t, self.free[0])
+            start = free[0] if free[0] > t else t
             waiting = self.waiting
             if waiting is not None:
                 while waiting and waiting[0] <= t:
@@ -220,10 +223,12 @@ class StationState:
                     return min(rtt, timeout), None
             if start - t + rtt >= timeout and not self.keep_serving:
                 return timeout, False  # gave up while queued and dropped: never served
-            heapq.heapreplace(self.free, start + service)
+            heapq.heapreplace(free, start + service)
             if waiting is not None and start > t:
                 waiting.append(start)
-        busy = min(start + service, self.horizon) - max(start, self.warmup)
+        end = start + service
+        busy = (end if end < self.horizon else self.horizon) - (
+            start if start > self.warmup else self.warmup)
         if busy > 0:
             self.busy += busy
         latency = start - t + service + rtt
@@ -274,9 +279,13 @@ class Engine:
         self.on_chunk = on_chunk
         self.tally = Tally(spec.warmup, spec.horizon, workload.n_top, self.ledger.credentials,
                            workload.weight)
+        # Bound once: called at every task's start and end.
+        self._task_started, self._task_ended = self.tally.task_started, self.tally.task_ended
+        self._top_index, self._misuse_of = workload.top_index, workload.misuse_of
         self._fed = 0  # actions of `actions` handed on already
         self._dropped = 0  # actions handed on and dropped (keep_log=False)
         self._flush_at = CHUNK_ROWS
+        self._collect = False  # whether the caller had the collector on (set by run)
         self.flagged: set[int] = set()
         self.policy_evaluations = 0
         self.horizon, self.warmup = spec.horizon, spec.warmup
@@ -356,14 +365,21 @@ class Engine:
             # One at a time keeps the original process (same events, same bytes).
             self.env.start(self._agent(agent, tasks) if slots == 1
                            else self._agent_concurrent(agent, tasks, slots))
-        # The workload's millions of objects live through the run and hold no garbage: freeze
-        # them out of the collector's full passes, which otherwise rescan them every few
-        # seconds (about a sixth of a run's time).
+        # The run makes almost no reference cycles (a 6 h baseline run: about 200 objects), so
+        # the collector's automatic passes over the tasks, records and log it creates would
+        # find nothing (they cost a twentieth of a run). It is paused for the run, what exists
+        # when the run starts is frozen out of its passes, and each hand-over of the log
+        # (_flush) collects the young generations: a plug-in that does make cycles cannot grow
+        # memory without bound.
+        self._collect = gc.isenabled()
+        gc.disable()
         gc.freeze()
         try:
             self.env.run(self.horizon)
         finally:
             gc.unfreeze()
+            if self._collect:
+                gc.enable()
         self._flush(math.inf)
         return RunLog(self.w, self.control, self.actions, self.tasks, self.ledger,
                       self.flagged, self.stations, self.policy_evaluations, self.horizon,
@@ -374,6 +390,8 @@ class Engine:
         """Hand the actions logged since the last flush to the tally and `on_chunk`."""
         chunk = self.actions[self._fed:]
         self.tally.add_actions(chunk, now)
+        if self.probe is not None and now < math.inf:  # finish() folds the rest
+            self.probe.fold()
         if self.on_chunk is not None and chunk:
             self.on_chunk(chunk)
         if self.keep_log:
@@ -431,7 +449,7 @@ class Engine:
                   IN_FLIGHT, task.misuse_id, identity]
         if self.keep_log:
             self.tasks.append(record)  # type: ignore[arg-type]
-        self.tally.task_started(record)
+        self._task_started(record)
         probe, held = self.probe, None
         if probe is not None:
             probe.hold()
@@ -510,8 +528,7 @@ class Engine:
         record[T["end"]] = env.now
         record[T["status"]] = COMPLETED if ok else FAILED
         if task.depth == 0:
-            self.tally.task_ended(record, self.w.top_index(task), self.w.misuse_of(task),
-                                  tail_of(task))
+            self._task_ended(record, self._top_index(task), self._misuse_of(task), task)
         if not self.keep_plans:
             task.steps = []
         if task.replay:
@@ -709,7 +726,6 @@ class Engine:
         allowed = decision.allow
         duration = a.duration if allowed else 0.0
         actions = self.actions
-        idx = self._dropped + len(actions)  # its index in the whole run's log
         # A send weighs by the sensitivity of the data it carries, not of its destination.
         w = (self._sens_w[a.data_sensitivity] * self._act_w[req.action]
              if a.data_sensitivity is not None else self.w.weight.get(a.perm, 0.0))
@@ -730,6 +746,7 @@ class Engine:
                     use_weight(weight[a.perm])
             control.on_allow(req, self.ledger, req.time)
             if self.detector is not None and visible and a.risk > self.detector[0]:
+                idx = self._dropped + len(actions) - 1  # its index in the whole run's log
                 env.start(self._flag(idx, req.identity, a, self.detector[1] + latency + duration))
         if len(actions) >= self._flush_at:
             self._flush(env.now)

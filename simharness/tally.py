@@ -18,6 +18,7 @@ import math
 from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,13 @@ from simharness.records import (
     A,
     T,
 )
+
+# What add_actions reads of an action record, in one C call.
+_FIELDS = itemgetter(A["time"], A["allowed"], A["misuse_id"], A["goal"], A["weight"],
+                     A["identity"], A["reasons"], A["latency"], A["without_decision"],
+                     A["attributed"], A["visible"], A["credential"], A["duration"])
+_DEPTH, _ARRIVAL, _START, _END, _STATUS, _MISUSE = (
+    T["depth"], T["arrival"], T["start"], T["end"], T["status"], T["misuse_id"])
 
 
 class Tally:
@@ -70,40 +78,46 @@ class Tally:
     def add_actions(self, chunk: Iterable[tuple], now: float) -> None:
         """Action records logged up to simulated time `now` (math.inf: the run is over)."""
         lo = self.warmup
-        t_i, allowed_i, mid_i, goal_i, w_i = A["time"], A["allowed"], A["misuse_id"], A["goal"], A["weight"]
-        ident_i, reasons_i, lat_i = A["identity"], A["reasons"], A["latency"]
-        wo_i, attr_i, vis_i, cred_i, dur_i = (A["without_decision"], A["attributed"], A["visible"],
-                                               A["credential"], A["duration"])
         latency = self.latency.append
+        n = executed = legit = legit_denied = without_decision = attributed = invisible = 0
+        timeouts = rejections = 0
         for r in chunk:
-            allowed = r[allowed_i]
-            mid = r[mid_i]
-            if mid >= 0 and r[goal_i]:
+            t, allowed, mid, goal, weight, ident, reasons, lat, without, attr, visible, cred, dur = (
+                _FIELDS(r))
+            if mid >= 0 and goal:
                 self.requested.add(mid)
                 if allowed:
                     self.executed_misuse.add(mid)
-                    self.damage[mid] += r[w_i]
-            if allowed and r[cred_i] >= 0 and r[dur_i] > 0:
+                    self.damage[mid] += weight
+            if allowed and cred >= 0 and dur > 0:
                 self._credential_use(r, now)
-            if r[t_i] < lo:
+            if t < lo:
                 continue
-            self.actions += 1
-            latency(r[lat_i])
-            without = r[wo_i]
-            self.without_decision += without
+            n += 1
+            latency(lat)
+            without_decision += without
             if without or not allowed:  # a timeout is decided without the control, either way
-                self.timeouts += TIMEOUT_MARK in r[reasons_i]
-                self.rejections += REJECT_MARK in r[reasons_i]
+                timeouts += TIMEOUT_MARK in reasons
+                rejections += REJECT_MARK in reasons
             if allowed:
-                self.executed += 1
-                self.attributed += r[attr_i]
-                self.invisible += not r[vis_i]
+                executed += 1
+                attributed += attr
+                invisible += not visible
             if mid < 0:
-                self.legit += 1
+                legit += 1
                 if not allowed:
-                    self.legit_denied += 1
-                    if REVOCATION_REASONS & set(r[reasons_i].split(";")):
-                        self._revocation_denials[r[ident_i]] += 1
+                    legit_denied += 1
+                    if REVOCATION_REASONS & set(reasons.split(";")):
+                        self._revocation_denials[ident] += 1
+        self.actions += n
+        self.executed += executed
+        self.legit += legit
+        self.legit_denied += legit_denied
+        self.without_decision += without_decision
+        self.attributed += attributed
+        self.invisible += invisible
+        self.timeouts += timeouts
+        self.rejections += rejections
         if now == math.inf:
             pending, self._pending = self._pending, []
             for r in pending:
@@ -133,26 +147,26 @@ class Tally:
             self.flagged_misuse.add(misuse_id)
 
     def task_started(self, rec: Sequence[Any]) -> None:
-        if rec[T["depth"]] == 0 and rec[T["arrival"]] >= self.warmup:
-            self.waits.append(rec[T["start"]] - rec[T["arrival"]])
+        if rec[_DEPTH] == 0 and rec[_ARRIVAL] >= self.warmup:
+            self.waits.append(rec[_START] - rec[_ARRIVAL])
 
     def task_ended(self, rec: Sequence[Any], index: int, misuse: Iterable[MisuseInstance],
-                   tail: float) -> None:
+                   task: Any) -> None:
         """A top-level task ended; `index`: its place in workload order; `misuse`: the
-        instances injected into it, whose attacker or replay uses end `tail` after it."""
-        end, status = rec[T["end"]], rec[T["status"]]
-        if rec[T["arrival"]] >= self.warmup:
-            if status == COMPLETED:
+        instances injected into it (`task`'s attacker or replay uses come after its end)."""
+        end = rec[_END]
+        if rec[_ARRIVAL] >= self.warmup:
+            if rec[_STATUS] == COMPLETED:
                 self.completed += 1
-                if rec[T["misuse_id"]] < 0:
-                    self.task_times[index] = end - rec[T["start"]]
-            elif status == FAILED:
+                if rec[_MISUSE] < 0:
+                    self.task_times[index] = end - rec[_START]
+            elif rec[_STATUS] == FAILED:
                 self.failed += 1
         # An instance has an outcome only once all its actions had their chance: its task has
         # ended and any attacker or replay use (scheduled after the leak or the end) fell
         # inside the horizon. Censored instances are left out rather than called prevented.
         for m in misuse:
-            if m.arrival >= self.warmup and end + tail <= self.horizon:
+            if m.arrival >= self.warmup and end + tail_of(task) <= self.horizon:
                 self.counted[m.id] = m.kind
 
     # -- results ---------------------------------------------------------------------------
@@ -185,7 +199,7 @@ class Tally:
             tid = rec[T["task"]]
             if rec[T["depth"]] == 0 and rec[T["status"]] in (COMPLETED, FAILED):
                 task = wl.tasks[at[tid]]
-                t.task_ended(rec, at[tid], instances.get(tid, ()), tail_of(task))
+                t.task_ended(rec, at[tid], instances.get(tid, ()), task)
         return t
 
 

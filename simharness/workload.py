@@ -16,12 +16,10 @@ drew (one uniform per decision).
 
 from __future__ import annotations
 
-import gc
 import hashlib
-import itertools
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
 
 import numpy as np
@@ -56,6 +54,7 @@ from simharness.spec import (
 from simharness.units import Uniform
 
 UNIT = Uniform(dist="uniform", low=0.0, high=1.0)
+_NO_MISUSE: tuple[MisuseInstance, ...] = ()
 
 class Workload:
     """One replication's agents and tasks. Tasks are either sampled per agent on demand
@@ -126,17 +125,17 @@ class Workload:
             return sum(1 for t in self.tasks if lo <= t.arrival < hi)
         return sum(int(np.searchsorted(a, hi) - np.searchsorted(a, lo)) for a in self._arrivals)
 
-    def misuse_of(self, task: Task) -> list[MisuseInstance]:
+    def misuse_of(self, task: Task) -> Sequence[MisuseInstance]:
         """The misuse instances injected into this top-level task."""
         if self._builder is not None:
             if task.misuse_id < 0 or task.depth or task.kind is None:
-                return []
-            return [MisuseInstance(task.misuse_id, task.kind, task.id, task.agent, task.arrival)]
+                return _NO_MISUSE
+            return (MisuseInstance(task.misuse_id, task.kind, task.id, task.agent, task.arrival),)
         if self._misuse_of is None:
             self._misuse_of = {}
             for m in self.misuse:
                 self._misuse_of.setdefault(m.task, []).append(m)
-        return self._misuse_of.get(task.id, [])
+        return self._misuse_of.get(task.id, _NO_MISUSE)
 
     # -- everything at once ---------------------------------------------------------------------
     @property
@@ -248,42 +247,56 @@ def role_perms(spec: ScenarioSpec, role: dict[str, list[str]]) -> frozenset[Perm
 
 AGENT_KEY = 0x5A6E  # marks an agent's streams in the seed tree (apart from the replication's)
 AGENT_BLOCK = 64  # draws per block of an agent's samplers: a run holds every agent's blocks
+AHEAD = 16  # an agent's tasks are sampled this many at a time (fewer switches, warm caches)
 
 
 class _Streams:
     """The random streams one workload draws from, one per kind of draw: the replication's
-    (`key` empty; scripted workloads) or one agent's (`key` (AGENT_KEY, agent)). A sampler
-    starts drawing only when first used, so unused kinds cost a Generator, not a block."""
+    (`key` empty; scripted workloads) or one agent's (`key` (AGENT_KEY, agent)). Each is made
+    when first used: a Generator costs about 15 us, and most scenarios use few kinds."""
 
-    __slots__ = ("think", "step", "risk_benign", "risk_misuse", "task_type", "misuse_u",
-                 "delegation", "dev_u", "dev_think", "dev_step", "dev_risk", "scope_u", "arg_u",
-                 "_args", "_root", "_rep", "_key", "_block")
+    # attribute: (distribution, or None for a Generator; seed-tree role and sub-key)
+    KINDS: dict[str, tuple[str | None, str, tuple[int, ...]]] = {
+        "think": ("think", "timing", (0,)),
+        "step": ("step", "timing", (1,)),
+        "risk_benign": ("benign", "signals", ()),
+        "risk_misuse": ("misuse", "signals", (1,)),
+        "task_type": ("unit", "arrivals", (1,)),
+        "misuse_u": ("unit", "misuse", ()),
+        "delegation": (None, "delegation", ()),
+        # Deviations draw their own uniforms, timings and risk scores, so that the planned
+        # steps keep theirs whatever the deviation rates (paired comparisons across a sweep).
+        "dev_u": ("unit", "behaviour", ()),
+        "dev_think": ("think", "behaviour", (1,)),
+        "dev_step": ("step", "behaviour", (2,)),
+        "dev_risk": ("benign", "behaviour", (3,)),
+        "scope_u": ("unit", "scope", ()),
+        "arg_u": ("unit", "arguments", ()),
+    }
+
+    __slots__ = (*KINDS, "_args", "_spec", "_root", "_rep", "_key", "_block")
 
     def __init__(self, spec: ScenarioSpec, root: int, rep: int, key: tuple[int, ...], block: int):
-        self._root, self._rep, self._key, self._block = root, rep, key, block
-        s = spec.timing
-
-        def sampler(dist, role: str, *sub: int) -> BlockSampler:
-            return BlockSampler(dist, seedtree.stream(root, rep, role, *key, *sub), block)
-
-        self.think = sampler(s.think, "timing", 0)
-        self.step = sampler(s.step, "timing", 1)
-        self.risk_benign = sampler(spec.signals.risk.benign, "signals")
-        self.risk_misuse = sampler(spec.signals.risk.misuse, "signals", 1)
-        self.task_type = sampler(UNIT, "arrivals", 1).next
-        self.misuse_u = sampler(UNIT, "misuse").next
-        self.delegation = seedtree.stream(root, rep, "delegation", *key)
-        # Deviations draw their own uniforms, timings and risk scores, so that the planned steps
-        # keep theirs whatever the deviation rates (paired comparisons across a sweep).
-        self.dev_u = sampler(UNIT, "behaviour").next
-        self.dev_think = sampler(s.think, "behaviour", 1).next
-        self.dev_step = sampler(s.step, "behaviour", 2).next
-        self.dev_risk = sampler(spec.signals.risk.benign, "behaviour", 3).next
-        self.scope_u = sampler(UNIT, "scope").next
-        self.arg_u = sampler(UNIT, "arguments").next
+        self._spec, self._root, self._rep, self._key, self._block = spec, root, rep, key, block
         self._args: dict[tuple[str, int], BlockSampler] = {}
 
-    def arg_sampler(self, name: str, dist) -> BlockSampler:
+    def __getattr__(self, name: str):
+        """A kind's sampler (its bound `next`) or Generator, made on first use."""
+        if name not in self.KINDS:
+            raise AttributeError(name)
+        dist, role, sub = self.KINDS[name]
+        rng = seedtree.stream(self._root, self._rep, role, *self._key, *sub)
+        if dist is None:
+            made: object = rng
+        else:
+            spec = self._spec
+            d = {"think": spec.timing.think, "step": spec.timing.step, "unit": UNIT,
+                 "benign": spec.signals.risk.benign, "misuse": spec.signals.risk.misuse}[dist]
+            made = BlockSampler(d, rng, self._block).next
+        setattr(self, name, made)
+        return made
+
+    def arg_sampler(self, name: str, dist) -> Callable[[], float]:
         """The sampler of a numeric argument (its own stream, numbered in order of first use)."""
         key = (name, id(dist))
         sampler = self._args.get(key)
@@ -291,7 +304,7 @@ class _Streams:
             sampler = self._args[key] = BlockSampler(
                 dist, seedtree.stream(self._root, self._rep, "arguments", *self._key,
                                       1 + len(self._args)), self._block)
-        return sampler
+        return sampler.next
 
 
 class WorkloadBuilder:
@@ -304,7 +317,9 @@ class WorkloadBuilder:
         # Scripted workloads (traces, injection cases) draw from the replication's streams;
         # sampled ones from each agent's own (`agent_tasks`).
         self._script = self._s = _Streams(spec, root, replication, (), 4096)
-        self._script_ids = self._ids = itertools.count()
+        # Ids of the tasks being sampled: the next one, and the step to the one after.
+        self._next_id, self._id_step = 0, 1
+        self._script_next = 0  # scripted tasks are numbered in call order
         self.declared_rule = spec.scope_rule()
         self.weight = permission_weights(spec)
         self.sensitivity = {r.name: r.sensitivity for r in spec.resources}
@@ -321,7 +336,7 @@ class WorkloadBuilder:
                 self.agents.append(AgentInfo(idx, f"{a.name}-{i}", a.name, a.identity, a.platform,
                                              self.role_of[a.name]))
         self.behaviour: dict[str, Behaviour] = {a.name: spec.behaviour_of(a.name) for a in spec.agents}
-        self._plans: dict[str, tuple[list, frozenset[Perm]]] = {}
+        self._plans: dict[str, tuple[list, frozenset[Perm], bool]] = {}
         self._explore: dict[tuple[str, str], tuple[list[Perm], list[float]]] = {}
         self._predict: dict[tuple[str, frozenset[Perm]], tuple[list[Perm], list[Perm]]] = {}
 
@@ -346,36 +361,45 @@ class WorkloadBuilder:
 
     def agent_tasks(self, agent: int, arrivals: np.ndarray, first_id: int, n_top: int
                     ) -> Iterator[Task]:
-        """Agent `agent`'s top-level tasks, each sampled when it is asked for, from the
-        agent's own streams. Top-level task k is numbered first_id + k (workload order); the
-        j-th sub-task sampled inside it first_id + k + j * n_top, so ids never depend on
-        which agent was sampled first. A misuse instance takes its task's id."""
+        """Agent `agent`'s top-level tasks, sampled as they are asked for (AHEAD at a time,
+        which changes no value: the agent's streams are its own), from the agent's own
+        streams. Top-level task k is numbered first_id + k (workload order); the j-th sub-task
+        sampled inside it first_id + k + j * n_top, so ids never depend on which agent was
+        sampled first. A misuse instance takes its task's id."""
+        streams = _Streams(self.spec, self._root, self.replication, (AGENT_KEY, agent),
+                           AGENT_BLOCK)
         spec = self.spec
         arch = spec.agent(self.agents[agent].archetype)
-        streams = _Streams(spec, self._root, self.replication, (AGENT_KEY, agent), AGENT_BLOCK)
         names = list(arch.tasks)
         cdf = list(accumulate(arch.tasks[n] for n in names))
+        pick_type = (lambda: names[0]) if len(names) == 1 else (  # no draw for a single type
+            lambda: names[min(bisect_right(cdf, streams.task_type() * cdf[-1]), len(names) - 1)])
         kinds = [k for k, w in spec.misuse.kinds.items() if w > 0]
+        rate = spec.misuse.rate if kinds else 0.0
         kind_w = np.array([spec.misuse.kinds[k] for k in kinds], dtype=float)
-        pick, u_misuse = streams.task_type, streams.misuse_u
-        for k, arrival in enumerate(arrivals.tolist()):
+        task = self._task
+        for k0 in range(0, len(arrivals), AHEAD):
             self._s = streams
-            tid = first_id + k
-            self._ids = itertools.count(tid, n_top)
-            ttype = names[min(bisect_right(cdf, pick() * cdf[-1]), len(names) - 1)]
-            # Always four uniforms per task so the misuse stream stays aligned when the misuse
-            # rate changes (a sweep over misuse.rate keeps the same victims).
-            u = u_misuse(), u_misuse(), u_misuse(), u_misuse()
-            task = self._task(ttype, agent, arrival, depth=0)
-            if kinds and u[0] < spec.misuse.rate:
-                for kind in _kind_order(kinds, kind_w, u[1]):
-                    if inject(self, task, kind, tid, u[2], u[3]):
-                        break
-            yield task
+            batch = []
+            for tid, arrival in enumerate(arrivals[k0:k0 + AHEAD].tolist(), first_id + k0):
+                self._next_id, self._id_step = tid, n_top
+                t = task(pick_type(), agent, arrival, 0)
+                if rate > 0:
+                    # Always four uniforms per task so the misuse stream stays aligned when the
+                    # rate changes (a sweep over misuse.rate keeps the same victims).
+                    u = (streams.misuse_u(), streams.misuse_u(), streams.misuse_u(),
+                         streams.misuse_u())
+                    if u[0] < rate:
+                        for kind in _kind_order(kinds, kind_w, u[1]):
+                            if inject(self, t, kind, tid, u[2], u[3]):
+                                break
+                batch.append(t)
+            yield from batch
 
-    def _plan(self, ttype: str) -> tuple[list, frozenset[Perm]]:
+    def _plan(self, ttype: str) -> tuple[list, frozenset[Perm], bool]:
         """A task type's steps as (perm, bytes_out, args spec, carries, {arg: resource it is
-        found in}) or DelegateStep, and its scope (cached). An undeclared value is found in the
+        found in}) or DelegateStep, its scope, and whether it is tool steps without arguments
+        only (cached). An undeclared value is found in the
         plan's last read before the step unless the step names the resource (`found_in`)."""
         plan = self._plans.get(ttype)
         if plan is None:
@@ -392,23 +416,33 @@ class WorkloadBuilder:
                 if s.action == "read":
                     last_read = s.resource
             scope = frozenset(s[0] for s in steps if not isinstance(s, DelegateStep))
-            plan = self._plans[ttype] = (steps, scope)
+            simple = all(not isinstance(s, DelegateStep) and not s[2] and not s[3] for s in steps)
+            plan = self._plans[ttype] = (steps, scope, simple)
         return plan
 
     def task(self, ttype: str, agent: int, arrival: float) -> Task:
         """One top-level task of a type, sampled as a run samples it, from the replication's
         streams and numbered in call order (scripted workloads)."""
-        self._s, self._ids = self._script, self._script_ids
-        return self._task(ttype, agent, arrival, depth=0)
+        self._s, self._next_id, self._id_step = self._script, self._script_next, 1
+        try:
+            return self._task(ttype, agent, arrival, depth=0)
+        finally:
+            self._script_next = self._next_id
 
     def _task(self, ttype: str, agent: int, arrival: float, depth: int) -> Task:
-        tid = next(self._ids)
+        tid = self._next_id
+        self._next_id += self._id_step
         st = self._s
-        plan, scope = self._plan(ttype)
+        plan, scope, simple = self._plan(ttype)
         archetype = self.agents[agent].archetype
         deviation = self.behaviour[archetype].deviation
         deviates = deviation.extra > 0 or deviation.substitute > 0
-        think, step_time, risk = st.think.next, st.step.next, st.risk_benign.next
+        think, step_time, risk = st.think, st.step, st.risk_benign
+        if simple and not deviates:  # the common case: tool steps only, as planned, no args
+            return Task(tid, ttype, agent, arrival,
+                        [Action(p[0], think(), step_time(), risk(), p[1]) for p in plan],
+                        scope, depth, declared=self.declare(archetype, scope),
+                        declared_args=NO_ARGS)
         steps: list = []
         declared_args: dict[str, set] = {}  # what the task's request states, by argument name
         for step in plan:
@@ -513,20 +547,20 @@ class WorkloadBuilder:
                 cdf = list(accumulate(spec.choice.values()))
                 values[name] = names[min(bisect_right(cdf, st.arg_u() * cdf[-1]), len(names) - 1)]
             else:  # a distribution: a number, e.g. an amount
-                values[name] = float(st.arg_sampler(name, spec).next())
+                values[name] = float(st.arg_sampler(name, spec)())
         derived = frozenset(r for n in unknown if (r := found[n]) is not None)
         return Args(values, frozenset(unknown) if unknown else NO_NAMES, derived or NO_NAMES,
                     carries or NO_NAMES)
 
     def benign_risk(self) -> float:
         """A risk score of a legitimate action (from the scenario's signals)."""
-        return self._s.risk_benign.next()
+        return self._s.risk_benign()
 
     def injected(self, perm: Perm, **labels) -> InjectedAction:
         """A freshly sampled injected action (think, duration, misuse-risk) for a permission."""
         st = self._s
-        risk = st.risk_misuse.next()
-        return InjectedAction(perm, st.think.next(), st.step.next(), risk, **labels)
+        risk = st.risk_misuse()
+        return InjectedAction(perm, st.think(), st.step(), risk, **labels)
 
 
 def _kind_order(kinds: list[str], weights: np.ndarray, u: float) -> list[str]:
@@ -541,13 +575,6 @@ def _kind_order(kinds: list[str], weights: np.ndarray, u: float) -> list[str]:
 
 
 def build_workload(spec: ScenarioSpec, replication: int, root_seed: int | None = None) -> Workload:
-    """The workload of one replication (identical for every control)."""
-    # Building allocates millions of objects and frees none: the collector's passes over the
-    # growing heap would find nothing and cost about a fifth of the build.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return WorkloadBuilder(spec, replication, root_seed).build()
-    finally:
-        if enabled:
-            gc.enable()
+    """The workload of one replication (identical for every control): its arrival times now,
+    its tasks as they are read."""
+    return WorkloadBuilder(spec, replication, root_seed).build()

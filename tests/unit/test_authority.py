@@ -157,6 +157,11 @@ def test_cumulative_curve_against_brute_force():
         if b > a:
             acc.add(a, b, w)
             spans.append((a, b, w))
+        if len(spans) % 37 == 0:  # folded into the bins now and then, as a run does
+            acc.fold()
+    acc.fold(np.array([20.0]), np.array([30.0]), np.array([2.0]))  # and given as arrays
+    spans.append((20.0, 30.0, 2.0))
+    assert len(acc._a) == 0  # nothing held after a fold
     grid, curve = acc.curve()
     for g, c in zip(grid, curve, strict=True):
         brute = sum(w * max(0.0, min(b, g) - a) for a, b, w in spans)

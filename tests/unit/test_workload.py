@@ -278,8 +278,16 @@ def test_every_sampler_of_the_builder_draws_from_its_own_stream(monkeypatch):
         return real(root, replication, role, *sub)
 
     monkeypatch.setattr(workload.seedtree, "stream", spy)
-    workload.WorkloadBuilder(rich_spec(), 0)
-    assert len(asked) >= 10 and len(set(asked)) == len(asked), asked
+    spec = rich_spec()
+    builder = workload.WorkloadBuilder(spec, 0)
+    wl = builder.build()  # every agent's arrival stream
+    for key in ((), (workload.AGENT_KEY, 0), (workload.AGENT_KEY, 1)):  # scripted, two agents
+        streams = workload._Streams(spec, 1, 0, key, 64)
+        for kind in workload._Streams.KINDS:
+            getattr(streams, kind)  # made on first use
+        streams.arg_sampler("a", object())
+        streams.arg_sampler("b", object())
+    assert len(asked) >= len(wl.agents) + 3 * 15 and len(set(asked)) == len(asked), asked
 
 
 def test_each_distributed_argument_of_a_step_has_its_own_stream():
