@@ -69,12 +69,17 @@ def test_on_timeout_keep_serving_or_abandon(tmp_path, mode):
 
 @pytest.mark.parametrize("slots", [1, math.inf])
 def test_agent_concurrency_gives_the_pdp_the_arrival_process_asked_for(tmp_path, slots):
-    """20 agents asking for a 1 ms-mean PDP at rho 0.9: with concurrency inf the PDP sees the
-    Poisson stream the rates describe (M/M/1: W = 1 / (mu - lambda) = 10 ms); one task at a
-    time per agent throttles it (a closed loop: shorter queues) and tasks wait for agents."""
+    """20 agents asking for a 1 ms-mean PDP at rho 0.8: with concurrency inf the PDP sees the
+    Poisson stream the rates describe (M/M/1: W = 1 / (mu - lambda) = 5 ms); one task at a
+    time per agent throttles it (a closed loop: shorter queues) and tasks wait for agents.
+
+    Tolerances from the estimator's spread: over seeds 1-6 the mean sojourn of 80k requests
+    was 0.93-1.03 W with concurrency inf (about 4 % sd: successive sojourns are strongly
+    correlated at this load) and 0.78-0.84 W one at a time. At rho 0.9 the sd is about 7 %,
+    too wide to tell the two apart reliably."""
     from tests.validation._mmc import erlang_c
 
-    spec = mmc_spec(allow_all_policy(tmp_path), servers=1, mean_service=MEAN_S, rho=0.9,
+    spec = mmc_spec(allow_all_policy(tmp_path), servers=1, mean_service=MEAN_S, rho=0.8,
                     requests=80_000, warmup_requests=5_000, agents=20)
     agents = [a.model_copy(update={"concurrency": slots}) for a in spec.agents]
     spec = spec.model_copy(update={"agents": agents})
@@ -82,12 +87,12 @@ def test_agent_concurrency_gives_the_pdp_the_arrival_process_asked_for(tmp_path,
     log = simulate(build_workload(spec, 0), make(entry.name, entry.model, entry.params,
                                                  World(spec)))
     m = compute(log)
-    _, w = erlang_c(1, 0.9 / MEAN_S, 1 / MEAN_S)
+    _, w = erlang_c(1, 0.8 / MEAN_S, 1 / MEAN_S)
     if slots == math.inf:
-        assert m["decision_mean_ms"] / 1e3 == pytest.approx(w, rel=0.06)
+        assert m["decision_mean_ms"] / 1e3 == pytest.approx(w, rel=0.12)
         assert m["task_wait_mean_s"] == 0.0
     else:
-        assert m["decision_mean_ms"] / 1e3 < 0.85 * w
+        assert m["decision_mean_ms"] / 1e3 < 0.9 * w
         assert m["task_wait_mean_s"] > 0.0
 
 
