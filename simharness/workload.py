@@ -89,25 +89,30 @@ class Workload:
             self._arrivals = [builder.arrivals(a.index) for a in agents]
             self._offsets = [0, *accumulate(len(x) for x in self._arrivals)]
 
+    @property
+    def _in_hand(self) -> bool:
+        """Whether the tasks are held (given, or materialised by `tasks`) rather than sampled."""
+        return self._builder is None or self._tasks is not None
+
     # -- what the engine and the metrics read ---------------------------------------------------
     def agent_tasks(self, agent: int) -> Iterator[Task]:
         """Agent `agent`'s top-level tasks in arrival order (sampled as they are read, unless
         the workload is given or was materialised)."""
-        if self._builder is None or self._tasks is not None:
+        if self._in_hand:
             return iter(self._grouped().get(agent, ()))
         return self._builder.agent_tasks(agent, self._arrivals[agent], self._offsets[agent],
                                          self._offsets[-1])
 
     def working_agents(self) -> list[int]:
         """The agents with tasks, in the order their first tasks appear in `tasks`."""
-        if self._builder is None or self._tasks is not None:
+        if self._in_hand:
             return list(self._grouped())
         return [a.index for a in self.agents if len(self._arrivals[a.index])]
 
     @property
     def n_top(self) -> int:
         """How many top-level tasks arrive over the horizon."""
-        if self._builder is None or self._tasks is not None:
+        if self._in_hand:
             return len(self.tasks)
         return self._offsets[-1]
 
@@ -162,7 +167,7 @@ class Workload:
 
     def _fresh_tasks(self) -> Iterator[Task]:
         """Every top-level task, sampled afresh (not kept) unless materialised or given."""
-        if self._builder is None or self._tasks is not None:
+        if self._in_hand:
             yield from self.tasks
             return
         for a in self.agents:
