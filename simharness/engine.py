@@ -291,9 +291,10 @@ class Engine:
         self.horizon, self.warmup = spec.horizon, spec.warmup
         self.abort = spec.on_deny == "abort"
         self.on_deny = {a.name: spec.behaviour_of(a.name).on_deny for a in spec.agents}
-        # False: drop each task's sampled steps when it ends. Metrics need only arrivals,
-        # misuse instances and attacker/replay tails, and in a million-action run the plans
-        # are a third of the memory (the workload is single-use then: its digest changes).
+        # False: drop each task's steps when it ends. Only a workload whose tasks are held
+        # (given, e.g. a replayed trace, or materialised) keeps them past the task; metrics need
+        # only arrivals, misuse instances and attacker/replay tails (the workload is single-use
+        # then: its digest changes).
         self.keep_plans = keep_plans
         root = self.root = spec.seed if root_seed is None else root_seed
         rep = workload.replication
