@@ -159,6 +159,87 @@ def test_sampling_ahead_changes_no_value(monkeypatch):
         monkeypatch.setattr(workload, "AHEAD", ahead)
         digests.add(build_workload(spec, 0).digest())
     wl = build_workload(spec, 0)
-    wl.tasks  # materialised: the digest reads the held tasks
+    assert wl.tasks  # materialised: the digest reads the held tasks
     digests.add(wl.digest())
     assert len(digests) == 1
+
+
+def _instance_tally(horizon: float = 1000.0):
+    from types import SimpleNamespace as NS
+
+    from simharness.actions import MisuseInstance
+    from tests.unit.test_metrics import _act
+
+    t = Tally(0.0, horizon, 1, [], {})
+    m = MisuseInstance(7, "exfiltration", 0, 0, 10.0)
+    rec = [0, 0, "x", 0, 10.0, 10.0, 999.5, "completed", 7, "a0"]  # ends 0.5 s before 1000
+    return t, m, rec, NS(attacker=(), replay=()), _act, NS
+
+
+def test_a_flag_on_a_misuse_actions_setup_step_does_not_detect_the_misuse():
+    """Only a flagged goal action detects an instance: here the goal action executes unflagged
+    and the instance's setup action is flagged, so the misuse is missed."""
+    t, m, rec, task, act, NS = _instance_tally()
+    t.add_actions([act(20.0, identity="a0", misuse_id=7, goal=True),
+                   act(30.0, identity="a0", misuse_id=7, goal=False)], math.inf)
+    t.flag("a0", 7, False)
+    t.task_ended(rec, 0, [m], task)
+    out = metrics.misuse_outcomes(NS(tally=t))
+    assert [(o["detected"], o["missed"]) for o in out] == [(0, 1)]
+    t.flag("a0", 7, True)
+    assert [(o["detected"], o["missed"]) for o in metrics.misuse_outcomes(NS(tally=t))] == [(1, 0)]
+
+
+def test_an_instance_without_attacker_or_replay_uses_counts_up_to_the_horizon():
+    """No uses after the task: the instance has its outcome when the task ends, even half a
+    second before the horizon (nothing is left to happen)."""
+    t, m, rec, task, act, NS = _instance_tally()
+    t.task_ended(rec, 0, [m], task)
+    assert t.counted == {7: "exfiltration"}
+    t2, m, rec, _, act, NS = _instance_tally()
+    t2.task_ended(rec, 0, [m], NS(attacker=(NS(think=0.6),), replay=()))  # one lands past it
+    assert t2.counted == {}
+
+
+def test_a_step_under_a_credential_is_clipped_to_the_credential_and_the_window():
+    """credential_exposure's negative term of an executed step: from request time + latency
+    for its duration, clipped to the credential's life and to [warm-up, horizon]."""
+    from simharness.controls.base import Credential
+    from tests.unit.test_metrics import P1, _act
+
+    late = Credential(0, "a0", frozenset({P1}), 4.0, 100.0, expires=110.0)  # lives 100-110
+    t = Tally(50.0, 1000.0, 0, [late], {P1: 4.0})
+    # asked at 100 s, decided 5 s later: executes 105-125, under the credential until 110
+    t.add_actions([_act(100.0, latency=5.0, duration=20.0, credential=0)], math.inf)
+    # executes 90-120: before the credential was issued (100) it was not in use under it
+    t.add_actions([_act(89.0, latency=1.0, duration=30.0, credential=0)], math.inf)
+    assert list(t.credential_use) == [-4.0 * 5.0, -4.0 * 10.0]
+    always = Credential(0, "a0", frozenset({P1}), 4.0, 0.0)
+    t = Tally(50.0, 1000.0, 0, [always], {P1: 4.0})
+    t.add_actions([_act(40.0, latency=0.0, duration=20.0, credential=0)], math.inf)  # 40-60
+    assert list(t.credential_use) == [-4.0 * 10.0]  # only its part after the warm-up
+
+
+def test_a_task_arriving_exactly_at_the_warm_up_counts_in_the_waits():
+    t = Tally(100.0, 1000.0, 0, [], {})
+    t.task_started([0, 0, "x", 0, 100.0, 104.0, math.nan, "in_flight", -1, "a0"])
+    t.task_started([1, 0, "x", 0, 99.9, 130.0, math.nan, "in_flight", -1, "a0"])  # warm-up
+    t.task_started([2, 0, "x", 1, 200.0, 230.0, math.nan, "in_flight", -1, "a0"])  # sub-task
+    assert list(t.waits) == [4.0]
+
+
+def test_counts_add_up_across_hand_overs():
+    """Every count of the tally is a sum over chunks, not the last chunk's: two chunks of one
+    timeout, one full-queue rejection allowed without a decision, one executed action each."""
+    from tests.unit.test_metrics import _act
+
+    chunk = [_act(10.0, allowed=False, reasons="pdp-timeout-fail-closed"),
+             _act(11.0, without_decision=True, reasons="pdp-queue-full-fail-open",
+                  attributed=False, visible=False),
+             _act(12.0)]
+    t = Tally(0.0, 100.0, 0, [], {})
+    t.add_actions(chunk, 50.0)
+    t.add_actions(chunk, math.inf)
+    assert (t.actions, t.executed, t.legit, t.legit_denied) == (6, 4, 6, 2)
+    assert (t.timeouts, t.rejections, t.without_decision) == (2, 2, 2)
+    assert (t.attributed, t.invisible) == (2, 2)
