@@ -64,7 +64,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "workload": (["simharness/workload.py", "simharness/misuse.py"],
                  ["tests/unit/test_workload.py", "tests/unit/test_behaviour.py",
                   "tests/unit/test_golden_cases.py", "tests/unit/test_determinism.py",
-                  "tests/unit/test_streaming.py"]),
+                  "tests/unit/test_streaming.py", "tests/unit/test_workload_sampling.py"]),
     "traces": (["simharness/traces/*.py"], ["tests/unit/test_traces.py"]),
     "reference": (["simharness/reference.py"], ["tests/unit/test_reference.py"]),
 }

@@ -163,6 +163,8 @@ class Workload:
 
     @misuse.setter
     def misuse(self, misuse: list[MisuseInstance]) -> None:
+        """Given instances go with held tasks: a sampled workload is materialised first."""
+        self.tasks = self.tasks
         self._misuse, self._misuse_of = misuse, None
 
     def _fresh_tasks(self) -> Iterator[Task]:

@@ -294,3 +294,18 @@ def test_arguments_of_one_name_on_different_steps_keep_their_own_distributions()
     writes = [v for a, v in rows if a == "write"]
     assert len(reads) >= 5 and len(writes) == len(reads)
     assert all(1000 <= v <= 1001 for v in reads) and all(0 <= v <= 1 for v in writes)
+
+
+def test_misuse_given_to_a_sampled_workload_is_the_misuse_it_reports():
+    """Setting `misuse` on a sampled workload holds its tasks and reports the given instances
+    (before, misuse_of kept deriving them from the tasks and ignored what was set)."""
+    from simharness.actions import MisuseInstance
+    from simharness.loader import load_scenario
+    from simharness.workload import build_workload
+
+    wl = build_workload(load_scenario("baseline", overrides=["horizon=1h"]), 0)
+    top = wl.tasks[3]
+    mine = MisuseInstance(99, "exfiltration", top.id, top.agent, top.arrival)
+    wl.misuse = [mine]
+    assert wl.misuse == [mine] and list(wl.misuse_of(top)) == [mine]
+    assert all(not wl.misuse_of(t) for t in wl.tasks if t is not top)
