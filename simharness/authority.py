@@ -20,7 +20,6 @@ look-up: one decide() per permission per new context.
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,9 +58,12 @@ class Context:
         self.life = self.until = math.inf
 
 
+_READY = object()  # _AgentState.fast of an idle agent whose next task may copy `before`
+
+
 class _AgentState:
     __slots__ = ("agent", "idle", "tasks", "held", "allowed", "weight", "thief", "life_end", "last",
-                 "valid_until", "before")
+                 "valid_until", "before", "fast")
 
     def __init__(self, agent: AgentInfo, idle: Context | None):
         self.agent = agent
@@ -75,45 +77,62 @@ class _AgentState:
         self.last = 0.0  # integrated up to here
         self.valid_until = math.inf  # the next expiry or release among its contexts
         self.before: tuple | None = None  # its last task's probe and union (_remember)
+        # Nothing probed this agent since `before` was taken or copied (enter and leave's fast
+        # paths): _READY between tasks, the task's context during it; None otherwise.
+        self.fast: object = None
 
 
 TIMELINE_POINTS = 97
+_SPILL = 3 << 14  # list entries (a third as many intervals) kept before a numpy spill
 
 
 class Cumulative:
     """Sum of w over [a, b) intervals, as a total and as the cumulative curve on a fixed grid.
 
     The curve at g is sum w (min(b, g) - min(a, g))+ = F_a(g) - F_b(g) with
-    F_x(g) = g sum_{x < g} w - sum_{x < g} w x. `add` only appends to three C double arrays
-    (it is on the run's hot path, twice per task and once per action); the bins, prefix sums
-    and total are computed with numpy once, when asked (24 bytes per interval)."""
+    F_x(g) = g sum_{x < g} w - sum_{x < g} w x. Intervals are clipped to [lo, hi] (empty ones
+    dropped) when summed. `add` only extends a flat Python list, `pending` (the probe's hot
+    path extends it itself: a list takes a float several times faster than an array does);
+    `spill` moves it into numpy blocks (24 bytes per interval), and the bins, prefix sums and
+    total are computed with numpy once, when asked."""
 
-    __slots__ = ("lo", "hi", "step", "n", "_a", "_b", "_w", "_done")
+    __slots__ = ("lo", "hi", "step", "n", "pending", "_blocks", "_done")
 
     def __init__(self, lo: float, hi: float, points: int = TIMELINE_POINTS):
         self.lo, self.hi, self.n = lo, hi, points
         self.step = (hi - lo) / (points - 1) if points > 1 else math.inf
-        self._a, self._b, self._w = array("d"), array("d"), array("d")
-        self._done: tuple[np.ndarray, float] | None = None
+        self.pending: list[float] = []  # a, b, w, a, b, w, ... not spilled yet
+        self._blocks: list[np.ndarray] = []  # (k, 3) arrays of a, b, w rows
+        self._done: tuple[int, np.ndarray, float] | None = None
 
     def add(self, a: float, b: float, w: float) -> None:
-        """w over [a, b) (already clipped to the grid's span, a < b)."""
-        self._a.append(a)
-        self._b.append(b)
-        self._w.append(w)
+        """w over [a, b)."""
+        self.pending.extend((a, b, w))
 
     def extend(self, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> None:
         """`add` for arrays of intervals."""
-        for dest, x in ((self._a, a), (self._b, b), (self._w, w)):
-            dest.frombytes(np.ascontiguousarray(x, dtype=float).tobytes())
+        self.spill()
+        self._blocks.append(np.column_stack((a, b, w)).astype(float))
 
-    def appenders(self):
-        """The bound appends `add` makes (for callers on the hot path)."""
-        return self._a.append, self._b.append, self._w.append
+    def spill(self) -> None:
+        """Move the pending intervals into a numpy block."""
+        if self.pending:
+            self._blocks.append(np.array(self.pending, dtype=float).reshape(-1, 3))
+            self.pending.clear()
+
+    def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(a, b, w) of the intervals added, in order, clipped to [lo, hi], empty ones dropped."""
+        self.spill()
+        x = np.concatenate(self._blocks) if self._blocks else np.empty((0, 3))
+        a, b = np.maximum(x[:, 0], self.lo), np.minimum(x[:, 1], self.hi)
+        inside = b > a
+        return a[inside], b[inside], x[inside, 2]
 
     def _summed(self) -> tuple[np.ndarray, float]:
-        if self._done is None or len(self._done[0]) != len(self._a):
-            a, b, w = (np.frombuffer(x, dtype=float) for x in (self._a, self._b, self._w))
+        self.spill()
+        count = sum(len(x) for x in self._blocks)
+        if self._done is None or self._done[0] != count:
+            a, b, w = self.intervals()
             total = float(np.sum(w * (b - a)))
             lo, step, n = self.lo, self.step, self.n
             ka, kb = (np.minimum(np.trunc((x - lo) / step) + 1, n).astype(np.int64) if n > 1
@@ -123,8 +142,8 @@ class Cumulative:
             grid = lo + step * np.arange(n) if n > 1 else np.array([lo])
             out = grid * np.cumsum(w_at[:n]) - np.cumsum(wx_at[:n])
             out[-1] = total
-            self._done = (out, total)
-        return self._done
+            self._done = (count, out, total)
+        return self._done[1], self._done[2]
 
     @property
     def total(self) -> float:
@@ -164,10 +183,16 @@ class AuthorityProbe:
         self.resources = world.resources
         self.lo, self.hi = warmup, horizon
         self.exposure = Cumulative(warmup, horizon)
-        # Cumulative.add's three appends, bound once: twice per task and once per action.
-        self._add_a, self._add_b, self._add_w = self.exposure.appenders()
-        self._use_start, self._use_duration, self._use_weight = array("d"), array("d"), array("d")
-        self.standing = self.blast_num = self.blast_den = 0.0
+        # The authority accrued with no task running, kept apart (summed in finish).
+        self._standing = Cumulative(warmup, horizon, points=1)
+        # Cumulative.add without the call, bound once: up to twice per task.
+        self._add, self._add_standing = self.exposure.pending.extend, self._standing.pending.extend
+        # Uses, once per allowed action (Python lists: see Cumulative), and their numpy blocks.
+        self._use_start: list[float] = []
+        self._use_duration: list[float] = []
+        self._use_weight: list[float] = []
+        self._use_blocks: list[np.ndarray] = []
+        self.blast_num = self.blast_den = 0.0
         self.probes = 0
         self._memo: dict[tuple, tuple[tuple[frozenset[Perm], frozenset[Perm]],
                                       tuple[frozenset[Perm], frozenset[Perm]]]] = {}
@@ -212,29 +237,33 @@ class AuthorityProbe:
     def enter(self, i: int, c: Context, now: float) -> None:
         """Agent i starts working on a task in context `c`."""
         st = self.state[i]
+        last = st.before
+        if (st.fast is _READY and self._held is None and st.valid_until > now
+                and c.cred is None and c.key == last[0] and c.declared is last[1]):  # type: ignore[index]
+            # The usual case, once per task: the agent's previous task ended by the fast
+            # path below, nothing about it changed since, and this task's context matches that
+            # one in everything a probe reads: its probe and the union hold as they were.
+            self._holding = False
+            self._integrate(st, now)
+            st.tasks.append(c)
+            c.stamp, c.owned, c.stolen, c.life, c.until = last[2]  # type: ignore[index]
+            st.allowed, st.weight, st.thief, st.life_end, st.valid_until = last[3]  # type: ignore[index]
+            st.fast = c
+            return
         idle = st.idle
         if (self.shortcuts and idle is not None and not st.tasks and not st.held
                 and st.valid_until > now and idle.identity == c.identity):
-            # The common case, once per task: an agent with a standing identity starts a task
-            # under it. What _advance and _reprobe do, without their general bookkeeping.
+            # A task under the standing identity, nothing else running: what _advance and
+            # _reprobe do, without their general bookkeeping.
             held, self._held, self._holding = self._held, None, False
             self._integrate(st, now)
             st.tasks.append(c)
             if held and c.identity in held:  # the start hook changed this identity
                 self._probe(st.agent, idle, now)
-            last = st.before
-            task = c.ctx.task  # type: ignore[union-attr]
-            if (last is not None and c.cred is None and idle.stamp is last[0]
-                    and task.type is last[1] and task.depth == last[2]
-                    and c.declared is last[3] and c.origin is last[4]
-                    and c.origin_role is last[5] and c.token_mode is last[6]):
-                # The previous task's probe and union hold as they were (see _remember).
-                c.stamp, c.owned, c.stolen, c.life, c.until = last[7]
-                st.allowed, st.weight, st.thief, st.life_end, st.valid_until = last[8]
-            else:
-                self._probe(st.agent, c, now)
-                self._pair(st, idle, c)
-                self._remember(st, idle, c, now)
+            self._probe(st.agent, c, now)
+            self._pair(st, idle, c)
+            self._remember(st, idle, c, now)
+            st.fast = c if st.before is not None else None
             if held:
                 self._release(held, i, now)
             return
@@ -252,11 +281,21 @@ class AuthorityProbe:
         stays with the agent (task inactive) until it expires or is revoked: the agent could
         still present it (token_replay)."""
         st = self.state[i]
+        if st.fast is c and self._held is None and st.valid_until > now:
+            # The task entered by a fast path or short cut, nothing probed since: back to
+            # the standing identity alone, whose probe is the one `before` kept. (c has no
+            # credential of its own and is dropped: its fields need no reset.)
+            self._holding = False
+            self._integrate(st, now)
+            st.tasks.clear()
+            st.allowed, st.weight, st.thief, st.life_end, st.valid_until = st.before[4]  # type: ignore[index]
+            st.fast = _READY
+            return
         idle = st.idle
         kept = c.cred is not None and c.cred.live(now)
         if (self.shortcuts and not kept and idle is not None and len(st.tasks) == 1
                 and not st.held and st.valid_until > now and idle.identity == c.identity):
-            # The common case: back to the standing identity alone (see enter).
+            # Back to the standing identity alone (see enter).
             held, self._held, self._holding = self._held, None, False
             self._integrate(st, now)
             st.tasks.clear()
@@ -265,6 +304,8 @@ class AuthorityProbe:
                 self._probe(st.agent, idle, now)
             (st.allowed, st.weight), st.thief = idle.owned, idle.stolen[1]
             st.life_end, st.valid_until = idle.life, idle.until
+            last = st.before
+            st.fast = _READY if last is not None and last[5] is idle.stamp else None
             if held:
                 self._release(held, i, now)
             return
@@ -324,14 +365,30 @@ class AuthorityProbe:
     def finish(self) -> AuthorityResult:
         for i in range(len(self.state)):
             self._advance(i, self.hi)
-        start = np.frombuffer(self._use_start, dtype=float)
+        self._spill()
+        uses = np.concatenate(self._use_blocks) if self._use_blocks else np.empty((0, 3))
+        start = uses[:, 0]
         a = np.maximum(start, self.lo)
-        b = np.minimum(start + np.frombuffer(self._use_duration, dtype=float), self.hi)
-        w = np.frombuffer(self._use_weight, dtype=float)
+        b = np.minimum(start + uses[:, 1], self.hi)
         inside = b > a
-        self.exposure.extend(a[inside], b[inside], -w[inside])
-        return AuthorityResult(self.exposure, self.standing, self.blast_num, self.blast_den,
+        self.exposure.extend(a[inside], b[inside], -uses[inside, 2])
+        # Summed in the order _integrate met them, one after another (cumsum, unlike sum, adds
+        # left to right): the bits of a running total.
+        a, b, w = self._standing.intervals()
+        standing = float(np.cumsum(w * (b - a))[-1]) if len(w) else 0.0
+        return AuthorityResult(self.exposure, standing, self.blast_num, self.blast_den,
                                self.probes)
+
+    def _spill(self) -> None:
+        """Move what the hot path appended to Python lists into numpy blocks (a list holds a
+        float in 8 bytes plus, often, the float's own 24)."""
+        self.exposure.spill()
+        self._standing.spill()
+        if self._use_start:
+            self._use_blocks.append(np.column_stack(
+                (self._use_start, self._use_duration, self._use_weight)).astype(float))
+            for x in (self._use_start, self._use_duration, self._use_weight):
+                x.clear()
 
     # -- integration ---------------------------------------------------------------------------
     def _advance(self, i: int, t: float) -> None:
@@ -344,31 +401,35 @@ class AuthorityProbe:
         self._integrate(st, t)
 
     def _integrate(self, st: _AgentState, t: float) -> None:
-        # Twice per task on the hot path: conditional expressions, not min/max calls.
-        lo, hi = self.lo, self.hi
-        a = st.last if st.last > lo else lo
-        b = t if t < hi else hi
-        if t > st.last:
-            st.last = t
-        if b <= a:
+        # Twice per task on the hot path: authority intervals are appended as they are,
+        # clipped to [warm-up, horizon] and summed by numpy later, in this order.
+        a = st.last
+        if t <= a:
             return
-        if st.weight > 0:
-            self._add_a(a)
-            self._add_b(b)
-            self._add_w(st.weight)
+        st.last = t
+        w = st.weight
+        if w > 0:
+            self._add((a, t, w))
             if not st.tasks:
-                self.standing += st.weight * (b - a)
+                self._add_standing((a, t, w))
+            if len(self.exposure.pending) > _SPILL:
+                self._spill()
         if st.thief > 0:
-            end = st.life_end if st.life_end < hi else hi
-            # integral over [a, b] of (end - s) ds, what a thief still has when it steals at s
-            self.blast_num += st.thief * ((end - a) ** 2 - (end - b) ** 2) / 2
-            self.blast_den += b - a
+            lo, hi = self.lo, self.hi
+            a = a if a > lo else lo
+            b = t if t < hi else hi
+            if b > a:
+                end = st.life_end if st.life_end < hi else hi
+                # integral over [a, b] of (end - s) ds, what a thief still has when it steals at s
+                self.blast_num += st.thief * ((end - a) ** 2 - (end - b) ** 2) / 2
+                self.blast_den += b - a
 
     # -- probing -------------------------------------------------------------------------------
     def _reprobe(self, i: int, t: float, only: tuple[Context, ...] | None = None) -> None:
         """Bring agent i's authority up to date at t, probing `only` those contexts (None:
         all; the others' probes are known to hold)."""
         st = self.state[i]
+        st.fast = None
         idle, tasks = st.idle, st.tasks
         if st.held:
             live = [c for c in st.held if c.cred.live(t)]  # type: ignore[union-attr]
@@ -446,22 +507,22 @@ class AuthorityProbe:
         c.until = release if release is not None and quarantined and release < nxt else nxt
 
     def _remember(self, st: _AgentState, idle: Context, c: Context, t: float) -> None:
-        """Keep c's probe and the agent's union for its next task (enter's short cut).
+        """Keep c's probe, the agent's union and its standing identity's part for the fast
+        paths of enter and leave (None: they do not apply).
 
-        The next task may copy them when its context matches c's in everything a probe reads
-        (task type, depth, declared scope object, chain origin and role, token mode) and the
-        standing identity's probe is still the one seen now (the same stamp object: _probe
-        replaces it whenever the credential, its liveness or a quarantine changed, and enter
-        takes the short cut only before the next expiry or release). Kept only for a task
-        presenting the standing credential with no quarantine on (the usual case)."""
+        The next task may copy c's probe and the union when its context matches c's in
+        everything a probe reads (the memo's context key and the declared scope object) and
+        nothing probed the agent meanwhile (_AgentState.fast; any change to what a decision
+        reads reaches the agent through _reprobe, an expiry or release through valid_until).
+        Kept only for a task presenting the standing credential with no quarantine on (the
+        usual case)."""
         release = self._quarantined.get(c.identity)
         if c.cred is not None or (release is not None and release > t):
             st.before = None
             return
-        task = c.ctx.task  # type: ignore[union-attr]
-        st.before = (idle.stamp, task.type, task.depth, c.declared, c.origin, c.origin_role,
-                     c.token_mode, (c.stamp, c.owned, c.stolen, c.life, c.until),
-                     (st.allowed, st.weight, st.thief, st.life_end, st.valid_until))
+        st.before = (c.key, c.declared, (c.stamp, c.owned, c.stolen, c.life, c.until),
+                     (st.allowed, st.weight, st.thief, st.life_end, st.valid_until),
+                     (*idle.owned, idle.stolen[1], idle.life, idle.until), idle.stamp)
 
     def _pair(self, st: _AgentState, idle: Context, c: Context) -> None:
         """The agent's authority from its standing identity and one task: _reprobe's union

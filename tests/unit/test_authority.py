@@ -267,8 +267,7 @@ def test_a_revocation_outside_a_task_hook_counts_from_its_instant():
     assert ledger.revoke(ctl.standing_credential(agent.standing_identity), 40.0)
     assert probe.state[0].weight == 0.0  # probed at once, at the revocation instant
     probe._advance(0, 100.0)
-    a, b, w = (np.frombuffer(x, dtype=float) for x in (probe.exposure._a, probe.exposure._b,
-                                                          probe.exposure._w))
+    a, b, w = probe.exposure.intervals()
     mine = [(float(x), float(y), float(z)) for x, y, z in zip(a, b, w, strict=True)
             if z == role and x == 0.0]
     assert mine == [(0.0, 40.0, role)]
@@ -452,7 +451,7 @@ def test_a_quarantine_with_no_credential_change_drops_authority_until_release():
     probe._advance(0, 100.0)
     assert probe.state[0].weight == role
     exp = probe.exposure
-    mine = [(a, b) for a, b, w in zip(exp._a, exp._b, exp._w, strict=True) if w == role
+    mine = [(a, b) for a, b, w in zip(*exp.intervals(), strict=True) if w == role
             and a in (0.0, 70.0)]
     assert mine == [(0.0, 40.0), (70.0, 100.0)]
 
@@ -517,7 +516,6 @@ def test_a_revoked_credential_still_loses_its_authority_at_expiry():
     assert probe.state[0].weight == role  # revocation ignored by this control
     probe._advance(0, 100.0)
     assert probe.state[0].weight == 0.0
-    mine = sorted((float(a), float(b)) for a, b, w in zip(
-        np.frombuffer(probe.exposure._a, dtype=float), np.frombuffer(probe.exposure._b, dtype=float),
-        np.frombuffer(probe.exposure._w, dtype=float), strict=True) if w == role)
+    mine = sorted((float(a), float(b)) for a, b, w in zip(*probe.exposure.intervals(), strict=True)
+                  if w == role)
     assert mine == [(0.0, 40.0), (40.0, 50.0)]
