@@ -63,7 +63,7 @@ _READY = object()  # _AgentState.fast of an idle agent whose next task may copy 
 
 class _AgentState:
     __slots__ = ("agent", "idle", "tasks", "held", "allowed", "weight", "thief", "life_end", "last",
-                 "valid_until", "before", "fast")
+                 "valid_until", "before", "fast", "spare")
 
     def __init__(self, agent: AgentInfo, idle: Context | None):
         self.agent = agent
@@ -76,10 +76,11 @@ class _AgentState:
         self.life_end = math.inf  # when what a thief holds stops working at the latest
         self.last = 0.0  # integrated up to here
         self.valid_until = math.inf  # the next expiry or release among its contexts
-        self.before: tuple | None = None  # its last task's probe and union (_remember)
-        # Nothing probed this agent since `before` was taken or copied (enter and leave's fast
-        # paths): _READY between tasks, the task's context during it; None otherwise.
+        self.before: tuple | None = None  # its last task's union and standing part (_remember)
+        # Nothing probed this agent since `before` was taken (the fast paths of begin and
+        # leave): the task's context during it, _READY after it; None otherwise.
         self.fast: object = None
+        self.spare: Context | None = None  # that task's context, for begin to reuse (_READY)
 
 
 TIMELINE_POINTS = 97
@@ -234,22 +235,36 @@ class AuthorityProbe:
         start and end hooks with this: the enter or leave probes that agent anyway)."""
         self._holding = True
 
+    def begin(self, i: int, identity: str, ctx: TaskContext, cred: Credential | None, origin: str,
+              origin_role: frozenset[Perm], token_mode: str, now: float) -> Context:
+        """`enter` for the engine, which hands over the parts of the task's context: returns
+        the context, the agent's previous one when the fast path applies.
+
+        The fast path, once per task in the usual case: the agent's previous task ended by
+        leave's fast path, nothing probed the agent since (_AgentState.fast), and this task's
+        context matches that one in everything a probe reads (the memo's context key and the
+        declared scope object): its probe (still in that context's fields) and the union hold
+        as they were, and no Context is built."""
+        st = self.state[i]
+        c = st.spare
+        task = ctx.task
+        if (st.fast is _READY and cred is None and self._held is None and st.valid_until > now
+                and c.key == (identity, task.type, task.depth, origin, origin_role, token_mode)  # type: ignore[union-attr]
+                and c.declared is task.declared):  # type: ignore[union-attr]
+            c.ctx = ctx  # type: ignore[union-attr]
+            self._holding = False
+            self._integrate(st, now)
+            st.tasks.append(c)  # type: ignore[arg-type]
+            st.allowed, st.weight, st.thief, st.life_end, st.valid_until = st.before[0]  # type: ignore[index]
+            st.fast = c
+            return c  # type: ignore[return-value]
+        c = Context(identity, ctx, cred, origin, origin_role, token_mode)
+        self.enter(i, c, now)
+        return c
+
     def enter(self, i: int, c: Context, now: float) -> None:
         """Agent i starts working on a task in context `c`."""
         st = self.state[i]
-        last = st.before
-        if (st.fast is _READY and self._held is None and st.valid_until > now
-                and c.cred is None and c.key == last[0] and c.declared is last[1]):  # type: ignore[index]
-            # The usual case, once per task: the agent's previous task ended by the fast
-            # path below, nothing about it changed since, and this task's context matches that
-            # one in everything a probe reads: its probe and the union hold as they were.
-            self._holding = False
-            self._integrate(st, now)
-            st.tasks.append(c)
-            c.stamp, c.owned, c.stolen, c.life, c.until = last[2]  # type: ignore[index]
-            st.allowed, st.weight, st.thief, st.life_end, st.valid_until = last[3]  # type: ignore[index]
-            st.fast = c
-            return
         idle = st.idle
         if (self.shortcuts and idle is not None and not st.tasks and not st.held
                 and st.valid_until > now and idle.identity == c.identity):
@@ -282,14 +297,14 @@ class AuthorityProbe:
         still present it (token_replay)."""
         st = self.state[i]
         if st.fast is c and self._held is None and st.valid_until > now:
-            # The task entered by a fast path or short cut, nothing probed since: back to
-            # the standing identity alone, whose probe is the one `before` kept. (c has no
-            # credential of its own and is dropped: its fields need no reset.)
+            # The task began by a fast path or short cut, nothing probed the agent since: back
+            # to the standing identity alone, whose probe is the one `before` kept. c (no
+            # credential of its own) keeps its probe for begin to reuse.
             self._holding = False
             self._integrate(st, now)
             st.tasks.clear()
-            st.allowed, st.weight, st.thief, st.life_end, st.valid_until = st.before[4]  # type: ignore[index]
-            st.fast = _READY
+            st.allowed, st.weight, st.thief, st.life_end, st.valid_until = st.before[1]  # type: ignore[index]
+            st.fast, st.spare = _READY, c
             return
         idle = st.idle
         kept = c.cred is not None and c.cred.live(now)
@@ -304,8 +319,7 @@ class AuthorityProbe:
                 self._probe(st.agent, idle, now)
             (st.allowed, st.weight), st.thief = idle.owned, idle.stolen[1]
             st.life_end, st.valid_until = idle.life, idle.until
-            last = st.before
-            st.fast = _READY if last is not None and last[5] is idle.stamp else None
+            st.fast = None  # the task was probed again: its context is not kept for reuse
             if held:
                 self._release(held, i, now)
             return
@@ -507,22 +521,17 @@ class AuthorityProbe:
         c.until = release if release is not None and quarantined and release < nxt else nxt
 
     def _remember(self, st: _AgentState, idle: Context, c: Context, t: float) -> None:
-        """Keep c's probe, the agent's union and its standing identity's part for the fast
-        paths of enter and leave (None: they do not apply).
-
-        The next task may copy c's probe and the union when its context matches c's in
-        everything a probe reads (the memo's context key and the declared scope object) and
-        nothing probed the agent meanwhile (_AgentState.fast; any change to what a decision
-        reads reaches the agent through _reprobe, an expiry or release through valid_until).
-        Kept only for a task presenting the standing credential with no quarantine on (the
-        usual case)."""
+        """Keep the agent's union and its standing identity's part for the fast paths of
+        begin and leave (None: they do not apply). Valid while nothing probes the agent
+        (_AgentState.fast: any change to what a decision reads reaches the agent through
+        _reprobe, an expiry or release through valid_until). Kept only for a task presenting
+        the standing credential with no quarantine on (the usual case)."""
         release = self._quarantined.get(c.identity)
         if c.cred is not None or (release is not None and release > t):
             st.before = None
             return
-        st.before = (c.key, c.declared, (c.stamp, c.owned, c.stolen, c.life, c.until),
-                     (st.allowed, st.weight, st.thief, st.life_end, st.valid_until),
-                     (*idle.owned, idle.stolen[1], idle.life, idle.until), idle.stamp)
+        st.before = ((st.allowed, st.weight, st.thief, st.life_end, st.valid_until),
+                     (*idle.owned, idle.stolen[1], idle.life, idle.until))
 
     def _pair(self, st: _AgentState, idle: Context, c: Context) -> None:
         """The agent's authority from its standing identity and one task: _reprobe's union

@@ -38,7 +38,7 @@ from simharness.actions import (
     Task,
     alternatives,
 )
-from simharness.authority import AuthorityProbe, AuthorityResult, Context
+from simharness.authority import AuthorityProbe, AuthorityResult
 from simharness.controls.base import (
     Control,
     Credential,
@@ -419,8 +419,8 @@ class Engine:
         if probe is not None:
             mode = "none" if task.depth == 0 else (
                 "passthrough" if cred is not None and cred is parent_cred else "exchange")
-            held = Context(identity, ctx, cred, origin_identity, origin_role, mode)
-            probe.enter(agent.index, held, env.now)
+            held = probe.begin(agent.index, identity, ctx, cred, origin_identity, origin_role,
+                               mode, env.now)
         if cred is not None and cred is not parent_cred and self.token_station is not None:
             yield self.token_station.visit(env.now)[0]
         ok = True
