@@ -84,7 +84,7 @@ class _AgentState:
 
 
 TIMELINE_POINTS = 97
-_SPILL = 3 << 14  # list entries (a third as many intervals) kept before a numpy spill
+_SPILL = 3 << 15  # list entries (a third as many intervals or uses) kept before a numpy spill
 
 
 class Cumulative:
@@ -188,10 +188,9 @@ class AuthorityProbe:
         self._standing = Cumulative(warmup, horizon, points=1)
         # Cumulative.add without the call, bound once: up to twice per task.
         self._add, self._add_standing = self.exposure.pending.extend, self._standing.pending.extend
-        # Uses, once per allowed action (Python lists: see Cumulative), and their numpy blocks.
-        self._use_start: list[float] = []
-        self._use_duration: list[float] = []
-        self._use_weight: list[float] = []
+        # Uses, once per allowed action: start, duration, weight, ... (a Python list: see
+        # Cumulative), and their numpy blocks.
+        self._uses: list[float] = []
         self._use_blocks: list[np.ndarray] = []
         self.blast_num = self.blast_den = 0.0
         self.probes = 0
@@ -367,14 +366,13 @@ class AuthorityProbe:
                     self._advance(j, now)
                     self._reprobe(j, now)
 
-    def use_recorder(self) -> tuple[list[_AgentState], dict[Perm, float], Callable[[float], None],
-                                    Callable[[float], None], Callable[[float], None]]:
+    def use_recorder(self) -> tuple[list[_AgentState], dict[Perm, float],
+                                    Callable[[tuple[float, float, float]], None]]:
         """What the engine needs to record weight in use, once per allowed action (the hot
         path: no call into the probe there): agent states, whose `allowed` is what agent i may
-        use now, the permission weights, and appends for (start, duration, weight) of a use
-        within it. A use is not excess authority; `finish` subtracts them all at once."""
-        return (self.state, self.weight, self._use_start.append, self._use_duration.append,
-                self._use_weight.append)
+        use now, the permission weights, and a record of a use within it, taking (start,
+        duration, weight). A use is not excess authority; `finish` subtracts them all at once."""
+        return self.state, self.weight, self._uses.extend
 
     def finish(self) -> AuthorityResult:
         for i in range(len(self.state)):
@@ -398,11 +396,9 @@ class AuthorityProbe:
         float in 8 bytes plus, often, the float's own 24)."""
         self.exposure.spill()
         self._standing.spill()
-        if self._use_start:
-            self._use_blocks.append(np.column_stack(
-                (self._use_start, self._use_duration, self._use_weight)).astype(float))
-            for x in (self._use_start, self._use_duration, self._use_weight):
-                x.clear()
+        if self._uses:
+            self._use_blocks.append(np.array(self._uses, dtype=float).reshape(-1, 3))
+            self._uses.clear()
 
     # -- integration ---------------------------------------------------------------------------
     def _advance(self, i: int, t: float) -> None:
@@ -426,7 +422,7 @@ class AuthorityProbe:
             self._add((a, t, w))
             if not st.tasks:
                 self._add_standing((a, t, w))
-            if len(self.exposure.pending) > _SPILL:
+            if len(self.exposure.pending) + len(self._uses) > _SPILL:
                 self._spill()
         if st.thief > 0:
             lo, hi = self.lo, self.hi

@@ -699,11 +699,9 @@ class Engine:
         ))
         if allowed:
             if self._uses is not None and req.source == "agent":
-                states, weight, use_start, use_duration, use_weight = self._uses
+                states, weight, record_use = self._uses
                 if a.perm in states[agent.index].allowed:  # in use, so not excess authority
-                    use_start(req.time)
-                    use_duration(duration)
-                    use_weight(weight[a.perm])
+                    record_use((req.time, duration, weight[a.perm]))
             control.on_allow(req, self.ledger, req.time)
             if self.detector is not None and visible and a.risk > self.detector[0]:
                 env.start(self._flag(idx, req.identity, self.detector[1] + latency + duration))
