@@ -519,3 +519,85 @@ def test_a_revoked_credential_still_loses_its_authority_at_expiry():
     mine = sorted((float(a), float(b)) for a, b, w in zip(*probe.exposure.intervals(), strict=True)
                   if w == role)
     assert mine == [(0.0, 40.0), (40.0, 50.0)]
+
+
+# -- the hot path's mechanisms: context reuse, deferred sums, spilling --------------------------
+_DECLARED: frozenset = frozenset()  # one object, as a workload shares it among a type's tasks
+
+
+def _begin(probe, agent, task_id: int, t: float, kind: str = "answer_ticket") -> Context:
+    """Start a task of agent 0 as the engine does (hold, then begin)."""
+    ident = agent.standing_identity
+    task = Task(task_id, kind, agent.index, 0.0, [], frozenset(), 0, declared=_DECLARED)
+    probe.hold()
+    return probe.begin(0, ident, TaskContext(task, agent, ident, None, 0, True), None, ident,
+                       agent.role, "none", t)
+
+
+def _end(probe, c: Context, t: float) -> None:
+    probe.hold()
+    probe.leave(0, c, t)
+
+
+def test_begin_reuses_the_previous_tasks_context_until_something_changes():
+    """A task like the agent's previous one, nothing changed since: the same Context object,
+    now carrying the new task, and the same authority. After a revocation the next task gets a
+    context of its own, probed afresh."""
+    probe, ctl, ledger, agent, role = _probe_alone()
+    first = _begin(probe, agent, 1, 10.0)
+    _end(probe, first, 20.0)
+    second = _begin(probe, agent, 2, 30.0)
+    assert second is first and second.ctx.task.id == 2
+    assert probe.state[0].weight == role
+    _end(probe, second, 40.0)
+    assert ledger.revoke(ctl.standing_credential(agent.standing_identity), 45.0)
+    third = _begin(probe, agent, 3, 50.0)
+    assert third is not first and probe.state[0].weight == 0.0
+    fourth = _begin(probe, agent, 4, 60.0, kind="refund")  # another context running: general
+    assert fourth is not third
+
+
+def test_a_cumulative_clips_its_intervals_to_its_span():
+    """Intervals are added as they are and clipped to [lo, hi] when summed: 1 over [0, 20)
+    counts over [10, 20), 2 over [100, 200) over [100, 110), 3 over [0, 5) not at all."""
+    acc = Cumulative(10.0, 110.0, points=2)
+    for a, b, w in ((0.0, 20.0, 1.0), (100.0, 200.0, 2.0), (0.0, 5.0, 3.0)):
+        acc.add(a, b, w)
+    assert acc.total == 30.0
+    assert [x.tolist() for x in acc.intervals()] == [[10.0, 100.0], [20.0, 110.0], [1.0, 2.0]]
+
+
+def test_the_standing_part_is_summed_left_to_right():
+    """The standing part is the running total the probe used to keep, one interval after
+    another in the order met, not numpy's pairwise sum (whose last bits differ here)."""
+    probe, *_ = _probe_alone()
+    for k in range(40):  # terms of very different sizes: the order of additions shows
+        probe._standing.add(0.0, 1.0, 1e16 if k % 3 == 0 else 1.0 + k / 7)
+    result = probe.finish()
+    a, b, w = probe._standing.intervals()
+    total = 0.0
+    for term in (w * (b - a)).tolist():
+        total += term
+    assert result.standing == total != float(np.sum(w * (b - a)))
+
+
+def test_the_hot_paths_lists_are_spilled_into_arrays(monkeypatch):
+    """Intervals and uses go to Python lists, moved into numpy blocks once long: the lists
+    stay short however long the run, and the numbers are the same to the last bit."""
+    import simharness.authority as authority
+
+    found = []
+    for spill in (authority._SPILL, 30):
+        monkeypatch.setattr(authority, "_SPILL", spill)
+        probe, *_, agent, _ = _probe_alone()
+        longest = 0
+        for k in range(200):
+            c = _begin(probe, agent, k, 0.3 * k)
+            probe._uses.extend((0.3 * k, 0.1, 1.0))
+            _end(probe, c, 0.3 * k + 0.2)
+            longest = max(longest, len(probe.exposure.pending) + len(probe._uses))
+        a = probe.finish()
+        found.append((a.exposure.curve()[1].tobytes(), a.standing))
+        if spill == 30:
+            assert longest <= 30 + 6
+    assert found[0] == found[1]
