@@ -58,29 +58,42 @@ class Context:
         self.life = self.until = math.inf
 
 
-_READY = object()  # _AgentState.fast of an idle agent whose next task may copy `before`
+_READY = object()  # _AgentState.fast of an idle agent whose next task may reuse `spare`
 
 
 class _AgentState:
-    __slots__ = ("agent", "idle", "tasks", "held", "allowed", "weight", "thief", "life_end", "last",
-                 "valid_until", "before", "fast", "spare")
+    # The fields begin and leave's fast paths read and write once per task first, so that
+    # they share as few cache lines as possible (the run evicts them between an agent's tasks).
+    __slots__ = ("fast", "valid_until", "last", "weight", "thief", "tasks", "allowed", "life_end",
+                 "spare", "spare_key", "spare_declared",
+                 "task_allowed", "task_weight", "task_thief", "task_life", "task_until",
+                 "idle_allowed", "idle_weight", "idle_thief", "idle_life", "idle_until",
+                 "agent", "idle", "held")
 
     def __init__(self, agent: AgentInfo, idle: Context | None):
-        self.agent = agent
-        self.idle = idle
-        self.tasks: list[Context] = []  # running tasks
-        self.held: list[Context] = []  # ended tasks whose own credential is still live
-        self.allowed: frozenset[Perm] = frozenset()
+        # Nothing probed this agent since _remember (the fast paths of begin and leave): the
+        # task's context during it, _READY after it; None otherwise.
+        self.fast: object = None
+        self.valid_until = math.inf  # the next expiry or release among its contexts
+        self.last = 0.0  # integrated up to here
         self.weight = 0.0  # authority: weight of `allowed`
         self.thief = 0.0  # authority of a thief holding what the agent holds
+        self.tasks: tuple[Context, ...] = ()  # running tasks
+        self.allowed: frozenset[Perm] = frozenset()
         self.life_end = math.inf  # when what a thief holds stops working at the latest
-        self.last = 0.0  # integrated up to here
-        self.valid_until = math.inf  # the next expiry or release among its contexts
-        self.before: tuple | None = None  # its last task's union and standing part (_remember)
-        # Nothing probed this agent since `before` was taken (the fast paths of begin and
-        # leave): the task's context during it, _READY after it; None otherwise.
-        self.fast: object = None
-        self.spare: Context | None = None  # that task's context, for begin to reuse (_READY)
+        # The last task's context, for begin to reuse, with its key and declared scope.
+        self.spare: Context | None = None
+        self.spare_key: tuple | None = None
+        self.spare_declared: frozenset[Perm] | None = None
+        # allowed, weight, thief, life_end, valid_until during that task and after it (kept
+        # by _remember for the fast paths).
+        self.task_allowed: frozenset[Perm] = frozenset()
+        self.idle_allowed: frozenset[Perm] = frozenset()
+        self.task_weight = self.task_thief = self.idle_weight = self.idle_thief = 0.0
+        self.task_life = self.task_until = self.idle_life = self.idle_until = math.inf
+        self.agent = agent
+        self.idle = idle
+        self.held: list[Context] = []  # ended tasks whose own credential is still live
 
 
 TIMELINE_POINTS = 97
@@ -245,16 +258,18 @@ class AuthorityProbe:
         declared scope object): its probe (still in that context's fields) and the union hold
         as they were, and no Context is built."""
         st = self.state[i]
-        c = st.spare
         task = ctx.task
         if (st.fast is _READY and cred is None and self._held is None and st.valid_until > now
-                and c.key == (identity, task.type, task.depth, origin, origin_role, token_mode)  # type: ignore[union-attr]
-                and c.declared is task.declared):  # type: ignore[union-attr]
+                and st.spare_key == (identity, task.type, task.depth, origin, origin_role,
+                                     token_mode)
+                and st.spare_declared is task.declared):
+            c = st.spare
             c.ctx = ctx  # type: ignore[union-attr]
             self._holding = False
             self._integrate(st, now)
-            st.tasks.append(c)  # type: ignore[arg-type]
-            st.allowed, st.weight, st.thief, st.life_end, st.valid_until = st.before[0]  # type: ignore[index]
+            st.tasks = (c,)  # type: ignore[assignment]
+            st.allowed, st.weight, st.thief = st.task_allowed, st.task_weight, st.task_thief
+            st.life_end, st.valid_until = st.task_life, st.task_until
             st.fast = c
             return c  # type: ignore[return-value]
         c = Context(identity, ctx, cred, origin, origin_role, token_mode)
@@ -271,18 +286,17 @@ class AuthorityProbe:
             # _reprobe do, without their general bookkeeping.
             held, self._held, self._holding = self._held, None, False
             self._integrate(st, now)
-            st.tasks.append(c)
+            st.tasks = (c,)
             if held and c.identity in held:  # the start hook changed this identity
                 self._probe(st.agent, idle, now)
             self._probe(st.agent, c, now)
             self._pair(st, idle, c)
-            self._remember(st, idle, c, now)
-            st.fast = c if st.before is not None else None
+            st.fast = c if self._remember(st, idle, c, now) else None
             if held:
                 self._release(held, i, now)
             return
         self._advance(i, now)
-        st.tasks.append(c)
+        st.tasks = (*st.tasks, c)
         if st.idle is None or st.idle.identity != c.identity:
             self._by_identity.setdefault(c.identity, set()).add(i)
         # Only the new context needs a probe unless the task's start hook changed something
@@ -297,13 +311,14 @@ class AuthorityProbe:
         st = self.state[i]
         if st.fast is c and self._held is None and st.valid_until > now:
             # The task began by a fast path or short cut, nothing probed the agent since: back
-            # to the standing identity alone, whose probe is the one `before` kept. c (no
+            # to the standing identity alone, whose probe is the one _remember kept. c (no
             # credential of its own) keeps its probe for begin to reuse.
             self._holding = False
             self._integrate(st, now)
-            st.tasks.clear()
-            st.allowed, st.weight, st.thief, st.life_end, st.valid_until = st.before[1]  # type: ignore[index]
-            st.fast, st.spare = _READY, c
+            st.tasks = ()
+            st.allowed, st.weight, st.thief = st.idle_allowed, st.idle_weight, st.idle_thief
+            st.life_end, st.valid_until = st.idle_life, st.idle_until
+            st.fast = _READY
             return
         idle = st.idle
         kept = c.cred is not None and c.cred.live(now)
@@ -312,7 +327,7 @@ class AuthorityProbe:
             # Back to the standing identity alone (see enter).
             held, self._held, self._holding = self._held, None, False
             self._integrate(st, now)
-            st.tasks.clear()
+            st.tasks = ()
             c.active, c.stamp = False, _UNPROBED
             if held and c.identity in held:
                 self._probe(st.agent, idle, now)
@@ -323,7 +338,7 @@ class AuthorityProbe:
                 self._release(held, i, now)
             return
         self._advance(i, now)
-        st.tasks.remove(c)
+        st.tasks = tuple(t for t in st.tasks if t is not c)
         c.active, c.stamp = False, _UNPROBED
         if kept:
             st.held.append(c)
@@ -445,8 +460,8 @@ class AuthorityProbe:
             live = [c for c in st.held if c.cred.live(t)]  # type: ignore[union-attr]
             if len(live) != len(st.held):
                 st.held, only = live, None  # a held credential ended: look at everything
-            tasks = [*tasks, *st.held]
-        contexts = [idle, *tasks] if idle is not None else tasks
+            tasks = (*tasks, *st.held)
+        contexts = (idle, *tasks) if idle is not None else tasks
         for c in (contexts if only is None else only):
             self._probe(st.agent, c, t)
         if len(contexts) == 1:  # the common cases: idle, or a task without a standing identity
@@ -516,18 +531,21 @@ class AuthorityProbe:
             nxt = math.inf if expired else cred.expires
         c.until = release if release is not None and quarantined and release < nxt else nxt
 
-    def _remember(self, st: _AgentState, idle: Context, c: Context, t: float) -> None:
-        """Keep the agent's union and its standing identity's part for the fast paths of
-        begin and leave (None: they do not apply). Valid while nothing probes the agent
-        (_AgentState.fast: any change to what a decision reads reaches the agent through
-        _reprobe, an expiry or release through valid_until). Kept only for a task presenting
-        the standing credential with no quarantine on (the usual case)."""
+    def _remember(self, st: _AgentState, idle: Context, c: Context, t: float) -> bool:
+        """Keep c for begin to reuse, and the agent's union and its standing identity's part
+        for the fast paths of begin and leave; False: they do not apply. Valid while nothing
+        probes the agent (_AgentState.fast: any change to what a decision reads reaches the
+        agent through _reprobe, an expiry or release through valid_until). Kept only for a
+        task presenting the standing credential with no quarantine on (the usual case)."""
         release = self._quarantined.get(c.identity)
         if c.cred is not None or (release is not None and release > t):
-            st.before = None
-            return
-        st.before = ((st.allowed, st.weight, st.thief, st.life_end, st.valid_until),
-                     (*idle.owned, idle.stolen[1], idle.life, idle.until))
+            return False
+        st.spare, st.spare_key, st.spare_declared = c, c.key, c.declared
+        st.task_allowed, st.task_weight, st.task_thief = st.allowed, st.weight, st.thief
+        st.task_life, st.task_until = st.life_end, st.valid_until
+        (st.idle_allowed, st.idle_weight), st.idle_thief = idle.owned, idle.stolen[1]
+        st.idle_life, st.idle_until = idle.life, idle.until
+        return True
 
     def _pair(self, st: _AgentState, idle: Context, c: Context) -> None:
         """The agent's authority from its standing identity and one task: _reprobe's union
