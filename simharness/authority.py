@@ -106,9 +106,9 @@ class Cumulative:
     The curve at g is sum w (min(b, g) - min(a, g))+ = F_a(g) - F_b(g) with
     F_x(g) = g sum_{x < g} w - sum_{x < g} w x. Intervals are clipped to [lo, hi] (empty ones
     dropped) when summed. `add` only extends a flat Python list, `pending` (the probe's hot
-    path extends it itself: a list takes a float several times faster than an array does);
-    `spill` moves it into numpy blocks (24 bytes per interval), and the bins, prefix sums and
-    total are computed with numpy once, when asked."""
+    path extends it itself: a list takes a float faster than an array does); `spill` moves it
+    into numpy blocks (24 bytes per interval), and the bins, prefix sums and total are computed
+    with numpy once, when asked."""
 
     __slots__ = ("lo", "hi", "step", "n", "pending", "_blocks", "_done")
 
@@ -116,7 +116,7 @@ class Cumulative:
         self.lo, self.hi, self.n = lo, hi, points
         self.step = (hi - lo) / (points - 1) if points > 1 else math.inf
         self.pending: list[float] = []  # a, b, w, a, b, w, ... not spilled yet
-        self._blocks: list[np.ndarray] = []  # (k, 3) arrays of a, b, w rows
+        self._blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (a, b, w) arrays
         self._done: tuple[int, np.ndarray, float] | None = None
 
     def add(self, a: float, b: float, w: float) -> None:
@@ -126,25 +126,29 @@ class Cumulative:
     def extend(self, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> None:
         """`add` for arrays of intervals."""
         self.spill()
-        self._blocks.append(np.column_stack((a, b, w)).astype(float))
+        self._blocks.append((np.asarray(a, float), np.asarray(b, float), np.asarray(w, float)))
 
     def spill(self) -> None:
         """Move the pending intervals into a numpy block."""
         if self.pending:
-            self._blocks.append(np.array(self.pending, dtype=float).reshape(-1, 3))
+            x = np.array(self.pending, dtype=float).reshape(-1, 3)
+            self._blocks.append((x[:, 0], x[:, 1], x[:, 2]))
             self.pending.clear()
 
     def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(a, b, w) of the intervals added, in order, clipped to [lo, hi], empty ones dropped."""
         self.spill()
-        x = np.concatenate(self._blocks) if self._blocks else np.empty((0, 3))
-        a, b = np.maximum(x[:, 0], self.lo), np.minimum(x[:, 1], self.hi)
+        a, b, w = (np.concatenate([x[k] for x in self._blocks]) if self._blocks else np.empty(0)
+                   for k in range(3))
+        a, b = np.maximum(a, self.lo), np.minimum(b, self.hi)
         inside = b > a
-        return a[inside], b[inside], x[inside, 2]
+        if inside.all():
+            return a, b, w
+        return a[inside], b[inside], w[inside]
 
     def _summed(self) -> tuple[np.ndarray, float]:
         self.spill()
-        count = sum(len(x) for x in self._blocks)
+        count = sum(len(x[0]) for x in self._blocks)
         if self._done is None or self._done[0] != count:
             a, b, w = self.intervals()
             total = float(np.sum(w * (b - a)))
