@@ -20,7 +20,6 @@ look-up: one decide() per permission per new context.
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,72 +58,103 @@ class Context:
         self.life = self.until = math.inf
 
 
+_READY = object()  # _AgentState.fast of an idle agent whose next task may reuse `spare`
+
+
 class _AgentState:
-    __slots__ = ("agent", "idle", "tasks", "held", "allowed", "weight", "thief", "life_end", "last",
-                 "valid_until", "before")
+    # The fields begin and leave's fast paths read and write once per task first, so that
+    # they share as few cache lines as possible (the run evicts them between an agent's tasks).
+    __slots__ = ("fast", "valid_until", "last", "weight", "thief", "tasks", "allowed", "life_end",
+                 "spare", "spare_key", "spare_declared",
+                 "task_allowed", "task_weight", "task_thief", "task_life", "task_until",
+                 "idle_allowed", "idle_weight", "idle_thief", "idle_life", "idle_until",
+                 "agent", "idle", "held")
 
     def __init__(self, agent: AgentInfo, idle: Context | None):
-        self.agent = agent
-        self.idle = idle
-        self.tasks: list[Context] = []  # running tasks
-        self.held: list[Context] = []  # ended tasks whose own credential is still live
-        self.allowed: frozenset[Perm] = frozenset()
+        # Nothing probed this agent since _remember (the fast paths of begin and leave): the
+        # task's context during it, _READY after it; None otherwise.
+        self.fast: object = None
+        self.valid_until = math.inf  # the next expiry or release among its contexts
+        self.last = 0.0  # integrated up to here
         self.weight = 0.0  # authority: weight of `allowed`
         self.thief = 0.0  # authority of a thief holding what the agent holds
+        self.tasks: tuple[Context, ...] = ()  # running tasks
+        self.allowed: frozenset[Perm] = frozenset()
         self.life_end = math.inf  # when what a thief holds stops working at the latest
-        self.last = 0.0  # integrated up to here
-        self.valid_until = math.inf  # the next expiry or release among its contexts
-        self.before: tuple | None = None  # its last task's probe and union (_remember)
+        # The last task's context, for begin to reuse, with its key and declared scope.
+        self.spare: Context | None = None
+        self.spare_key: tuple | None = None
+        self.spare_declared: frozenset[Perm] | None = None
+        # allowed, weight, thief, life_end, valid_until during that task and after it (kept
+        # by _remember for the fast paths).
+        self.task_allowed: frozenset[Perm] = frozenset()
+        self.idle_allowed: frozenset[Perm] = frozenset()
+        self.task_weight = self.task_thief = self.idle_weight = self.idle_thief = 0.0
+        self.task_life = self.task_until = self.idle_life = self.idle_until = math.inf
+        self.agent = agent
+        self.idle = idle
+        self.held: list[Context] = []  # ended tasks whose own credential is still live
 
 
 TIMELINE_POINTS = 97
+_SPILL = 3 << 15  # list entries (a third as many intervals or uses) kept before a fold
 
 
 class Cumulative:
     """Sum of w over [a, b) intervals, as a total and as the cumulative curve on a fixed grid.
 
     The curve at g is sum w (min(b, g) - min(a, g))+ = F_a(g) - F_b(g) with
-    F_x(g) = g sum_{x < g} w - sum_{x < g} w x. `add` only appends to three C double arrays
-    (it is on the run's hot path, twice per task and once per action); `fold` turns what was
-    added into per-bin sums with numpy and empties the arrays, so a run of any length holds
-    one chunk's intervals (the engine folds at every hand-over of its log). The total is a sum
-    of exactly rounded chunk sums (math.fsum), whatever the machine's SIMD or BLAS."""
+    F_x(g) = g sum_{x < g} w - sum_{x < g} w x. `add` only extends a flat Python list,
+    `pending` (the probe's hot path extends it itself: a list takes a float faster than an
+    array does); `fold` clips what is pending to [lo, hi] (empty intervals dropped) and sums it
+    into per-bin sums with numpy, so a run of any length holds one batch of intervals. The
+    total is a sum of exactly rounded batch sums (math.fsum), whatever the machine's SIMD or
+    BLAS."""
 
-    __slots__ = ("lo", "hi", "step", "n", "_a", "_b", "_w", "_w_at", "_wx_at", "_totals")
+    __slots__ = ("lo", "hi", "step", "n", "pending", "_w_at", "_wx_at", "_totals")
 
     def __init__(self, lo: float, hi: float, points: int = TIMELINE_POINTS):
         self.lo, self.hi, self.n = lo, hi, points
         self.step = (hi - lo) / (points - 1) if points > 1 else math.inf
-        self._a, self._b, self._w = array("d"), array("d"), array("d")
+        self.pending: list[float] = []  # a, b, w, a, b, w, ... not folded yet
         self._w_at = np.zeros(points + 1)
         self._wx_at = np.zeros(points + 1)
         self._totals: list[float] = []
 
     def add(self, a: float, b: float, w: float) -> None:
-        """w over [a, b) (already clipped to the grid's span, a < b)."""
-        self._a.append(a)
-        self._b.append(b)
-        self._w.append(w)
-
-    def appenders(self):
-        """The bound appends `add` makes (for callers on the hot path)."""
-        return self._a.append, self._b.append, self._w.append
+        """w over [a, b)."""
+        self.pending.extend((a, b, w))
 
     def fold(self, a: np.ndarray | None = None, b: np.ndarray | None = None,
              w: np.ndarray | None = None) -> None:
-        """Sum what was added into the bins, then the intervals (a, b, w) given as arrays."""
-        if len(self._a):
-            self._fold(*(_take(x) for x in (self._a, self._b, self._w)))
+        """Sum the pending intervals into the bins, then the intervals (a, b, w) given as
+        arrays."""
+        if self.pending:
+            x = np.array(self.pending, dtype=float).reshape(-1, 3)
+            self.pending.clear()
+            self._fold(x[:, 0], x[:, 1], x[:, 2])
         if a is not None and len(a):
-            self._fold(a, b, w)  # type: ignore[arg-type]
+            self._fold(np.asarray(a, float), np.asarray(b, float), np.asarray(w, float))
 
     def _fold(self, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> None:
+        a, b = np.maximum(a, self.lo), np.minimum(b, self.hi)
+        inside = b > a
+        if not inside.all():
+            a, b, w = a[inside], b[inside], w[inside]
         self._totals.append(math.fsum(w * (b - a)))
         lo, step, n = self.lo, self.step, self.n
         ka, kb = (np.minimum(np.trunc((x - lo) / step) + 1, n).astype(np.int64) if n > 1
                   else np.ones(len(x), np.int64) for x in (a, b))
         self._w_at += np.bincount(ka, w, n + 1) - np.bincount(kb, w, n + 1)
         self._wx_at += np.bincount(ka, w * a, n + 1) - np.bincount(kb, w * b, n + 1)
+
+    def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(a, b, w) of the intervals not folded yet, in order, clipped to [lo, hi], empty
+        ones dropped: what the probe integrated since its last fold (for inspection)."""
+        x = np.array(self.pending, dtype=float).reshape(-1, 3)
+        a, b = np.maximum(x[:, 0], self.lo), np.minimum(x[:, 1], self.hi)
+        inside = b > a
+        return a[inside], b[inside], x[inside, 2]
 
     @property
     def total(self) -> float:
@@ -139,14 +169,6 @@ class Cumulative:
         out = grid * np.cumsum(self._w_at[:n]) - np.cumsum(self._wx_at[:n])
         out[-1] = self.total
         return grid, out
-
-
-def _take(values: array) -> np.ndarray:
-    """The doubles appended so far, as a numpy copy; the array is emptied in place (the hot
-    path holds its bound `append`)."""
-    out = np.array(values, dtype=float)
-    del values[:]
-    return out
 
 
 @dataclass
@@ -177,10 +199,14 @@ class AuthorityProbe:
         self.resources = world.resources
         self.lo, self.hi = warmup, horizon
         self.exposure = Cumulative(warmup, horizon)
-        # Cumulative.add's three appends, bound once: twice per task and once per action.
-        self._add_a, self._add_b, self._add_w = self.exposure.appenders()
-        self._use_start, self._use_duration, self._use_weight = array("d"), array("d"), array("d")
-        self.standing = self.blast_num = self.blast_den = 0.0
+        # The authority accrued with no task running, kept apart.
+        self._standing = Cumulative(warmup, horizon, points=1)
+        # Cumulative.add without the call, bound once: up to twice per task.
+        self._add, self._add_standing = self.exposure.pending.extend, self._standing.pending.extend
+        # Uses, once per allowed action: start, duration, weight, ... (a Python list: see
+        # Cumulative), folded into the exposure with the intervals.
+        self._uses: list[float] = []
+        self.blast_num = self.blast_den = 0.0
         self.probes = 0
         self._memo: dict[tuple, tuple[tuple[frozenset[Perm], frozenset[Perm]],
                                       tuple[frozenset[Perm], frozenset[Perm]]]] = {}
@@ -222,37 +248,56 @@ class AuthorityProbe:
         start and end hooks with this: the enter or leave probes that agent anyway)."""
         self._holding = True
 
+    def begin(self, i: int, identity: str, ctx: TaskContext, cred: Credential | None, origin: str,
+              origin_role: frozenset[Perm], token_mode: str, now: float) -> Context:
+        """`enter` for the engine, which hands over the parts of the task's context: returns
+        the context, the agent's previous one when the fast path applies.
+
+        The fast path, once per task in the usual case: the agent's previous task ended by
+        leave's fast path, nothing probed the agent since (_AgentState.fast), and this task's
+        context matches that one in everything a probe reads (the memo's context key and the
+        declared scope object): its probe (still in that context's fields) and the union hold
+        as they were, and no Context is built."""
+        st = self.state[i]
+        task = ctx.task
+        if (st.fast is _READY and cred is None and self._held is None and st.valid_until > now
+                and st.spare_key == (identity, task.type, task.depth, origin, origin_role,
+                                     token_mode)
+                and st.spare_declared is task.declared):
+            c = st.spare
+            c.ctx = ctx  # type: ignore[union-attr]
+            self._holding = False
+            self._integrate(st, now)
+            st.tasks = (c,)  # type: ignore[assignment]
+            st.allowed, st.weight, st.thief = st.task_allowed, st.task_weight, st.task_thief
+            st.life_end, st.valid_until = st.task_life, st.task_until
+            st.fast = c
+            return c  # type: ignore[return-value]
+        c = Context(identity, ctx, cred, origin, origin_role, token_mode)
+        self.enter(i, c, now)
+        return c
+
     def enter(self, i: int, c: Context, now: float) -> None:
         """Agent i starts working on a task in context `c`."""
         st = self.state[i]
         idle = st.idle
         if (self.shortcuts and idle is not None and not st.tasks and not st.held
                 and st.valid_until > now and idle.identity == c.identity):
-            # The common case, once per task: an agent with a standing identity starts a task
-            # under it. What _advance and _reprobe do, without their general bookkeeping.
+            # A task under the standing identity, nothing else running: what _advance and
+            # _reprobe do, without their general bookkeeping.
             held, self._held, self._holding = self._held, None, False
             self._integrate(st, now)
-            st.tasks.append(c)
+            st.tasks = (c,)
             if held and c.identity in held:  # the start hook changed this identity
                 self._probe(st.agent, idle, now)
-            last = st.before
-            task = c.ctx.task  # type: ignore[union-attr]
-            if (last is not None and c.cred is None and idle.stamp is last[0]
-                    and task.type is last[1] and task.depth == last[2]
-                    and c.declared is last[3] and c.origin is last[4]
-                    and c.origin_role is last[5] and c.token_mode is last[6]):
-                # The previous task's probe and union hold as they were (see _remember).
-                c.stamp, c.owned, c.stolen, c.life, c.until = last[7]
-                st.allowed, st.weight, st.thief, st.life_end, st.valid_until = last[8]
-            else:
-                self._probe(st.agent, c, now)
-                self._pair(st, idle, c)
-                self._remember(st, idle, c, now)
+            self._probe(st.agent, c, now)
+            self._pair(st, idle, c)
+            st.fast = c if self._remember(st, idle, c, now) else None
             if held:
                 self._release(held, i, now)
             return
         self._advance(i, now)
-        st.tasks.append(c)
+        st.tasks = (*st.tasks, c)
         if st.idle is None or st.idle.identity != c.identity:
             self._by_identity.setdefault(c.identity, set()).add(i)
         # Only the new context needs a probe unless the task's start hook changed something
@@ -265,24 +310,36 @@ class AuthorityProbe:
         stays with the agent (task inactive) until it expires or is revoked: the agent could
         still present it (token_replay)."""
         st = self.state[i]
+        if st.fast is c and self._held is None and st.valid_until > now:
+            # The task began by a fast path or short cut, nothing probed the agent since: back
+            # to the standing identity alone, whose probe is the one _remember kept. c (no
+            # credential of its own) keeps its probe for begin to reuse.
+            self._holding = False
+            self._integrate(st, now)
+            st.tasks = ()
+            st.allowed, st.weight, st.thief = st.idle_allowed, st.idle_weight, st.idle_thief
+            st.life_end, st.valid_until = st.idle_life, st.idle_until
+            st.fast = _READY
+            return
         idle = st.idle
         kept = c.cred is not None and c.cred.live(now)
         if (self.shortcuts and not kept and idle is not None and len(st.tasks) == 1
                 and not st.held and st.valid_until > now and idle.identity == c.identity):
-            # The common case: back to the standing identity alone (see enter).
+            # Back to the standing identity alone (see enter).
             held, self._held, self._holding = self._held, None, False
             self._integrate(st, now)
-            st.tasks.clear()
+            st.tasks = ()
             c.active, c.stamp = False, _UNPROBED
             if held and c.identity in held:
                 self._probe(st.agent, idle, now)
             (st.allowed, st.weight), st.thief = idle.owned, idle.stolen[1]
             st.life_end, st.valid_until = idle.life, idle.until
+            st.fast = None  # the task was probed again: its context is not kept for reuse
             if held:
                 self._release(held, i, now)
             return
         self._advance(i, now)
-        st.tasks.remove(c)
+        st.tasks = tuple(t for t in st.tasks if t is not c)
         c.active, c.stamp = False, _UNPROBED
         if kept:
             st.held.append(c)
@@ -325,31 +382,31 @@ class AuthorityProbe:
                     self._advance(j, now)
                     self._reprobe(j, now)
 
-    def use_recorder(self) -> tuple[list[_AgentState], dict[Perm, float], Callable[[float], None],
-                                    Callable[[float], None], Callable[[float], None]]:
+    def use_recorder(self) -> tuple[list[_AgentState], dict[Perm, float],
+                                    Callable[[tuple[float, float, float]], None]]:
         """What the engine needs to record weight in use, once per allowed action (the hot
         path: no call into the probe there): agent states, whose `allowed` is what agent i may
-        use now, the permission weights, and appends for (start, duration, weight) of a use
-        within it. A use is not excess authority; `finish` subtracts them all at once."""
-        return (self.state, self.weight, self._use_start.append, self._use_duration.append,
-                self._use_weight.append)
+        use now, the permission weights, and a record of a use within it, taking (start,
+        duration, weight). A use is not excess authority; `fold` subtracts them in batches."""
+        return self.state, self.weight, self._uses.extend
 
     def fold(self) -> None:
-        """Fold the authority intervals and the uses recorded so far into the exposure's bins
-        (the engine calls this at every hand-over of its log, so memory stays bounded)."""
-        start = _take(self._use_start)
-        a = np.maximum(start, self.lo)
-        b = np.minimum(start + _take(self._use_duration), self.hi)
-        w = _take(self._use_weight)
-        inside = b > a
-        self.exposure.fold(a[inside], b[inside], -w[inside])
+        """Fold the authority intervals, the standing part and the uses recorded so far into
+        their sums (the hot path calls this every _SPILL list entries: memory stays bounded)."""
+        self.exposure.fold()
+        self._standing.fold()
+        if self._uses:
+            x = np.array(self._uses, dtype=float).reshape(-1, 3)
+            self._uses.clear()
+            start = x[:, 0]
+            self.exposure.fold(start, start + x[:, 1], -x[:, 2])  # clipped there
 
     def finish(self) -> AuthorityResult:
         for i in range(len(self.state)):
             self._advance(i, self.hi)
         self.fold()
-        return AuthorityResult(self.exposure, self.standing, self.blast_num, self.blast_den,
-                               self.probes)
+        return AuthorityResult(self.exposure, self._standing.total, self.blast_num,
+                               self.blast_den, self.probes)
 
     # -- integration ---------------------------------------------------------------------------
     def _advance(self, i: int, t: float) -> None:
@@ -362,38 +419,42 @@ class AuthorityProbe:
         self._integrate(st, t)
 
     def _integrate(self, st: _AgentState, t: float) -> None:
-        # Twice per task on the hot path: conditional expressions, not min/max calls.
-        lo, hi = self.lo, self.hi
-        a = st.last if st.last > lo else lo
-        b = t if t < hi else hi
-        if t > st.last:
-            st.last = t
-        if b <= a:
+        # Twice per task on the hot path: authority intervals are appended as they are,
+        # clipped to [warm-up, horizon] and summed by numpy later, in this order.
+        a = st.last
+        if t <= a:
             return
-        if st.weight > 0:
-            self._add_a(a)
-            self._add_b(b)
-            self._add_w(st.weight)
+        st.last = t
+        w = st.weight
+        if w > 0:
+            self._add((a, t, w))
             if not st.tasks:
-                self.standing += st.weight * (b - a)
+                self._add_standing((a, t, w))
+            if len(self.exposure.pending) + len(self._uses) > _SPILL:
+                self.fold()
         if st.thief > 0:
-            end = st.life_end if st.life_end < hi else hi
-            # integral over [a, b] of (end - s) ds, what a thief still has when it steals at s
-            self.blast_num += st.thief * ((end - a) ** 2 - (end - b) ** 2) / 2
-            self.blast_den += b - a
+            lo, hi = self.lo, self.hi
+            a = a if a > lo else lo
+            b = t if t < hi else hi
+            if b > a:
+                end = st.life_end if st.life_end < hi else hi
+                # integral over [a, b] of (end - s) ds, what a thief still has when it steals at s
+                self.blast_num += st.thief * ((end - a) ** 2 - (end - b) ** 2) / 2
+                self.blast_den += b - a
 
     # -- probing -------------------------------------------------------------------------------
     def _reprobe(self, i: int, t: float, only: tuple[Context, ...] | None = None) -> None:
         """Bring agent i's authority up to date at t, probing `only` those contexts (None:
         all; the others' probes are known to hold)."""
         st = self.state[i]
+        st.fast = None
         idle, tasks = st.idle, st.tasks
         if st.held:
             live = [c for c in st.held if c.cred.live(t)]  # type: ignore[union-attr]
             if len(live) != len(st.held):
                 st.held, only = live, None  # a held credential ended: look at everything
-            tasks = [*tasks, *st.held]
-        contexts = [idle, *tasks] if idle is not None else tasks
+            tasks = (*tasks, *st.held)
+        contexts = (idle, *tasks) if idle is not None else tasks
         for c in (contexts if only is None else only):
             self._probe(st.agent, c, t)
         if len(contexts) == 1:  # the common cases: idle, or a task without a standing identity
@@ -463,23 +524,21 @@ class AuthorityProbe:
             nxt = math.inf if expired else cred.expires
         c.until = release if release is not None and quarantined and release < nxt else nxt
 
-    def _remember(self, st: _AgentState, idle: Context, c: Context, t: float) -> None:
-        """Keep c's probe and the agent's union for its next task (enter's short cut).
-
-        The next task may copy them when its context matches c's in everything a probe reads
-        (task type, depth, declared scope object, chain origin and role, token mode) and the
-        standing identity's probe is still the one seen now (the same stamp object: _probe
-        replaces it whenever the credential, its liveness or a quarantine changed, and enter
-        takes the short cut only before the next expiry or release). Kept only for a task
-        presenting the standing credential with no quarantine on (the usual case)."""
+    def _remember(self, st: _AgentState, idle: Context, c: Context, t: float) -> bool:
+        """Keep c for begin to reuse, and the agent's union and its standing identity's part
+        for the fast paths of begin and leave; False: they do not apply. Valid while nothing
+        probes the agent (_AgentState.fast: any change to what a decision reads reaches the
+        agent through _reprobe, an expiry or release through valid_until). Kept only for a
+        task presenting the standing credential with no quarantine on (the usual case)."""
         release = self._quarantined.get(c.identity)
         if c.cred is not None or (release is not None and release > t):
-            st.before = None
-            return
-        task = c.ctx.task  # type: ignore[union-attr]
-        st.before = (idle.stamp, task.type, task.depth, c.declared, c.origin, c.origin_role,
-                     c.token_mode, (c.stamp, c.owned, c.stolen, c.life, c.until),
-                     (st.allowed, st.weight, st.thief, st.life_end, st.valid_until))
+            return False
+        st.spare, st.spare_key, st.spare_declared = c, c.key, c.declared
+        st.task_allowed, st.task_weight, st.task_thief = st.allowed, st.weight, st.thief
+        st.task_life, st.task_until = st.life_end, st.valid_until
+        (st.idle_allowed, st.idle_weight), st.idle_thief = idle.owned, idle.stolen[1]
+        st.idle_life, st.idle_until = idle.life, idle.until
+        return True
 
     def _pair(self, st: _AgentState, idle: Context, c: Context) -> None:
         """The agent's authority from its standing identity and one task: _reprobe's union

@@ -38,7 +38,7 @@ from simharness.actions import (
     Task,
     alternatives,
 )
-from simharness.authority import AuthorityProbe, AuthorityResult, Context
+from simharness.authority import AuthorityProbe, AuthorityResult
 from simharness.controls.base import (
     Control,
     Credential,
@@ -391,8 +391,6 @@ class Engine:
         """Hand the actions logged since the last flush to the tally and `on_chunk`."""
         chunk = self.actions[self._fed:]
         self.tally.add_actions(chunk, now)
-        if self.probe is not None and now < math.inf:  # finish() folds the rest
-            self.probe.fold()
         if self.on_chunk is not None and chunk:
             self.on_chunk(chunk)
         if self.keep_log:
@@ -458,8 +456,8 @@ class Engine:
         if probe is not None:
             mode = "none" if task.depth == 0 else (
                 "passthrough" if cred is not None and cred is parent_cred else "exchange")
-            held = Context(identity, ctx, cred, origin_identity, origin_role, mode)
-            probe.enter(agent.index, held, env.now)
+            held = probe.begin(agent.index, identity, ctx, cred, origin_identity, origin_role,
+                               mode, env.now)
         if cred is not None and cred is not parent_cred and self.token_station is not None:
             yield self.token_station.visit(env.now)[0]
         ok = True
@@ -740,11 +738,9 @@ class Engine:
         ))
         if allowed:
             if self._uses is not None and req.source == "agent":
-                states, weight, use_start, use_duration, use_weight = self._uses
+                states, weight, record_use = self._uses
                 if a.perm in states[agent.index].allowed:  # in use, so not excess authority
-                    use_start(req.time)
-                    use_duration(duration)
-                    use_weight(weight[a.perm])
+                    record_use((req.time, duration, weight[a.perm]))
             control.on_allow(req, self.ledger, req.time)
             if self.detector is not None and visible and a.risk > self.detector[0]:
                 idx = self._dropped + len(actions) - 1  # its index in the whole run's log

@@ -161,7 +161,7 @@ def test_cumulative_curve_against_brute_force():
             acc.fold()
     acc.fold(np.array([20.0]), np.array([30.0]), np.array([2.0]))  # and given as arrays
     spans.append((20.0, 30.0, 2.0))
-    assert len(acc._a) == 0  # nothing held after a fold
+    assert acc.pending == []  # nothing held after a fold
     grid, curve = acc.curve()
     for g, c in zip(grid, curve, strict=True):
         brute = sum(w * max(0.0, min(b, g) - a) for a, b, w in spans)
@@ -272,8 +272,7 @@ def test_a_revocation_outside_a_task_hook_counts_from_its_instant():
     assert ledger.revoke(ctl.standing_credential(agent.standing_identity), 40.0)
     assert probe.state[0].weight == 0.0  # probed at once, at the revocation instant
     probe._advance(0, 100.0)
-    a, b, w = (np.frombuffer(x, dtype=float) for x in (probe.exposure._a, probe.exposure._b,
-                                                          probe.exposure._w))
+    a, b, w = probe.exposure.intervals()
     mine = [(float(x), float(y), float(z)) for x, y, z in zip(a, b, w, strict=True)
             if z == role and x == 0.0]
     assert mine == [(0.0, 40.0, role)]
@@ -457,7 +456,7 @@ def test_a_quarantine_with_no_credential_change_drops_authority_until_release():
     probe._advance(0, 100.0)
     assert probe.state[0].weight == role
     exp = probe.exposure
-    mine = [(a, b) for a, b, w in zip(exp._a, exp._b, exp._w, strict=True) if w == role
+    mine = [(a, b) for a, b, w in zip(*exp.intervals(), strict=True) if w == role
             and a in (0.0, 70.0)]
     assert mine == [(0.0, 40.0), (70.0, 100.0)]
 
@@ -522,7 +521,97 @@ def test_a_revoked_credential_still_loses_its_authority_at_expiry():
     assert probe.state[0].weight == role  # revocation ignored by this control
     probe._advance(0, 100.0)
     assert probe.state[0].weight == 0.0
-    mine = sorted((float(a), float(b)) for a, b, w in zip(
-        np.frombuffer(probe.exposure._a, dtype=float), np.frombuffer(probe.exposure._b, dtype=float),
-        np.frombuffer(probe.exposure._w, dtype=float), strict=True) if w == role)
+    mine = sorted((float(a), float(b)) for a, b, w in zip(*probe.exposure.intervals(), strict=True)
+                  if w == role)
     assert mine == [(0.0, 40.0), (40.0, 50.0)]
+
+
+# -- the hot path's mechanisms: context reuse, deferred sums, spilling --------------------------
+_DECLARED: frozenset = frozenset()  # one object, as a workload shares it among a type's tasks
+
+
+def _begin(probe, agent, task_id: int, t: float, kind: str = "answer_ticket") -> Context:
+    """Start a task of agent 0 as the engine does (hold, then begin)."""
+    ident = agent.standing_identity
+    task = Task(task_id, kind, agent.index, 0.0, [], frozenset(), 0, declared=_DECLARED)
+    probe.hold()
+    return probe.begin(0, ident, TaskContext(task, agent, ident, None, 0, True), None, ident,
+                       agent.role, "none", t)
+
+
+def _end(probe, c: Context, t: float) -> None:
+    probe.hold()
+    probe.leave(0, c, t)
+
+
+def test_begin_reuses_the_previous_tasks_context_until_something_changes():
+    """A task like the agent's previous one, nothing changed since: the same Context object,
+    now carrying the new task, and the same authority. After a revocation the next task gets a
+    context of its own, probed afresh."""
+    probe, ctl, ledger, agent, role = _probe_alone()
+    first = _begin(probe, agent, 1, 10.0)
+    _end(probe, first, 20.0)
+    second = _begin(probe, agent, 2, 30.0)
+    assert second is first and second.ctx.task.id == 2
+    assert probe.state[0].weight == role
+    _end(probe, second, 40.0)
+    assert ledger.revoke(ctl.standing_credential(agent.standing_identity), 45.0)
+    third = _begin(probe, agent, 3, 50.0)
+    assert third is not first and probe.state[0].weight == 0.0
+    fourth = _begin(probe, agent, 4, 60.0, kind="refund")  # another context running: general
+    assert fourth is not third
+
+
+def test_a_cumulative_clips_its_intervals_to_its_span():
+    """Intervals are added as they are and clipped to [lo, hi] when summed: 1 over [0, 20)
+    counts over [10, 20), 2 over [100, 200) over [100, 110), 3 over [0, 5) not at all."""
+    acc = Cumulative(10.0, 110.0, points=2)
+    for a, b, w in ((0.0, 20.0, 1.0), (100.0, 200.0, 2.0), (0.0, 5.0, 3.0)):
+        acc.add(a, b, w)
+    assert [x.tolist() for x in acc.intervals()] == [[10.0, 100.0], [20.0, 110.0], [1.0, 2.0]]
+    assert acc.total == 30.0
+
+
+def test_the_standing_part_is_exactly_rounded():
+    """Cumulative totals (the standing part is one) are the exactly rounded sum of their terms
+    (math.fsum per fold), not a running total nor numpy's pairwise sum, whose last bits depend
+    on the order of additions (and, for a pairwise sum, on the machine's SIMD)."""
+    from fractions import Fraction
+
+    acc = Cumulative(0.0, 10.0, points=1)
+    terms = [1e16 if k % 3 == 0 else 1.0 + k / 7 for k in range(40)]
+    for w in terms:
+        acc.add(0.0, 1.0, w)
+    running = 0.0
+    for w in terms:
+        running += w
+    assert acc.total == float(sum(Fraction(w) for w in terms)) != running
+    probe, *_ = _probe_alone()
+    probe._standing.add(0.0, 1.0, 0.5)  # and finish reports the probe's standing part's total
+    assert probe.finish().standing == probe._standing.total
+
+
+def test_the_hot_paths_lists_are_folded_and_stay_short(monkeypatch):
+    """Intervals and uses go to Python lists, folded into the sums once long: the lists stay
+    short however long the run, and the totals agree with a probe that folds only at the end
+    (to rounding: each fold's sum is exactly rounded)."""
+    import simharness.authority as authority
+
+    found = []
+    for spill in (10**9, 30):
+        monkeypatch.setattr(authority, "_SPILL", spill)
+        probe, *_, agent, _ = _probe_alone()
+        longest = 0
+        for k in range(200):
+            c = _begin(probe, agent, k, 0.3 * k)
+            probe._uses.extend((0.3 * k, 0.1, 1.0))
+            _end(probe, c, 0.3 * k + 0.2)
+            longest = max(longest, len(probe.exposure.pending) + len(probe._uses))
+        a = probe.finish()
+        found.append((a.exposure.curve()[1], a.standing))
+        if spill == 30:
+            assert longest <= 30 + 6
+        else:
+            assert longest > 600  # never folded before the end
+    np.testing.assert_allclose(found[0][0], found[1][0], rtol=1e-12)
+    assert found[0][1] == pytest.approx(found[1][1], rel=1e-12)
