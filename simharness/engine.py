@@ -324,6 +324,10 @@ class Engine:
         self.caching = [st for local, st in self.stages
                         if not local and st.spec.cache_ttl > 0]  # type: ignore[union-attr]
         self._observes = type(control).observe is not Control.observe
+        # Task start and end hooks that do something (most models keep the base no-ops):
+        # without them a task start issues nothing and the probe need not hold changes.
+        self._task_hooks = (type(control).on_task_start is not Control.on_task_start
+                            or type(control).on_task_end is not Control.on_task_end)
         self._reasons: dict[tuple[str, ...], str] = {}
         ts = control.token_service()
         self.token_station = self._station(ts, sampler) if ts is not None else None
@@ -449,10 +453,12 @@ class Engine:
         if self.keep_log:
             self.tasks.append(record)  # type: ignore[arg-type]
         self._task_started(record)
-        probe, held = self.probe, None
-        if probe is not None:
-            probe.hold()
-        cred = control.on_task_start(ctx, ledger, env.now)
+        probe, held, hooks = self.probe, None, self._task_hooks
+        cred = None
+        if hooks:
+            if probe is not None:
+                probe.hold()
+            cred = control.on_task_start(ctx, ledger, env.now)
         if probe is not None:
             mode = "none" if task.depth == 0 else (
                 "passthrough" if cred is not None and cred is parent_cred else "exchange")
@@ -519,9 +525,10 @@ class Engine:
                     reads = reads | {res}
         if pending > 0:
             yield pending
-        if held is not None:
-            probe.hold()  # type: ignore[union-attr]
-        control.on_task_end(ctx, cred, ledger, env.now)
+        if hooks:
+            if held is not None:
+                probe.hold()  # type: ignore[union-attr]
+            control.on_task_end(ctx, cred, ledger, env.now)
         if held is not None:
             probe.leave(agent.index, held, env.now)  # type: ignore[union-attr]
         record[T["end"]] = env.now

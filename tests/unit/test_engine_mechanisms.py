@@ -925,3 +925,32 @@ def test_a_replay_without_a_credential_gets_a_standing_one_revocable_on_its_plat
     assert (support.holder, billing.holder, billing.issued) == ("support-0", "billing-0/t1", 31.0)
     assert [q["cred"] for q in spy.asked] == [None, billing]
     assert billing.revocable is (platform == "first_party")
+
+
+def test_a_model_with_only_one_task_hook_has_it_called_for_every_task():
+    """The engine skips the task hooks of models that keep both base no-ops; a model that
+    overrides just one of them still has it called at every task start (or end)."""
+    from simharness.controls.base import World
+    from simharness.controls.static_iam import StaticIAM
+    from simharness.engine import T, simulate
+    from simharness.loader import load_scenario
+    from simharness.workload import build_workload
+
+    spec = load_scenario("baseline", overrides=["horizon=1h"])
+    calls: list[str] = []
+
+    class StartOnly(StaticIAM):
+        def on_task_start(self, ctx, ledger, now):
+            calls.append("start")
+            return super().on_task_start(ctx, ledger, now)
+
+    class EndOnly(StaticIAM):
+        def on_task_end(self, ctx, cred, ledger, now):
+            calls.append("end")
+
+    for model, kind in ((StartOnly, "start"), (EndOnly, "end")):
+        calls.clear()
+        log = simulate(build_workload(spec, 0), model("x", {}, World(spec)))
+        started = len(log.tasks)
+        ended = sum(1 for r in log.tasks if r[T["status"]] != "in_flight")
+        assert started > 10 and calls == [kind] * (started if kind == "start" else ended)
