@@ -100,6 +100,7 @@ class Workload:
         the workload is given or was materialised)."""
         if self._in_hand:
             return iter(self._grouped().get(agent, ()))
+        assert self._builder is not None  # not in hand: sampled
         return self._builder.agent_tasks(agent, self._arrivals[agent], self._offsets[agent],
                                          self._offsets[-1])
 
