@@ -372,10 +372,10 @@ class Engine:
                            else self._agent_concurrent(agent, tasks, slots))
         # The run makes almost no reference cycles (a 6 h baseline run: about 200 objects), so
         # the collector's automatic passes over the tasks, records and log it creates would
-        # find nothing (they cost a twentieth of a run). It is paused for the run, what exists
-        # when the run starts is frozen out of its passes, and each hand-over of the log
-        # (_flush) collects the young generations: a plug-in that does make cycles cannot grow
-        # memory without bound.
+        # find nothing (they cost a twentieth of a run). It is paused for the run and what
+        # exists when the run starts is frozen out of its passes. The price: cyclic garbage a
+        # plug-in control makes during the run is freed only after it (a pass at every
+        # hand-over of the log cost as much as the automatic ones).
         self._collect = gc.isenabled()
         gc.disable()
         gc.freeze()
