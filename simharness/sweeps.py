@@ -82,12 +82,12 @@ def run_one(task: RunTask, audit_dir: str | None = None,
     control = make(entry.name, entry.model, entry.params, World(spec))
     exporting = otel_dir is not None and not task.hidden
     parents = otel_export.delegation_parents(workload) if exporting else {}
-    with contextlib.ExitStack() as stack:
-        # The audit file is written as the run logs, and only an OTLP export needs the whole
-        # log afterwards: otherwise the run keeps running totals, not its log (tally.py).
-        write = stack.enter_context(auditing.run_writer(
-            auditing.run_path(audit_dir, task.key), entry.name, task.replication,
-            dict(task.point), audit_types or {})) if audit_dir is not None and not task.hidden else None
+    # The audit file is written as the run logs, and only an OTLP export needs the whole log
+    # afterwards: otherwise the run keeps running totals, not its log (tally.py).
+    writer = (auditing.run_writer(auditing.run_path(audit_dir, task.key), entry.name,
+                                  task.replication, dict(task.point), audit_types or {})
+              if audit_dir is not None and not task.hidden else contextlib.nullcontext())
+    with writer as write:
         log = simulate(workload, control, keep_plans=False, probe=probe, keep_log=exporting,
                        on_chunk=write)
     row = _identity_columns(task)
