@@ -309,3 +309,25 @@ def test_misuse_given_to_a_sampled_workload_is_the_misuse_it_reports():
     wl.misuse = [mine]
     assert wl.misuse == [mine] and list(wl.misuse_of(top)) == [mine]
     assert all(not wl.misuse_of(t) for t in wl.tasks if t is not top)
+
+
+def test_the_plan_only_fast_path_samples_what_the_general_path_does(monkeypatch):
+    """Tasks of tool steps without arguments take a short cut in `_task`; with the short cut
+    switched off (every plan marked not simple) the workload is the same, draw for draw."""
+    from simharness import workload as wmod
+    from simharness.loader import load_scenario
+
+    # plan-following (no deviations), so the short cut is taken wherever a plan allows it
+    spec = load_scenario("tests/data/baseline_plan_following.yaml", overrides=["horizon=3h"])
+    fast = wmod.build_workload(spec, 0).digest()
+    plan = wmod.WorkloadBuilder._plan
+    taken = []
+
+    def never_simple(self, ttype):
+        steps, scope, simple = plan(self, ttype)
+        taken.append(simple)
+        return steps, scope, False
+
+    monkeypatch.setattr(wmod.WorkloadBuilder, "_plan", never_simple)
+    assert wmod.build_workload(spec, 0).digest() == fast
+    assert any(taken)  # the short cut applied to some tasks before it was switched off
