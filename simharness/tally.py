@@ -39,6 +39,9 @@ from simharness.records import (
 _FIELDS = itemgetter(A["time"], A["allowed"], A["misuse_id"], A["goal"], A["weight"],
                      A["identity"], A["reasons"], A["latency"], A["without_decision"],
                      A["attributed"], A["visible"], A["credential"], A["duration"])
+# ... and what a step's credential term reads (once per step executed under a credential).
+_USE_FIELDS = itemgetter(A["credential"], A["tool"], A["action"], A["resource"], A["time"],
+                         A["latency"], A["duration"])
 _DEPTH, _ARRIVAL, _START, _END, _STATUS, _MISUSE = (
     T["depth"], T["arrival"], T["start"], T["end"], T["status"], T["misuse_id"])
 
@@ -127,12 +130,13 @@ class Tally:
         """The term of an executed step under its credential, clipped to the credential's life
         and the measured window; held back while the step still executes, since a revocation
         before its end would cut it (one after it cannot)."""
-        c = self._creds[r[A["credential"]]]
-        perm = (r[A["tool"]], r[A["action"]], r[A["resource"]])
+        cid, tool, action, resource, t, latency, duration = _USE_FIELDS(r)
+        c = self._creds[cid]
+        perm = (tool, action, resource)
         if perm not in c.perms:
             return
-        start = r[A["time"]] + r[A["latency"]]
-        end = start + r[A["duration"]]
+        start = t + latency
+        end = start + duration
         if end > now:
             self._pending.append(r)
             return
