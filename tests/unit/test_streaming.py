@@ -136,16 +136,28 @@ def test_task_and_misuse_ids_number_the_workload():
                              for m in wl.misuse)
 
 
-def test_a_run_samples_its_workload_as_it_goes():
-    """The engine reads each agent's tasks one at a time: after a run the workload holds no
-    task list (nothing was sampled ahead and kept)."""
-    spec = load_scenario("baseline", overrides=["horizon=1h"])
+def test_a_run_samples_its_workload_as_it_goes(monkeypatch):
+    """The engine reads each agent's tasks as it gets to them: after a run the workload holds
+    no task list, and reading an agent's first task samples AHEAD tasks, not all of them."""
+    from simharness import workload
+
+    spec = load_scenario("baseline", overrides=["horizon=8h"])
     wl = build_workload(spec, 0)
     entry = spec.control("jit_per_task")
     simulate(wl, make(entry.name, entry.model, entry.params, World(spec)), keep_log=False)
     assert wl._tasks is None
-    it = wl.agent_tasks(wl.working_agents()[0])
-    assert iter(it) is it  # a generator: tasks come as they are asked for
+    sampled = []
+    real = workload.WorkloadBuilder._task
+
+    def spy(self, ttype, agent, arrival, depth):
+        sampled.append(depth)
+        return real(self, ttype, agent, arrival, depth)
+
+    monkeypatch.setattr(workload.WorkloadBuilder, "_task", spy)
+    agent = wl.working_agents()[0]
+    first = next(wl.agent_tasks(agent))
+    assert first.arrival == wl._arrivals[agent][0]
+    assert sampled.count(0) == workload.AHEAD < len(wl._arrivals[agent])
 
 
 def test_sampling_ahead_changes_no_value(monkeypatch):
