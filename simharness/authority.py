@@ -19,6 +19,7 @@ look-up: one decide() per permission per new context.
 
 from __future__ import annotations
 
+import array
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,10 @@ from simharness.actions import NO_ARGS, NO_NAMES, AgentInfo, Perm
 from simharness.controls.base import Control, Credential, Request, TaskContext, World
 
 _UNPROBED = object()  # the stamp of a context not probed yet (no real stamp equals it)
-_NOTHING: tuple[frozenset[Perm], float] = (frozenset(), 0.0)
+# What a context allows: each permission with its weight (never mutated: shared, interned),
+# and the weights' sum.
+Weighed = tuple[dict[Perm, float], float]
+_NOTHING: Weighed = ({}, 0.0)
 
 
 class Context:
@@ -53,8 +57,8 @@ class Context:
         self.active = task is not None  # False: the task ended but its credential lives on
         # The last probe of this context and what it depended on (reused while unchanged).
         self.stamp: object = _UNPROBED
-        self.owned: tuple[frozenset[Perm], float] = _NOTHING
-        self.stolen: tuple[frozenset[Perm], float] = _NOTHING
+        self.owned: Weighed = _NOTHING
+        self.stolen: Weighed = _NOTHING
         self.life = self.until = math.inf
 
 
@@ -79,7 +83,7 @@ class _AgentState:
         self.weight = 0.0  # authority: weight of `allowed`
         self.thief = 0.0  # authority of a thief holding what the agent holds
         self.tasks: tuple[Context, ...] = ()  # running tasks
-        self.allowed: frozenset[Perm] = frozenset()
+        self.allowed: dict[Perm, float] = {}  # what the agent may use now, with weights
         self.life_end = math.inf  # when what a thief holds stops working at the latest
         # The last task's context, for begin to reuse, with its key and declared scope.
         self.spare: Context | None = None
@@ -87,13 +91,18 @@ class _AgentState:
         self.spare_declared: frozenset[Perm] | None = None
         # allowed, weight, thief, life_end, valid_until during that task and after it (kept
         # by _remember for the fast paths).
-        self.task_allowed: frozenset[Perm] = frozenset()
-        self.idle_allowed: frozenset[Perm] = frozenset()
+        self.task_allowed: dict[Perm, float] = {}
+        self.idle_allowed: dict[Perm, float] = {}
         self.task_weight = self.task_thief = self.idle_weight = self.idle_thief = 0.0
         self.task_life = self.task_until = self.idle_life = self.idle_until = math.inf
         self.agent = agent
         self.idle = idle
         self.held: list[Context] = []  # ended tasks whose own credential is still live
+
+
+def _array(floats: list[float]) -> np.ndarray:
+    """A list of floats as an array (through array.array: a third faster than np.array)."""
+    return np.frombuffer(array.array("d", floats))
 
 
 TIMELINE_POINTS = 97
@@ -130,7 +139,7 @@ class Cumulative:
         """Sum the pending intervals into the bins, then the intervals (a, b, w) given as
         arrays."""
         if self.pending:
-            x = np.array(self.pending, dtype=float).reshape(-1, 3)
+            x = _array(self.pending).reshape(-1, 3)
             self.pending.clear()
             self._fold(x[:, 0], x[:, 1], x[:, 2])
         if a is not None and len(a):
@@ -141,7 +150,7 @@ class Cumulative:
         inside = b > a
         if not inside.all():
             a, b, w = a[inside], b[inside], w[inside]
-        self._totals.append(math.fsum(w * (b - a)))
+        self._totals.append(math.fsum((w * (b - a)).tolist()))  # floats: faster than numpy's
         lo, step, n = self.lo, self.step, self.n
         ka, kb = (np.minimum(np.trunc((x - lo) / step) + 1, n).astype(np.int64) if n > 1
                   else np.ones(len(x), np.int64) for x in (a, b))
@@ -210,17 +219,17 @@ class AuthorityProbe:
         self.probes = 0
         self._memo: dict[tuple, tuple[tuple[frozenset[Perm], frozenset[Perm]],
                                       tuple[frozenset[Perm], frozenset[Perm]]]] = {}
-        self._unions: dict[tuple, tuple[frozenset[Perm], float]] = {}
-        self._pairs: dict[tuple, tuple[frozenset[Perm], float, float]] = {}
-        self._interned: dict[frozenset[Perm], tuple[frozenset[Perm], float]] = {}
+        # Every Weighed is made once and kept here (or in _unions): the other caches key on
+        # their ids.
+        self._unions: dict[tuple, Weighed] = {}
+        self._pairs: dict[tuple, tuple[dict[Perm, float], float, float]] = {}
+        self._interned: dict[frozenset[Perm], Weighed] = {}
         # id(credential) -> its grant; ids are stable: the ledger keeps every credential.
         self._grants: dict[int, tuple] = {}
         # (memo entry, declared scope) -> (owned, stolen); the memo entry alone for decisions
         # that do not depend on the declared scope.
-        self._scoped: dict[tuple, tuple[tuple[frozenset[Perm], float],
-                                        tuple[frozenset[Perm], float]]] = {}
-        self._unscoped: dict[tuple, tuple[tuple[frozenset[Perm], float],
-                                          tuple[frozenset[Perm], float]]] = {}
+        self._scoped: dict[tuple, tuple[Weighed, Weighed]] = {}
+        self._unscoped: dict[tuple, tuple[Weighed, Weighed]] = {}
         # Credentials are told apart by what they grant, not by which object they are, unless
         # the model finds its own state by credential (layered: its members' parts).
         self._by_object = type(control).credential_identity_matters
@@ -382,13 +391,13 @@ class AuthorityProbe:
                     self._advance(j, now)
                     self._reprobe(j, now)
 
-    def use_recorder(self) -> tuple[list[_AgentState], dict[Perm, float],
+    def use_recorder(self) -> tuple[list[_AgentState],
                                     Callable[[tuple[float, float, float]], None]]:
         """What the engine needs to record weight in use, once per allowed action (the hot
-        path: no call into the probe there): agent states, whose `allowed` is what agent i may
-        use now, the permission weights, and a record of a use within it, taking (start,
-        duration, weight). A use is not excess authority; `fold` subtracts them in batches."""
-        return self.state, self.weight, self._uses.extend
+        path: no call into the probe there): agent states, whose `allowed` maps what agent i
+        may use now to its weight, and a record of a use within it, taking (start, duration,
+        weight). A use is not excess authority; `fold` subtracts them in batches."""
+        return self.state, self._uses.extend
 
     def fold(self) -> None:
         """Fold the authority intervals, the standing part and the uses recorded so far into
@@ -396,7 +405,7 @@ class AuthorityProbe:
         self.exposure.fold()
         self._standing.fold()
         if self._uses:
-            x = np.array(self._uses, dtype=float).reshape(-1, 3)
+            x = _array(self._uses).reshape(-1, 3)
             self._uses.clear()
             start = x[:, 0]
             self.exposure.fold(start, start + x[:, 1], -x[:, 2])  # clipped there
@@ -543,7 +552,7 @@ class AuthorityProbe:
     def _pair(self, st: _AgentState, idle: Context, c: Context) -> None:
         """The agent's authority from its standing identity and one task: _reprobe's union
         of two contexts, as one look-up."""
-        key = (idle.owned, c.owned, idle.stolen, c.stolen)  # interned: compared by identity
+        key = (id(idle.owned), id(c.owned), id(idle.stolen), id(c.stolen))  # interned
         hit = self._pairs.get(key)
         if hit is None:
             owned = self._union([idle.owned, c.owned])
@@ -553,23 +562,26 @@ class AuthorityProbe:
         st.valid_until = idle.until if idle.until <= c.until else c.until
 
     def _in_scope(self, sides: tuple[frozenset[Perm], frozenset[Perm]], declared: frozenset[Perm]
-                  ) -> tuple[frozenset[Perm], float]:
+                  ) -> Weighed:
         """What is allowed under a declared scope, from what is allowed in and out of scope."""
         inside, outside = sides
         allowed = (inside & declared) | (outside - declared)
         # One object per distinct set, so that the unions of contexts are looked up by id.
         hit = self._interned.get(allowed)
         if hit is None:
-            hit = self._interned[allowed] = (allowed, sum(self.weight.get(p, 0.0) for p in allowed))
+            hit = self._interned[allowed] = self._weighed(allowed)
         return hit
 
-    def _union(self, parts: list[tuple[frozenset[Perm], float]]) -> tuple[frozenset[Perm], float]:
+    def _union(self, parts: list[Weighed]) -> Weighed:
         key = tuple(map(id, parts))  # the parts live in the memo as long as the probe
         hit = self._unions.get(key)
         if hit is None:
-            union = frozenset().union(*(p for p, _ in parts))
-            hit = self._unions[key] = (union, sum(self.weight.get(p, 0.0) for p in union))
+            hit = self._unions[key] = self._weighed(frozenset().union(*(p for p, _ in parts)))
         return hit
+
+    def _weighed(self, perms: frozenset[Perm]) -> Weighed:
+        weights = {p: self.weight.get(p, 0.0) for p in perms}
+        return weights, sum(weights.values())
 
     def _allowed(self, agent: AgentInfo, c: Context, cred: Credential | None, t: float,
                  thief: bool) -> tuple[frozenset[Perm], frozenset[Perm]]:

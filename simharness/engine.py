@@ -745,9 +745,10 @@ class Engine:
         ))
         if allowed:
             if self._uses is not None and req.source == "agent":
-                states, weight, record_use = self._uses
-                if a.perm in states[agent.index].allowed:  # in use, so not excess authority
-                    record_use((req.time, duration, weight[a.perm]))
+                states, record_use = self._uses
+                w_use = states[agent.index].allowed.get(a.perm)
+                if w_use is not None:  # in use, so not excess authority
+                    record_use((req.time, duration, w_use))
             control.on_allow(req, self.ledger, req.time)
             if self.detector is not None and visible and a.risk > self.detector[0]:
                 idx = self._dropped + len(actions) - 1  # its index in the whole run's log

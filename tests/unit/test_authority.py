@@ -409,14 +409,14 @@ def test_two_tasks_of_a_type_with_different_scopes_get_their_own_authority():
     probe, _, _, agent, _ = _probe_alone(control=_ScopeOnly("s", {}, world))
     ident = agent.standing_identity
     p, q = sorted(agent.role)[:2]
-    assert probe.state[0].allowed == frozenset()
+    assert set(probe.state[0].allowed) == frozenset()
     for k, (t, declared) in enumerate(((10.0, frozenset({p})), (30.0, frozenset({q})))):
         c = _task_context(agent, ident, k, "answer_ticket", declared=declared)
         probe.enter(0, c, t)
-        assert probe.state[0].allowed == declared
+        assert set(probe.state[0].allowed) == declared
         assert probe.state[0].weight == world.weight[declared and next(iter(declared))]
         probe.leave(0, c, t + 5.0)
-        assert probe.state[0].allowed == frozenset()
+        assert set(probe.state[0].allowed) == frozenset()
 
 
 class _FirstCredentialOnly(StaticIAM):
