@@ -23,6 +23,7 @@ import array
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -107,6 +108,17 @@ def _array(floats: list[float]) -> np.ndarray:
 
 TIMELINE_POINTS = 97
 _SPILL = 3 << 15  # list entries (a third as many intervals or uses) kept before a fold
+
+
+class Now(NamedTuple):
+    """An agent's authority at a moment (AuthorityProbe.current)."""
+
+    allowed: dict[Perm, float]  # what it may use, with weights
+    weight: float  # their sum
+    thief: float  # the authority of a thief holding what it holds
+    life_end: float  # when that stops working at the latest
+    valid_until: float  # the next expiry or release among its contexts
+    tasks: tuple[Context, ...]  # its running tasks
 
 
 class Cumulative:
@@ -212,7 +224,7 @@ class AuthorityProbe:
         self._standing = Cumulative(warmup, horizon, points=1)
         # Cumulative.add without the call, bound once: up to twice per task.
         self._add, self._add_standing = self.exposure.pending.extend, self._standing.pending.extend
-        # Uses, once per allowed action: start, duration, weight, ... (a Python list: see
+        # Uses, once per allowed action: start, end, weight, ... (a Python list: see
         # Cumulative), folded into the exposure with the intervals.
         self._uses: list[float] = []
         self.blast_num = self.blast_den = 0.0
@@ -269,17 +281,19 @@ class AuthorityProbe:
         as they were, and no Context is built."""
         st = self.state[i]
         task = ctx.task
-        if (st.fast is _READY and cred is None and self._held is None and st.valid_until > now
+        if (st.fast is _READY and cred is None and self._held is None and st.idle_until > now
                 and st.spare_key == (identity, task.type, task.depth, origin, origin_role,
                                      token_mode)
                 and st.spare_declared is task.declared):
             c = st.spare
             c.ctx = ctx  # type: ignore[union-attr]
             self._holding = False
-            self._integrate(st, now)
-            st.tasks = (c,)  # type: ignore[assignment]
-            st.allowed, st.weight, st.thief = st.task_allowed, st.task_weight, st.task_thief
-            st.life_end, st.valid_until = st.task_life, st.task_until
+            if st.idle_weight > 0 or st.idle_thief > 0:  # what it held between tasks accrues
+                a = st.last
+                if now > a:
+                    self._accrue(a, now, st.idle_weight, st.idle_thief, st.idle_life, True)
+            st.last = now
+            st.allowed = st.task_allowed  # the rest of the switch is left to _settle
             st.fast = c
             return c  # type: ignore[return-value]
         c = Context(identity, ctx, cred, origin, origin_role, token_mode)
@@ -288,7 +302,7 @@ class AuthorityProbe:
 
     def enter(self, i: int, c: Context, now: float) -> None:
         """Agent i starts working on a task in context `c`."""
-        st = self.state[i]
+        st = self._settle(i)
         idle = st.idle
         if (self.shortcuts and idle is not None and not st.tasks and not st.held
                 and st.valid_until > now and idle.identity == c.identity):
@@ -319,17 +333,19 @@ class AuthorityProbe:
         stays with the agent (task inactive) until it expires or is revoked: the agent could
         still present it (token_replay)."""
         st = self.state[i]
-        if st.fast is c and self._held is None and st.valid_until > now:
+        if st.fast is c and self._held is None and st.task_until > now:
             # The task began by a fast path or short cut, nothing probed the agent since: back
             # to the standing identity alone, whose probe is the one _remember kept. c (no
             # credential of its own) keeps its probe for begin to reuse.
             self._holding = False
-            self._integrate(st, now)
-            st.tasks = ()
-            st.allowed, st.weight, st.thief = st.idle_allowed, st.idle_weight, st.idle_thief
-            st.life_end, st.valid_until = st.idle_life, st.idle_until
+            a = st.last
+            if now > a:
+                self._accrue(a, now, st.task_weight, st.task_thief, st.task_life, False)
+                st.last = now
+            st.allowed = st.idle_allowed  # the rest of the switch is left to _settle
             st.fast = _READY
             return
+        st = self._settle(i)
         idle = st.idle
         kept = c.cred is not None and c.cred.live(now)
         if (self.shortcuts and not kept and idle is not None and len(st.tasks) == 1
@@ -395,8 +411,10 @@ class AuthorityProbe:
                                     Callable[[tuple[float, float, float]], None]]:
         """What the engine needs to record weight in use, once per allowed action (the hot
         path: no call into the probe there): agent states, whose `allowed` maps what agent i
-        may use now to its weight, and a record of a use within it, taking (start, duration,
-        weight). A use is not excess authority; `fold` subtracts them in batches."""
+        may use now to its weight, and a record of a use within it, taking (start, end,
+        weight): the end is computed there, while the step's duration is at hand (read at the
+        fold, long after the step was sampled, it is a cache miss). A use is not excess
+        authority; `fold` subtracts them in batches."""
         return self.state, self._uses.extend
 
     def fold(self) -> None:
@@ -407,8 +425,7 @@ class AuthorityProbe:
         if self._uses:
             x = _array(self._uses).reshape(-1, 3)
             self._uses.clear()
-            start = x[:, 0]
-            self.exposure.fold(start, start + x[:, 1], -x[:, 2])  # clipped there
+            self.exposure.fold(x[:, 0], x[:, 1], -x[:, 2])  # clipped there
 
     def finish(self) -> AuthorityResult:
         for i in range(len(self.state)):
@@ -420,7 +437,7 @@ class AuthorityProbe:
     # -- integration ---------------------------------------------------------------------------
     def _advance(self, i: int, t: float) -> None:
         """Integrate agent i up to t, probing again at every expiry or release before t."""
-        st = self.state[i]
+        st = self._settle(i)
         while st.valid_until <= t:
             u = st.valid_until
             self._integrate(st, u)
@@ -428,35 +445,64 @@ class AuthorityProbe:
         self._integrate(st, t)
 
     def _integrate(self, st: _AgentState, t: float) -> None:
-        # Twice per task on the hot path: authority intervals are appended as they are,
-        # clipped to [warm-up, horizon] and summed by numpy later, in this order.
+        """Integrate agent st's authority up to t (its fields written out: _settle)."""
         a = st.last
         if t <= a:
             return
         st.last = t
-        w = st.weight
+        self._accrue(a, t, st.weight, st.thief, st.life_end, not st.tasks)
+
+    def _accrue(self, a: float, t: float, w: float, thief: float, life_end: float,
+                standing: bool) -> None:
+        """Authority w held over [a, t), a < t, by an agent whose thief would get authority
+        `thief` until `life_end`; `standing`: with no task running. Once per task on the hot
+        path: intervals are appended as they are, clipped to [warm-up, horizon] and summed by
+        numpy later, in this order."""
         if w > 0:
             self._add((a, t, w))
-            if not st.tasks:
+            if standing:
                 self._add_standing((a, t, w))
             if len(self.exposure.pending) + len(self._uses) > _SPILL:
                 self.fold()
-        if st.thief > 0:
+        if thief > 0:
             lo, hi = self.lo, self.hi
             a = a if a > lo else lo
             b = t if t < hi else hi
             if b > a:
-                end = st.life_end if st.life_end < hi else hi
+                end = life_end if life_end < hi else hi
                 # integral over [a, b] of (end - s) ds, what a thief still has when it steals at s
-                self.blast_num += st.thief * ((end - a) ** 2 - (end - b) ** 2) / 2
+                self.blast_num += thief * ((end - a) ** 2 - (end - b) ** 2) / 2
                 self.blast_den += b - a
+
+    def current(self, i: int) -> Now:
+        """Agent i's authority as it stands (for inspection: reading it changes nothing)."""
+        st = self.state[i]
+        fast = st.fast
+        if fast is _READY:
+            return Now(st.idle_allowed, st.idle_weight, st.idle_thief, st.idle_life,
+                       st.idle_until, ())
+        if fast is not None:
+            return Now(st.task_allowed, st.task_weight, st.task_thief, st.task_life,
+                       st.task_until, (fast,))  # type: ignore[arg-type]
+        return Now(st.allowed, st.weight, st.thief, st.life_end, st.valid_until, st.tasks)
+
+    def _settle(self, i: int) -> _AgentState:
+        """Agent i's state with every field written out, its fast paths closed. The fast
+        paths of begin and leave switch only `allowed` (which the engine reads once per action)
+        and keep `last`; the rest follows from `fast` and what _remember kept (`current`), and
+        is written out here, before any other path reads or changes it."""
+        st = self.state[i]
+        if st.fast is not None:
+            (st.allowed, st.weight, st.thief, st.life_end, st.valid_until,
+             st.tasks) = self.current(i)
+            st.fast = None
+        return st
 
     # -- probing -------------------------------------------------------------------------------
     def _reprobe(self, i: int, t: float, only: tuple[Context, ...] | None = None) -> None:
         """Bring agent i's authority up to date at t, probing `only` those contexts (None:
         all; the others' probes are known to hold)."""
-        st = self.state[i]
-        st.fast = None
+        st = self._settle(i)
         idle, tasks = st.idle, st.tasks
         if st.held:
             live = [c for c in st.held if c.cred.live(t)]  # type: ignore[union-attr]

@@ -344,7 +344,11 @@ class Engine:
         # Authority (exposure, blast radius) is measured by probing the control's decide().
         self.probe = (AuthorityProbe(control, control.world, workload.agents, spec.warmup,
                                      spec.horizon) if probe else None)
-        self._uses = self.probe.use_recorder() if self.probe is not None else None
+        # Weight in use, recorded once per allowed action (AuthorityProbe.use_recorder).
+        self._use_states: list | None = None
+        self._record_use: Callable[[tuple[float, float, float]], None] | None = None
+        if self.probe is not None:
+            self._use_states, self._record_use = self.probe.use_recorder()
 
     def _station(self, st: Station, sampler) -> StationState:
         state = StationState(st, sampler(st.rtt), sampler(st.service), self.warmup, self.horizon)
@@ -744,11 +748,10 @@ class Engine:
             req.chain_origin, req.token_mode, verdict,
         ))
         if allowed:
-            if self._uses is not None and req.source == "agent":
-                states, record_use = self._uses
-                w_use = states[agent.index].allowed.get(a.perm)
+            if self._use_states is not None and req.source == "agent":
+                w_use = self._use_states[agent.index].allowed.get(a.perm)
                 if w_use is not None:  # in use, so not excess authority
-                    record_use((req.time, duration, w_use))
+                    self._record_use((req.time, req.time + duration, w_use))  # type: ignore[misc]
             control.on_allow(req, self.ledger, req.time)
             if self.detector is not None and visible and a.risk > self.detector[0]:
                 idx = self._dropped + len(actions) - 1  # its index in the whole run's log

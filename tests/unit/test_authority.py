@@ -268,9 +268,9 @@ def test_a_revocation_outside_a_task_hook_counts_from_its_instant():
     """static_iam: agent 0 holds its role's weight W from 0; its credential is revoked at 40
     (a change outside any task start or end): authority W x 40, then 0 to the horizon 100."""
     probe, ctl, ledger, agent, role = _probe_alone()
-    assert role > 0 and probe.state[0].weight == role
+    assert role > 0 and probe.current(0).weight == role
     assert ledger.revoke(ctl.standing_credential(agent.standing_identity), 40.0)
-    assert probe.state[0].weight == 0.0  # probed at once, at the revocation instant
+    assert probe.current(0).weight == 0.0  # probed at once, at the revocation instant
     probe._advance(0, 100.0)
     a, b, w = probe.exposure.intervals()
     mine = [(float(x), float(y), float(z)) for x, y, z in zip(a, b, w, strict=True)
@@ -292,7 +292,7 @@ def test_probes_ask_with_a_zero_risk_score():
     role's whole weight (a missing risk would make every probe fail and read as no authority)."""
     spec = plain_spec()
     probe, *_, role = _probe_alone(control=_RiskAware("r", {}, World(spec)))
-    assert probe.state[0].weight == role > 0
+    assert probe.current(0).weight == role > 0
 
 
 @pytest.mark.parametrize("points, grid", [(1, [10.0]), (2, [10.0, 110.0]), (3, [10.0, 60.0, 110.0])])
@@ -385,14 +385,14 @@ def test_authority_depends_on_the_task_type_when_the_decision_does():
     world = World(plain_spec())
     probe, _, _, agent, _ = _probe_alone(control=_ByTaskType("t", {}, world))
     ident, everything = agent.standing_identity, sum(world.weight.values())
-    assert probe.state[0].weight == 0.0
+    assert probe.current(0).weight == 0.0
     first = _task_context(agent, ident, 1, "answer_ticket")
     probe.enter(0, first, 10.0)
-    assert probe.state[0].weight == pytest.approx(everything)
+    assert probe.current(0).weight == pytest.approx(everything)
     probe.leave(0, first, 20.0)
-    assert probe.state[0].weight == 0.0
+    assert probe.current(0).weight == 0.0
     probe.enter(0, _task_context(agent, ident, 2, "refund"), 30.0)
-    assert probe.state[0].weight == 0.0
+    assert probe.current(0).weight == 0.0
 
 
 class _ScopeOnly(StaticIAM):
@@ -409,14 +409,14 @@ def test_two_tasks_of_a_type_with_different_scopes_get_their_own_authority():
     probe, _, _, agent, _ = _probe_alone(control=_ScopeOnly("s", {}, world))
     ident = agent.standing_identity
     p, q = sorted(agent.role)[:2]
-    assert set(probe.state[0].allowed) == frozenset()
+    assert set(probe.current(0).allowed) == frozenset()
     for k, (t, declared) in enumerate(((10.0, frozenset({p})), (30.0, frozenset({q})))):
         c = _task_context(agent, ident, k, "answer_ticket", declared=declared)
         probe.enter(0, c, t)
-        assert set(probe.state[0].allowed) == declared
-        assert probe.state[0].weight == world.weight[declared and next(iter(declared))]
+        assert set(probe.current(0).allowed) == declared
+        assert probe.current(0).weight == world.weight[declared and next(iter(declared))]
         probe.leave(0, c, t + 5.0)
-        assert set(probe.state[0].allowed) == frozenset()
+        assert set(probe.current(0).allowed) == frozenset()
 
 
 class _FirstCredentialOnly(StaticIAM):
@@ -440,11 +440,11 @@ def test_a_control_keyed_by_credential_object_is_probed_per_object():
     probe, ctl, ledger, agent, role = _probe_alone(control=_FirstCredentialOnly("f", {}, world))
     ident = agent.standing_identity
     old = ctl.standing_credential(ident)
-    assert probe.state[0].weight == role > 0
+    assert probe.current(0).weight == role > 0
     assert ledger.revoke(old, 40.0)
     new = ctl.credential_for(ident, agent.archetype, True, ledger, 40.0)
     assert new is not old and new.perms == old.perms
-    assert probe.state[0].weight == 0.0
+    assert probe.current(0).weight == 0.0
 
 
 def test_a_quarantine_with_no_credential_change_drops_authority_until_release():
@@ -452,9 +452,9 @@ def test_a_quarantine_with_no_credential_change_drops_authority_until_release():
     probe, ctl, _, agent, role = _probe_alone()
     ctl.quarantined[agent.standing_identity] = 70.0
     probe.changed(agent.standing_identity, 40.0)
-    assert probe.state[0].weight == 0.0
+    assert probe.current(0).weight == 0.0
     probe._advance(0, 100.0)
-    assert probe.state[0].weight == role
+    assert probe.current(0).weight == role
     exp = probe.exposure
     mine = [(a, b) for a, b, w in zip(*exp.intervals(), strict=True) if w == role
             and a in (0.0, 70.0)]
@@ -474,7 +474,7 @@ def test_an_expired_credential_schedules_no_further_change_point():
     ident = agents[0].standing_identity
     ctl._standing[ident] = ledger.issue(ident, world.roles[agents[0].archetype], 0.0, ttl=50.0)
     probe.start(60.0)
-    assert probe.state[0].weight == 0.0 and probe.state[0].valid_until == math.inf
+    assert probe.current(0).weight == 0.0 and probe.current(0).valid_until == math.inf
 
 
 def test_a_credential_expiring_as_a_task_starts_gives_the_task_nothing():
@@ -484,9 +484,9 @@ def test_a_credential_expiring_as_a_task_starts_gives_the_task_nothing():
     ctl._standing[ident] = ledger.issue(ident, ctl.standing_credential(ident).perms, 0.0,
                                         ttl=50.0, notify=False)
     ledger.notify(ident, 0.0)
-    assert probe.state[0].weight == role and probe.state[0].valid_until == 50.0
+    assert probe.current(0).weight == role and probe.current(0).valid_until == 50.0
     probe.enter(0, _task_context(agent, ident, 1, "answer_ticket"), 50.0)
-    assert probe.state[0].weight == 0.0
+    assert probe.current(0).weight == 0.0
 
 
 class _OfflineToken(StaticIAM):
@@ -516,11 +516,11 @@ def test_a_revoked_credential_still_loses_its_authority_at_expiry():
                                                ttl=50.0, notify=False)
     probe.start(0.0)
     role = sum(world.weight[p] for p in world.roles[agents[0].archetype])
-    assert probe.state[0].weight == role > 0
+    assert probe.current(0).weight == role > 0
     ledger.revoke(cred, 40.0)
-    assert probe.state[0].weight == role  # revocation ignored by this control
+    assert probe.current(0).weight == role  # revocation ignored by this control
     probe._advance(0, 100.0)
-    assert probe.state[0].weight == 0.0
+    assert probe.current(0).weight == 0.0
     mine = sorted((float(a), float(b)) for a, b, w in zip(*probe.exposure.intervals(), strict=True)
                   if w == role)
     assert mine == [(0.0, 40.0), (40.0, 50.0)]
@@ -553,13 +553,40 @@ def test_begin_reuses_the_previous_tasks_context_until_something_changes():
     _end(probe, first, 20.0)
     second = _begin(probe, agent, 2, 30.0)
     assert second is first and second.ctx.task.id == 2
-    assert probe.state[0].weight == role
+    assert probe.current(0).weight == role
     _end(probe, second, 40.0)
     assert ledger.revoke(ctl.standing_credential(agent.standing_identity), 45.0)
     third = _begin(probe, agent, 3, 50.0)
-    assert third is not first and probe.state[0].weight == 0.0
+    assert third is not first and probe.current(0).weight == 0.0
     fourth = _begin(probe, agent, 4, 60.0, kind="refund")  # another context running: general
     assert fourth is not third
+
+
+def test_the_fast_paths_switch_only_what_the_engine_reads_and_settle_writes_the_rest():
+    """Between a fast begin and leave only `allowed` (read once per action) and `last` move;
+    `current` reads the rest from what _remember kept without closing the fast path, and
+    _settle writes it out (then closes it), as the general path would have."""
+    world = World(plain_spec())
+    probe, _, _, agent, _ = _probe_alone(control=_ByTaskType("t", {}, world))
+    everything = sum(world.weight.values())  # in an answer_ticket task; nothing between
+    first = _begin(probe, agent, 1, 10.0)  # probed: every field written
+    st = probe.state[0]
+    assert (st.weight, st.tasks) == (pytest.approx(everything), (first,))
+    _end(probe, first, 20.0)  # the fast path
+    assert st.fast is not None and st.last == 20.0 and set(st.allowed) == set()
+    assert st.weight == pytest.approx(everything) and st.tasks == (first,)  # left as they were
+    assert (probe.current(0).weight, probe.current(0).tasks) == (0.0, ())
+    second = _begin(probe, agent, 2, 30.0)  # the fast path: the context reused
+    assert second is first and st.fast is first and st.last == 30.0
+    assert set(st.allowed) == set(world.weight)  # the engine's use test reads this
+    now = probe.current(0)
+    assert now.weight == pytest.approx(everything) and now.tasks == (first,)
+    assert st.fast is first  # reading it closed nothing
+    _end(probe, second, 40.0)
+    assert probe.current(0).weight == 0.0 and st.weight == pytest.approx(everything)
+    probe._settle(0)
+    assert (st.weight, st.tasks, st.fast, st.last) == (0.0, (), None, 40.0)
+    assert st.valid_until == probe.current(0).valid_until == math.inf
 
 
 def test_a_cumulative_clips_its_intervals_to_its_span():
