@@ -246,12 +246,12 @@ def test_short_cuts_probe_the_standing_identity_again_when_a_hook_changed_it(mod
 
 
 # -- the probe on its own: change points outside a task's hooks, hand-worked ------------------
-def _probe_alone(model: str = "static_iam", control=None):
+def _probe_alone(model: str = "static_iam", control=None, world=None):
     """A probe over plain_spec's agents with their standing credentials issued at 0."""
     from simharness.controls.base import Ledger
 
     spec = plain_spec()
-    world = World(spec)
+    world = world or World(spec)
     ctl = control or make(model, model, {}, world)
     agents = build_workload(spec, 0).agents
     ledger = Ledger(world.weight)
@@ -586,7 +586,59 @@ def test_the_fast_paths_switch_only_what_the_engine_reads_and_settle_writes_the_
     assert probe.current(0).weight == 0.0 and st.weight == pytest.approx(everything)
     probe._settle(0)
     assert (st.weight, st.tasks, st.fast, st.last) == (0.0, (), None, 40.0)
-    assert st.valid_until == probe.current(0).valid_until == math.inf
+    assert st.valid_until == math.inf
+    assert probe.current(0) == (st.allowed, st.weight, st.thief, st.life_end, st.valid_until,
+                                st.tasks)
+
+
+def test_a_change_during_a_fast_path_task_is_probed_at_its_instant():
+    """A task begun by the fast path leaves the probe taking changes as they come: a
+    revocation at 35 takes the role's authority away at 35, not at the task's end."""
+    probe, ctl, ledger, agent, role = _probe_alone()
+    first = _begin(probe, agent, 1, 10.0)
+    _end(probe, first, 20.0)
+    assert _begin(probe, agent, 2, 30.0) is first  # the fast path
+    assert probe.current(0).weight == role
+    assert ledger.revoke(ctl.standing_credential(agent.standing_identity), 35.0)
+    assert probe.current(0).weight == 0.0
+
+
+class _AgentAlways(StaticIAM):
+    """Allows the agent everything in its role at any time, a thief nothing."""
+
+    def decide(self, req):
+        d = super().decide(req)
+        return d if req.source == "agent" else type(d)(False, ("agent only",))
+
+
+class _ThiefOnly(StaticIAM):
+    """Allows a thief what the role allows, the agent itself nothing."""
+
+    def decide(self, req):
+        d = super().decide(req)
+        return d if req.source != "agent" else type(d)(False, ("thief only",))
+
+
+@pytest.mark.parametrize("control", [_AgentAlways, _ThiefOnly])
+def test_the_fast_paths_give_the_general_paths_numbers_between_small_tasks(control,
+                                                                          monkeypatch):
+    """Authority between tasks held only by the agent, or only by a thief, and weights small
+    enough that a whole role weighs less than 1 (cases the shipped scenarios lack): the fast
+    paths of begin and leave integrate exactly what the general path does."""
+    found = []
+    for shortcuts in (True, False):
+        monkeypatch.setattr(AuthorityProbe, "shortcuts", shortcuts)
+        world = World(plain_spec())
+        world.weight = {p: 0.01 for p in world.weight}
+        probe, _, _, agent, _ = _probe_alone(control=control("c", {}, world), world=world)
+        assert 0 < probe.current(0).weight + probe.current(0).thief <= 1
+        for k in range(4):
+            c = _begin(probe, agent, k, 10.0 + 20 * k)
+            _end(probe, c, 15.0 + 20 * k)
+        r = probe.finish()
+        found.append((r.exposure.total, r.standing, r.blast_num, r.blast_den))
+    assert found[0] == found[1]
+    assert found[0][1 if control is _AgentAlways else 2] > 0  # the between-task part counted
 
 
 def test_a_cumulative_clips_its_intervals_to_its_span():
