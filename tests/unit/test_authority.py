@@ -246,8 +246,10 @@ def test_short_cuts_probe_the_standing_identity_again_when_a_hook_changed_it(mod
 
 
 # -- the probe on its own: change points outside a task's hooks, hand-worked ------------------
-def _probe_alone(model: str = "static_iam", control=None, world=None):
-    """A probe over plain_spec's agents with their standing credentials issued at 0."""
+def _probe_alone(model: str = "static_iam", control=None, world=None,
+                 expires: float = math.inf):
+    """A probe over plain_spec's agents with their standing credentials issued at 0 (to
+    expire at `expires`)."""
     from simharness.controls.base import Ledger
 
     spec = plain_spec()
@@ -256,9 +258,9 @@ def _probe_alone(model: str = "static_iam", control=None, world=None):
     agents = build_workload(spec, 0).agents
     ledger = Ledger(world.weight)
     probe = AuthorityProbe(ctl, world, agents, 0.0, 100.0)
+    for a in agents:  # before the probe hears of them: start() probes each as it stands
+        ctl.credential_for(a.standing_identity, a.archetype, True, ledger, 0.0).expires = expires
     ledger.on_change = probe.changed
-    for a in agents:
-        ctl.credential_for(a.standing_identity, a.archetype, True, ledger, 0.0)
     probe.start(0.0)
     role = sum(world.weight[p] for p in world.roles[agents[0].archetype])
     return probe, ctl, ledger, agents[0], role
@@ -601,6 +603,20 @@ def test_a_change_during_a_fast_path_task_is_probed_at_its_instant():
     assert probe.current(0).weight == role
     assert ledger.revoke(ctl.standing_credential(agent.standing_identity), 35.0)
     assert probe.current(0).weight == 0.0
+
+
+@pytest.mark.parametrize("begin_at", [30.0, 22.0])
+def test_an_expiry_at_the_instant_a_fast_path_would_run_takes_the_general_path(begin_at):
+    """The standing credential expires at 30: a task like the previous one beginning at 30,
+    or one begun at 22 ending at 30, is probed at 30 (authority 0), not carried over."""
+    probe, _, _, agent, role = _probe_alone(expires=30.0)
+    first = _begin(probe, agent, 1, 10.0)
+    _end(probe, first, 20.0)
+    second = _begin(probe, agent, 2, begin_at)
+    if begin_at < 30.0:
+        assert second is first and probe.current(0).weight == role  # the fast path
+        _end(probe, second, 30.0)
+    assert probe.current(0).weight == 0.0 and not probe.current(0).allowed
 
 
 class _AgentAlways(StaticIAM):
