@@ -657,6 +657,30 @@ def test_the_fast_paths_give_the_general_paths_numbers_between_small_tasks(contr
     assert found[0][1 if control is _AgentAlways else 2] > 0  # the between-task part counted
 
 
+def test_accrue_clips_a_thiefs_window_to_the_warm_up_and_ends_it_at_the_credentials_end():
+    """A thief authority 2 held over [5, 20), warm-up 10, what it steals working until 50:
+    blast terms 2 x ((50 - 10)^2 - (50 - 20)^2) / 2 = 700 over 10 time units."""
+    probe, *_ = _probe_alone()
+    probe.lo = 10.0
+    probe._accrue(5.0, 20.0, 0.0, 2.0, 50.0, False)
+    assert (probe.blast_num, probe.blast_den) == (700.0, 10.0)
+
+
+def test_accrue_folds_once_more_than_the_spill_is_pending(monkeypatch):
+    """_SPILL = 6 list entries: two intervals (6 entries) wait, a third one folds them all."""
+    from simharness import authority
+
+    monkeypatch.setattr(authority, "_SPILL", 6)
+    probe, *_ = _probe_alone()
+    probe.fold()
+    totals = len(probe.exposure._totals)
+    for k in range(2):
+        probe._accrue(float(k), k + 1.0, 1.0, 0.0, math.inf, False)
+    assert len(probe.exposure.pending) == 6 and len(probe.exposure._totals) == totals
+    probe._accrue(2.0, 3.0, 1.0, 0.0, math.inf, False)
+    assert probe.exposure.pending == [] and len(probe.exposure._totals) == totals + 1
+
+
 def test_a_cumulative_clips_its_intervals_to_its_span():
     """Intervals are added as they are and clipped to [lo, hi] when summed: 1 over [0, 20)
     counts over [10, 20), 2 over [100, 200) over [100, 110), 3 over [0, 5) not at all."""
