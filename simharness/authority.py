@@ -626,7 +626,7 @@ class AuthorityProbe:
         return hit
 
     def _weighed(self, perms: frozenset[Perm]) -> Weighed:
-        weights = {p: self.weight.get(p, 0.0) for p in perms}
+        weights = {p: self.weight[p] for p in perms}  # the world's permissions are its weights' keys
         return weights, sum(weights.values())
 
     def _allowed(self, agent: AgentInfo, c: Context, cred: Credential | None, t: float,
