@@ -69,15 +69,17 @@ _READY = object()  # _AgentState.fast of an idle agent whose next task may reuse
 class _AgentState:
     # The fields begin and leave's fast paths read and write once per task first, so that
     # they share as few cache lines as possible (the run evicts them between an agent's tasks).
-    __slots__ = ("fast", "valid_until", "last", "weight", "thief", "tasks", "allowed", "life_end",
-                 "spare", "spare_key", "spare_declared",
+    __slots__ = ("fast", "last", "allowed", "spare", "spare_key", "spare_declared",
                  "task_allowed", "task_weight", "task_thief", "task_life", "task_until",
                  "idle_allowed", "idle_weight", "idle_thief", "idle_life", "idle_until",
-                 "agent", "idle", "held")
+                 "valid_until", "weight", "thief", "tasks", "life_end", "agent", "idle", "held")
 
     def __init__(self, agent: AgentInfo, idle: Context | None):
         # Nothing probed this agent since _remember (the fast paths of begin and leave): the
-        # task's context during it, _READY after it; None otherwise.
+        # task's context during it, _READY after it; None otherwise. While it is set, the
+        # fast paths keep only `last` and `allowed`: valid_until, weight, thief, tasks and
+        # life_end are stale until AuthorityProbe._settle writes them out (`current` reads
+        # them without).
         self.fast: object = None
         self.valid_until = math.inf  # the next expiry or release among its contexts
         self.last = 0.0  # integrated up to here
@@ -626,7 +628,7 @@ class AuthorityProbe:
         return hit
 
     def _weighed(self, perms: frozenset[Perm]) -> Weighed:
-        weights = {p: self.weight[p] for p in perms}  # the world's permissions are its weights' keys
+        weights = {p: self.weight[p] for p in perms}  # every permission of the world has one
         return weights, sum(weights.values())
 
     def _allowed(self, agent: AgentInfo, c: Context, cred: Credential | None, t: float,
