@@ -605,6 +605,19 @@ def test_a_change_during_a_fast_path_task_is_probed_at_its_instant():
     assert probe.current(0).weight == 0.0
 
 
+def test_a_task_ending_the_instant_it_began_by_the_fast_path_adds_no_interval():
+    """A zero-length task (begin and leave at 30, the fast path both times): nothing is
+    appended for the fold, not even an empty interval (it would move a fold boundary)."""
+    probe, _, _, agent, _ = _probe_alone()
+    first = _begin(probe, agent, 1, 10.0)
+    _end(probe, first, 20.0)
+    pending = len(probe.exposure.pending)
+    second = _begin(probe, agent, 2, 30.0)
+    assert second is first and len(probe.exposure.pending) == pending + 3  # [20, 30) between
+    _end(probe, second, 30.0)
+    assert len(probe.exposure.pending) == pending + 3 and probe.state[0].fast is not None
+
+
 @pytest.mark.parametrize("begin_at", [30.0, 22.0])
 def test_an_expiry_at_the_instant_a_fast_path_would_run_takes_the_general_path(begin_at):
     """The standing credential expires at 30: a task like the previous one beginning at 30,
