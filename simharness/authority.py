@@ -174,7 +174,7 @@ class Cumulative:
     def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(a, b, w) of the intervals not folded yet, in order, clipped to [lo, hi], empty
         ones dropped: what the probe integrated since its last fold (for inspection)."""
-        x = np.array(self.pending, dtype=float).reshape(-1, 3)
+        x = _array(self.pending).reshape(-1, 3)
         a, b = np.maximum(x[:, 0], self.lo), np.minimum(x[:, 1], self.hi)
         inside = b > a
         return a[inside], b[inside], x[inside, 2]
@@ -416,9 +416,9 @@ class AuthorityProbe:
         """What the engine needs to record weight in use, once per allowed action (the hot
         path: no call into the probe there): agent states, whose `allowed` maps what agent i
         may use now to its weight, and a record of a use within it, taking (start, end,
-        weight): the end is computed there, while the step's duration is at hand (read at the
-        fold, long after the step was sampled, it is a cache miss). A use is not excess
-        authority; `fold` subtracts them in batches."""
+        weight): the end is computed there, while the step's duration is at hand, so that the
+        fold does not read back durations allocated when the steps were sampled. A use is not
+        excess authority; `fold` subtracts them in batches."""
         return self.state, self._uses.extend
 
     def fold(self) -> None:
