@@ -19,8 +19,8 @@ look-up: one decide() per permission per new context.
 
 from __future__ import annotations
 
-import array
 import math
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -72,7 +72,8 @@ class _AgentState:
     __slots__ = ("fast", "last", "allowed", "spare", "spare_key", "spare_declared",
                  "task_allowed", "task_weight", "task_thief", "task_life", "task_until",
                  "idle_allowed", "idle_weight", "idle_thief", "idle_life", "idle_until",
-                 "valid_until", "weight", "thief", "tasks", "life_end", "agent", "idle", "held")
+                 "marks", "valid_until", "weight", "thief", "tasks", "life_end", "agent", "idle",
+                 "held", "spans")
 
     def __init__(self, agent: AgentInfo, idle: Context | None):
         # Nothing probed this agent since _remember (the fast paths of begin and leave): the
@@ -82,7 +83,13 @@ class _AgentState:
         # them without).
         self.fast: object = None
         self.valid_until = math.inf  # the next expiry or release among its contexts
-        self.last = 0.0  # integrated up to here
+        self.last = 0.0  # integrated up to here (then up to marks[-1], if any)
+        # The instants the fast paths switched between a task and the standing identity alone
+        # since `last`, integrated later in a batch (AuthorityProbe._expand).
+        self.marks: list[float] = []
+        # Spans integrated by the other paths, kept for the next fold: (start, end, weight,
+        # thief authority, life_end, standing).
+        self.spans: list[tuple[float, float, float, float, float, bool]] = []
         self.weight = 0.0  # authority: weight of `allowed`
         self.thief = 0.0  # authority of a thief holding what the agent holds
         self.tasks: tuple[Context, ...] = ()  # running tasks
@@ -103,13 +110,12 @@ class _AgentState:
         self.held: list[Context] = []  # ended tasks whose own credential is still live
 
 
-def _array(floats: list[float]) -> np.ndarray:
-    """A list of floats as an array (through array.array: a third faster than np.array)."""
-    return np.frombuffer(array.array("d", floats))
-
+# An interval or a use, (start, end, weight), as the 24 bytes the hot paths append to a
+# bytearray: converted at once to C doubles, it keeps no float object alive until the fold
+# (holding them grew the run's memory and cost more than packing) and folds without a copy.
+pack_span = struct.Struct("3d").pack
 
 TIMELINE_POINTS = 97
-_SPILL = 3 << 15  # list entries (a third as many intervals or uses) kept before a fold
 
 
 class Now(NamedTuple):
@@ -127,9 +133,9 @@ class Cumulative:
     """Sum of w over [a, b) intervals, as a total and as the cumulative curve on a fixed grid.
 
     The curve at g is sum w (min(b, g) - min(a, g))+ = F_a(g) - F_b(g) with
-    F_x(g) = g sum_{x < g} w - sum_{x < g} w x. `add` only extends a flat Python list,
-    `pending` (the probe's hot path extends it itself: a list takes a float faster than an
-    array does); `fold` clips what is pending to [lo, hi] (empty intervals dropped) and sums it
+    F_x(g) = g sum_{x < g} w - sum_{x < g} w x. `add` only appends the interval's packed
+    doubles (pack_span) to `pending` (the probe's hot path extends it itself); `fold` reads them
+    as an array, clips them to [lo, hi] (empty intervals dropped) and sums them
     into per-bin sums with numpy, so a run of any length holds one batch of intervals. The
     total is a sum of exactly rounded batch sums (math.fsum), whatever the machine's SIMD or
     BLAS."""
@@ -139,23 +145,24 @@ class Cumulative:
     def __init__(self, lo: float, hi: float, points: int = TIMELINE_POINTS):
         self.lo, self.hi, self.n = lo, hi, points
         self.step = (hi - lo) / (points - 1) if points > 1 else math.inf
-        self.pending: list[float] = []  # a, b, w, a, b, w, ... not folded yet
+        self.pending = bytearray()  # a, b, w, a, b, w, ... as doubles, not folded yet
         self._w_at = np.zeros(points + 1)
         self._wx_at = np.zeros(points + 1)
         self._totals: list[float] = []
 
     def add(self, a: float, b: float, w: float) -> None:
         """w over [a, b)."""
-        self.pending.extend((a, b, w))
+        self.pending += pack_span(a, b, w)
 
     def fold(self, a: np.ndarray | None = None, b: np.ndarray | None = None,
              w: np.ndarray | None = None) -> None:
         """Sum the pending intervals into the bins, then the intervals (a, b, w) given as
         arrays."""
         if self.pending:
-            x = _array(self.pending).reshape(-1, 3)
-            self.pending.clear()
+            x = np.frombuffer(self.pending).reshape(-1, 3)
             self._fold(x[:, 0], x[:, 1], x[:, 2])
+            del x  # a view of `pending`, which cannot be emptied in place while it lives
+            del self.pending[:]
         if a is not None and len(a):
             self._fold(np.asarray(a, float), np.asarray(b, float), np.asarray(w, float))
 
@@ -174,7 +181,7 @@ class Cumulative:
     def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(a, b, w) of the intervals not folded yet, in order, clipped to [lo, hi], empty
         ones dropped: what the probe integrated since its last fold (for inspection)."""
-        x = _array(self.pending).reshape(-1, 3)
+        x = np.frombuffer(self.pending).reshape(-1, 3)
         a, b = np.maximum(x[:, 0], self.lo), np.minimum(x[:, 1], self.hi)
         inside = b > a
         return a[inside], b[inside], x[inside, 2]
@@ -226,10 +233,13 @@ class AuthorityProbe:
         self._standing = Cumulative(warmup, horizon, points=1)
         # Cumulative.add without the call, bound once: up to twice per task.
         self._add, self._add_standing = self.exposure.pending.extend, self._standing.pending.extend
-        # Uses, once per allowed action: start, end, weight, ... (a Python list: see
-        # Cumulative), folded into the exposure with the intervals.
-        self._uses: list[float] = []
-        self.blast_num = self.blast_den = 0.0
+        # Uses, once per allowed action: start, end, weight, ... (packed: see pack_span),
+        # folded into the exposure with the intervals.
+        self._uses = bytearray()
+        # A thief's terms (integral of its authority x remaining life, time with authority),
+        # alternating, summed exactly at each fold into _blast_sums (num, den, num, den, ...).
+        self._blast_terms: list[float] = []
+        self._blast_sums: list[float] = []
         self.probes = 0
         self._memo: dict[tuple, tuple[tuple[frozenset[Perm], frozenset[Perm]],
                                       tuple[frozenset[Perm], frozenset[Perm]]]] = {}
@@ -289,14 +299,8 @@ class AuthorityProbe:
                 and st.spare_declared is task.declared):
             c = st.spare
             c.ctx = ctx  # type: ignore[union-attr]
-            # leave's fast path mirrored, written out in both: once per task, where a shared
-            # helper taking what to accrue and what to switch to measured a third slower.
             self._holding = False
-            a = st.last
-            if now > a:
-                if st.idle_weight > 0 or st.idle_thief > 0:  # usually nothing between tasks
-                    self._accrue(a, now, st.idle_weight, st.idle_thief, st.idle_life, True)
-                st.last = now
+            st.marks.append(now)  # integrated later (_expand)
             st.allowed = st.task_allowed  # the rest of the switch is left to _settle
             st.fast = c
             return c  # type: ignore[return-value]
@@ -342,10 +346,7 @@ class AuthorityProbe:
             # to the standing identity alone, whose probe is the one _remember kept. c (no
             # credential of its own) keeps its probe for begin to reuse.
             self._holding = False
-            a = st.last
-            if now > a:
-                self._accrue(a, now, st.task_weight, st.task_thief, st.task_life, False)
-                st.last = now
+            st.marks.append(now)  # integrated later (_expand)
             st.allowed = st.idle_allowed  # the rest of the switch is left to _settle
             st.fast = _READY
             return
@@ -411,32 +412,56 @@ class AuthorityProbe:
                     self._advance(j, now)
                     self._reprobe(j, now)
 
-    def use_recorder(self) -> tuple[list[_AgentState],
-                                    Callable[[tuple[float, float, float]], None]]:
+    def use_recorder(self) -> tuple[list[_AgentState], Callable[[bytes], None]]:
         """What the engine needs to record weight in use, once per allowed action (the hot
         path: no call into the probe there): agent states, whose `allowed` maps what agent i
-        may use now to its weight, and a record of a use within it, taking (start, end,
-        weight): the end is computed there, while the step's duration is at hand, so that the
-        fold does not read back durations allocated when the steps were sampled. A use is not
-        excess authority; `fold` subtracts them in batches."""
+        may use now to its weight, and a record of a use within it, taking
+        pack_span(start, duration, weight). A use is not excess authority; `fold` subtracts
+        them in batches."""
         return self.state, self._uses.extend
 
     def fold(self) -> None:
-        """Fold the authority intervals, the standing part and the uses recorded so far into
-        their sums (the hot path calls this every _SPILL list entries: memory stays bounded)."""
+        """Fold what was integrated and used so far into the sums (the engine calls this with
+        every chunk of actions it logs: memory stays bounded). Agent by agent, each one's
+        spans in time order: the order, hence the rounding, is the same whichever path
+        integrated them."""
+        self._gather()
         self.exposure.fold()
         self._standing.fold()
+        if self._blast_terms:
+            terms = self._blast_terms
+            self._blast_sums += (math.fsum(terms[0::2]), math.fsum(terms[1::2]))
+            terms.clear()
         if self._uses:
-            x = _array(self._uses).reshape(-1, 3)
-            self._uses.clear()
-            self.exposure.fold(x[:, 0], x[:, 1], -x[:, 2])  # clipped there
+            x = np.frombuffer(self._uses).reshape(-1, 3)
+            self.exposure.fold(x[:, 0], x[:, 0] + x[:, 1], -x[:, 2])  # clipped there
+            del x  # (see Cumulative.fold)
+            del self._uses[:]
+
+    def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The authority intervals integrated since the last fold, agent by agent (for
+        inspection: see Cumulative.intervals)."""
+        self._gather()
+        return self.exposure.intervals()
+
+    def _gather(self) -> None:
+        """Hand every agent's spans, its fast paths' ones included, to the sums' buffers."""
+        sum_span = self._sum
+        for st in self.state:
+            if st.marks:
+                self._expand(st)
+            if st.spans:
+                for span in st.spans:
+                    sum_span(*span)
+                st.spans.clear()
 
     def finish(self) -> AuthorityResult:
         for i in range(len(self.state)):
             self._advance(i, self.hi)
         self.fold()
-        return AuthorityResult(self.exposure, self._standing.total, self.blast_num,
-                               self.blast_den, self.probes)
+        sums = self._blast_sums
+        return AuthorityResult(self.exposure, self._standing.total, math.fsum(sums[0::2]),
+                               math.fsum(sums[1::2]), self.probes)
 
     # -- integration ---------------------------------------------------------------------------
     def _advance(self, i: int, t: float) -> None:
@@ -449,25 +474,46 @@ class AuthorityProbe:
         self._integrate(st, t)
 
     def _integrate(self, st: _AgentState, t: float) -> None:
-        """Integrate agent st's authority up to t (its fields written out: _settle)."""
+        """Integrate agent st's authority up to t (its fields written out: _settle), as a span
+        kept for the next fold."""
         a = st.last
         if t <= a:
             return
         st.last = t
-        self._accrue(a, t, st.weight, st.thief, st.life_end, not st.tasks)
+        if st.weight > 0 or st.thief > 0:
+            st.spans.append((a, t, st.weight, st.thief, st.life_end, not st.tasks))
 
-    def _accrue(self, a: float, t: float, w: float, thief: float, life_end: float,
-                standing: bool) -> None:
+    def _expand(self, st: _AgentState) -> None:
+        """The spans between the instants the fast paths recorded (st.marks): from st.last
+        the agent alternates between a task (what _remember kept as task_*) and its standing
+        identity alone (idle_*), and is in the phase st.fast says after the last one."""
+        marks = st.marks
+        # The span ending at the first mark is in a task if the phase after the last mark is
+        # idle and there is an odd number of them, or the phase is a task and it is even.
+        in_task = (st.fast is _READY) == (len(marks) % 2 == 1)
+        during = (st.task_weight, st.task_thief, st.task_life, False)
+        between = (st.idle_weight, st.idle_thief, st.idle_life, True)
+        a = st.last
+        for t in marks:
+            if t > a:
+                w = during if in_task else between
+                if w[0] > 0 or w[1] > 0:
+                    st.spans.append((a, t, *w))
+                a = t
+            in_task = not in_task
+        st.last = a
+        marks.clear()
+
+    def _sum(self, a: float, t: float, w: float, thief: float, life_end: float,
+             standing: bool) -> None:
         """Authority w held over [a, t), a < t, by an agent whose thief would get authority
-        `thief` until `life_end`; `standing`: with no task running. Once per task on the hot
-        path: intervals are appended as they are, clipped to [warm-up, horizon] and summed by
-        numpy later, in this order."""
+        `thief` until `life_end`; `standing`: with no task running. Intervals are appended as
+        they are, clipped to [warm-up, horizon] and summed by numpy later, in this order."""
         if w > 0:
-            self._add((a, t, w))
+            span = pack_span(a, t, w)
+            self._add(span)
             if standing:
-                self._add_standing((a, t, w))
-            if len(self.exposure.pending) + len(self._uses) > _SPILL:
-                self.fold()
+                self._add_standing(span)
         if thief > 0:
             lo, hi = self.lo, self.hi
             a = a if a > lo else lo
@@ -475,8 +521,7 @@ class AuthorityProbe:
             if b > a:
                 end = life_end if life_end < hi else hi
                 # integral over [a, b] of (end - s) ds, what a thief still has when it steals at s
-                self.blast_num += thief * ((end - a) ** 2 - (end - b) ** 2) / 2
-                self.blast_den += b - a
+                self._blast_terms += (thief * ((end - a) ** 2 - (end - b) ** 2) / 2, b - a)
 
     def current(self, i: int) -> Now:
         """Agent i's authority as it stands (for inspection: reading it changes nothing)."""
@@ -493,10 +538,12 @@ class AuthorityProbe:
     def _settle(self, i: int) -> _AgentState:
         """Agent i's state with every field written out, its fast paths closed. The fast
         paths of begin and leave switch only `allowed` (which the engine reads once per action)
-        and keep `last`; the rest follows from `fast` and what _remember kept (`current`), and
+        and record the instant (marks); the rest follows from `fast` and what _remember kept (`current`), and
         is written out here, before any other path reads or changes it."""
         st = self.state[i]
         if st.fast is not None:
+            if st.marks:
+                self._expand(st)
             (st.allowed, st.weight, st.thief, st.life_end, st.valid_until,
              st.tasks) = self.current(i)
             st.fast = None

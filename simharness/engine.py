@@ -38,7 +38,7 @@ from simharness.actions import (
     Task,
     alternatives,
 )
-from simharness.authority import AuthorityProbe, AuthorityResult
+from simharness.authority import AuthorityProbe, AuthorityResult, pack_span
 from simharness.controls.base import (
     Control,
     Credential,
@@ -346,7 +346,7 @@ class Engine:
                                      spec.horizon) if probe else None)
         # Weight in use, recorded once per allowed action (AuthorityProbe.use_recorder).
         self._use_states: list | None = None
-        self._record_use: Callable[[tuple[float, float, float]], None] | None = None
+        self._record_use: Callable[[bytes], None] | None = None
         if self.probe is not None:
             self._use_states, self._record_use = self.probe.use_recorder()
 
@@ -397,6 +397,8 @@ class Engine:
 
     def _flush(self, now: float) -> None:
         """Hand the actions logged since the last flush to the tally and `on_chunk`."""
+        if self.probe is not None:  # its buffers stay as short as the log's
+            self.probe.fold()
         chunk = self.actions[self._fed:]
         self.tally.add_actions(chunk, now)
         if self.on_chunk is not None and chunk:
@@ -751,7 +753,7 @@ class Engine:
             if self._use_states is not None and req.source == "agent":
                 w_use = self._use_states[agent.index].allowed.get(a.perm)
                 if w_use is not None:  # in use, so not excess authority
-                    self._record_use((req.time, req.time + duration, w_use))  # type: ignore[misc]
+                    self._record_use(pack_span(req.time, duration, w_use))  # type: ignore[misc]
             control.on_allow(req, self.ledger, req.time)
             if self.detector is not None and visible and a.risk > self.detector[0]:
                 idx = self._dropped + len(actions) - 1  # its index in the whole run's log

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from simharness import metrics
-from simharness.authority import AuthorityProbe, Cumulative
+from simharness.authority import AuthorityProbe, Cumulative, pack_span
 from simharness.controls.base import World, make
 from simharness.controls.static_iam import StaticIAM
 from simharness.engine import A, simulate
@@ -161,7 +161,7 @@ def test_cumulative_curve_against_brute_force():
             acc.fold()
     acc.fold(np.array([20.0]), np.array([30.0]), np.array([2.0]))  # and given as arrays
     spans.append((20.0, 30.0, 2.0))
-    assert acc.pending == []  # nothing held after a fold
+    assert not acc.pending  # nothing held after a fold
     grid, curve = acc.curve()
     for g, c in zip(grid, curve, strict=True):
         brute = sum(w * max(0.0, min(b, g) - a) for a, b, w in spans)
@@ -274,7 +274,7 @@ def test_a_revocation_outside_a_task_hook_counts_from_its_instant():
     assert ledger.revoke(ctl.standing_credential(agent.standing_identity), 40.0)
     assert probe.current(0).weight == 0.0  # probed at once, at the revocation instant
     probe._advance(0, 100.0)
-    a, b, w = probe.exposure.intervals()
+    a, b, w = probe.intervals()
     mine = [(float(x), float(y), float(z)) for x, y, z in zip(a, b, w, strict=True)
             if z == role and x == 0.0]
     assert mine == [(0.0, 40.0, role)]
@@ -457,8 +457,7 @@ def test_a_quarantine_with_no_credential_change_drops_authority_until_release():
     assert probe.current(0).weight == 0.0
     probe._advance(0, 100.0)
     assert probe.current(0).weight == role
-    exp = probe.exposure
-    mine = [(a, b) for a, b, w in zip(*exp.intervals(), strict=True) if w == role
+    mine = [(a, b) for a, b, w in zip(*probe.intervals(), strict=True) if w == role
             and a in (0.0, 70.0)]
     assert mine == [(0.0, 40.0), (70.0, 100.0)]
 
@@ -523,7 +522,7 @@ def test_a_revoked_credential_still_loses_its_authority_at_expiry():
     assert probe.current(0).weight == role  # revocation ignored by this control
     probe._advance(0, 100.0)
     assert probe.current(0).weight == 0.0
-    mine = sorted((float(a), float(b)) for a, b, w in zip(*probe.exposure.intervals(), strict=True)
+    mine = sorted((float(a), float(b)) for a, b, w in zip(*probe.intervals(), strict=True)
                   if w == role)
     assert mine == [(0.0, 40.0), (40.0, 50.0)]
 
@@ -565,9 +564,10 @@ def test_begin_reuses_the_previous_tasks_context_until_something_changes():
 
 
 def test_the_fast_paths_switch_only_what_the_engine_reads_and_settle_writes_the_rest():
-    """Between a fast begin and leave only `allowed` (read once per action) and `last` move;
-    `current` reads the rest from what _remember kept without closing the fast path, and
-    _settle writes it out (then closes it), as the general path would have."""
+    """Between a fast begin and leave only `allowed` (read once per action) moves and the
+    instant is recorded (`marks`); `current` reads the rest from what _remember kept without
+    closing the fast path, and _settle writes it out and integrates the marks (then closes
+    it), as the general path would have."""
     world = World(plain_spec())
     probe, _, _, agent, _ = _probe_alone(control=_ByTaskType("t", {}, world))
     everything = sum(world.weight.values())  # in an answer_ticket task; nothing between
@@ -575,11 +575,12 @@ def test_the_fast_paths_switch_only_what_the_engine_reads_and_settle_writes_the_
     st = probe.state[0]
     assert (st.weight, st.tasks) == (pytest.approx(everything), (first,))
     _end(probe, first, 20.0)  # the fast path
-    assert st.fast is not None and st.last == 20.0 and set(st.allowed) == set()
+    assert st.fast is not None and (st.last, st.marks) == (10.0, [20.0])
+    assert set(st.allowed) == set()
     assert st.weight == pytest.approx(everything) and st.tasks == (first,)  # left as they were
     assert (probe.current(0).weight, probe.current(0).tasks) == (0.0, ())
     second = _begin(probe, agent, 2, 30.0)  # the fast path: the context reused
-    assert second is first and st.fast is first and st.last == 30.0
+    assert second is first and st.fast is first and st.marks == [20.0, 30.0]
     assert set(st.allowed) == set(world.weight)  # the engine's use test reads this
     now = probe.current(0)
     assert now.weight == pytest.approx(everything) and now.tasks == (first,)
@@ -587,7 +588,10 @@ def test_the_fast_paths_switch_only_what_the_engine_reads_and_settle_writes_the_
     _end(probe, second, 40.0)
     assert probe.current(0).weight == 0.0 and st.weight == pytest.approx(everything)
     probe._settle(0)
-    assert (st.weight, st.tasks, st.fast, st.last) == (0.0, (), None, 40.0)
+    assert (st.weight, st.tasks, st.fast, st.last, st.marks) == (0.0, (), None, 40.0, [])
+    # [10, 20) and [30, 40) in the task, nothing between
+    assert [s[:3] for s in st.spans] == [(10.0, 20.0, pytest.approx(everything)),
+                                         (30.0, 40.0, pytest.approx(everything))]
     assert st.valid_until == math.inf
     assert probe.current(0) == (st.allowed, st.weight, st.thief, st.life_end, st.valid_until,
                                 st.tasks)
@@ -606,16 +610,19 @@ def test_a_change_during_a_fast_path_task_is_probed_at_its_instant():
 
 
 def test_a_task_ending_the_instant_it_began_by_the_fast_path_adds_no_interval():
-    """A zero-length task (begin and leave at 30, the fast path both times): nothing is
-    appended for the fold, not even an empty interval (it would move a fold boundary)."""
-    probe, _, _, agent, _ = _probe_alone()
+    """A zero-length task (begin and leave at 30, the fast path both times): its marks give
+    no span, not even an empty one; the others are integrated as they were."""
+    probe, _, _, agent, role = _probe_alone()
     first = _begin(probe, agent, 1, 10.0)
     _end(probe, first, 20.0)
-    pending = len(probe.exposure.pending)
     second = _begin(probe, agent, 2, 30.0)
-    assert second is first and len(probe.exposure.pending) == pending + 3  # [20, 30) between
     _end(probe, second, 30.0)
-    assert len(probe.exposure.pending) == pending + 3 and probe.state[0].fast is not None
+    st = probe.state[0]
+    assert second is first and st.fast is not None and st.marks == [20.0, 30.0, 30.0]
+    probe._expand(st)
+    assert [s[:3] for s in st.spans] == [(0.0, 10.0, role), (10.0, 20.0, role),
+                                         (20.0, 30.0, role)]
+    assert (st.last, st.marks) == (30.0, []) and st.fast is not None  # still open
 
 
 @pytest.mark.parametrize("begin_at", [30.0, 22.0])
@@ -670,28 +677,42 @@ def test_the_fast_paths_give_the_general_paths_numbers_between_small_tasks(contr
     assert found[0][1 if control is _AgentAlways else 2] > 0  # the between-task part counted
 
 
-def test_accrue_clips_a_thiefs_window_to_the_warm_up_and_ends_it_at_the_credentials_end():
+def test_a_span_clips_a_thiefs_window_to_the_warm_up_and_ends_it_at_the_credentials_end():
     """A thief authority 2 held over [5, 20), warm-up 10, what it steals working until 50:
     blast terms 2 x ((50 - 10)^2 - (50 - 20)^2) / 2 = 700 over 10 time units."""
     probe, *_ = _probe_alone()
     probe.lo = 10.0
-    probe._accrue(5.0, 20.0, 0.0, 2.0, 50.0, False)
-    assert (probe.blast_num, probe.blast_den) == (700.0, 10.0)
+    probe._sum(5.0, 20.0, 0.0, 2.0, 50.0, False)
+    assert probe._blast_terms == [700.0, 10.0]
 
 
-def test_accrue_folds_once_more_than_the_spill_is_pending(monkeypatch):
-    """_SPILL = 6 list entries: two intervals (6 entries) wait, a third one folds them all."""
-    from simharness import authority
+def test_the_engine_folds_the_probe_with_every_chunk_it_logs(monkeypatch):
+    """The probe's buffers are folded whenever the engine hands a chunk of actions on (every
+    CHUNK_ROWS, here 50): they never hold more than a chunk's worth, and the sums agree with
+    a run whose probe folds only at its end."""
+    from simharness import engine
 
-    monkeypatch.setattr(authority, "_SPILL", 6)
-    probe, *_ = _probe_alone()
-    probe.fold()
-    totals = len(probe.exposure._totals)
-    for k in range(2):
-        probe._accrue(float(k), k + 1.0, 1.0, 0.0, math.inf, False)
-    assert len(probe.exposure.pending) == 6 and len(probe.exposure._totals) == totals
-    probe._accrue(2.0, 3.0, 1.0, 0.0, math.inf, False)
-    assert probe.exposure.pending == [] and len(probe.exposure._totals) == totals + 1
+    spec = plain_spec()
+    found = []
+    for rows in (10**9, 50):
+        monkeypatch.setattr(engine, "CHUNK_ROWS", rows)
+        folds, longest = [], [0]
+        fold = AuthorityProbe.fold
+
+        def counting(self, fold=fold, folds=folds, longest=longest):
+            longest[0] = max(longest[0], len(self._uses) // 24)
+            folds.append(1)
+            fold(self)
+
+        monkeypatch.setattr(AuthorityProbe, "fold", counting)
+        log = simulate(build_workload(spec, 0), make("static_iam", "static_iam", {},
+                                                     World(spec)))
+        found.append((log.authority.exposure.total, log.authority.standing,
+                       len(folds), longest[0]))
+    (whole, standing, once, _), (chunked, standing2, many, most) = found
+    assert once == 2 and many > 10 and 0 < most <= 50  # the end's flush, and finish
+    assert chunked == pytest.approx(whole, rel=1e-12) and standing2 == pytest.approx(standing,
+                                                                                    rel=1e-12)
 
 
 def test_a_cumulative_clips_its_intervals_to_its_span():
@@ -723,27 +744,25 @@ def test_the_standing_part_is_exactly_rounded():
     assert probe.finish().standing == probe._standing.total
 
 
-def test_the_hot_paths_lists_are_folded_and_stay_short(monkeypatch):
-    """Intervals and uses go to Python lists, folded into the sums once long: the lists stay
-    short however long the run, and the totals agree with a probe that folds only at the end
-    (to rounding: each fold's sum is exactly rounded)."""
-    import simharness.authority as authority
-
+def test_a_fold_leaves_nothing_behind_and_changes_the_sums_only_by_rounding():
+    """Spans (the fast paths' marks included), intervals and uses wait in buffers until a
+    fold, which empties them all; folding every ten tasks gives the sums of folding only at
+    the end (to rounding: each fold's sum is exactly rounded)."""
     found = []
-    for spill in (10**9, 30):
-        monkeypatch.setattr(authority, "_SPILL", spill)
+    for every in (10**9, 10):
         probe, *_, agent, _ = _probe_alone()
-        longest = 0
+        st = probe.state[0]
         for k in range(200):
             c = _begin(probe, agent, k, 0.3 * k)
-            probe._uses.extend((0.3 * k, 0.1, 1.0))
+            probe._uses.extend(pack_span(0.3 * k, 0.1, 1.0))
             _end(probe, c, 0.3 * k + 0.2)
-            longest = max(longest, len(probe.exposure.pending) + len(probe._uses))
+            if k % every == every - 1:
+                probe.fold()
+                assert not (probe.exposure.pending or probe._standing.pending or probe._uses
+                            or st.marks or st.spans)
+        if every > 200:
+            assert len(st.marks) > 300 and len(probe._uses) == 200 * 24  # all still waiting
         a = probe.finish()
         found.append((a.exposure.curve()[1], a.standing))
-        if spill == 30:
-            assert longest <= 30 + 6
-        else:
-            assert longest > 600  # never folded before the end
     np.testing.assert_allclose(found[0][0], found[1][0], rtol=1e-12)
     assert found[0][1] == pytest.approx(found[1][1], rel=1e-12)

@@ -65,7 +65,10 @@ def test_plan_following_baseline_gives_the_recorded_bytes(tmp_path):
     summary and misuse tables recorded in tests/data. They were recorded when every agent got
     its own random streams (issue 20: workloads sampled per agent as the run goes), which
     changed every sampled figure once; before that they pinned the code of commit f1ea782
-    through every redefinition since. A change here means results moved: say why, then
+    through every redefinition since. Exposure and blast radius were re-recorded when the
+    probe began summing spans agent by agent and a thief's terms exactly rounded (session 30:
+    last-digit changes, at most 4e-15 relative; blast radius 3780449.999999992 became the
+    exact 3780450). A change here means results moved: say why, then
     re-record (`python -m simharness run tests/data/baseline_plan_following.yaml`)."""
     new = run_csvs(DATA / "baseline_plan_following.yaml", tmp_path)
     for name in ("summary", "misuse"):
