@@ -69,18 +69,18 @@ _READY = object()  # _AgentState.fast of an idle agent whose next task may reuse
 class _AgentState:
     # The fields begin and leave's fast paths read and write once per task first, so that
     # they share as few cache lines as possible (the run evicts them between an agent's tasks).
-    __slots__ = ("fast", "last", "allowed", "spare", "spare_key", "spare_declared",
-                 "task_allowed", "task_weight", "task_thief", "task_life", "task_until",
-                 "idle_allowed", "idle_weight", "idle_thief", "idle_life", "idle_until",
-                 "marks", "valid_until", "weight", "thief", "tasks", "life_end", "agent", "idle",
-                 "held", "spans")
+    __slots__ = ("fast", "allowed", "marks", "spare", "spare_key", "spare_declared", "idle_until",
+                 "task_allowed", "task_until", "idle_allowed", "last", "task_weight",
+                 "task_thief", "task_life", "idle_weight", "idle_thief", "idle_life",
+                 "valid_until", "weight", "thief", "tasks", "life_end", "agent", "idle", "held",
+                 "spans")
 
     def __init__(self, agent: AgentInfo, idle: Context | None):
         # Nothing probed this agent since _remember (the fast paths of begin and leave): the
         # task's context during it, _READY after it; None otherwise. While it is set, the
-        # fast paths keep only `last` and `allowed`: valid_until, weight, thief, tasks and
-        # life_end are stale until AuthorityProbe._settle writes them out (`current` reads
-        # them without).
+        # fast paths switch only `allowed` and record the instant (`marks`): valid_until,
+        # weight, thief, tasks and life_end are stale until AuthorityProbe._settle writes them
+        # out (`current` reads them without).
         self.fast: object = None
         self.valid_until = math.inf  # the next expiry or release among its contexts
         self.last = 0.0  # integrated up to here (then up to marks[-1], if any)

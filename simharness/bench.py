@@ -678,24 +678,31 @@ def speed_scenario(agents: int = 200, steps: int = 3, servers: int = 8,
             "controls.per_action_policy.revoke_on_deviation=false"])
 
 
-def probe_overhead(horizon: str = "28h", repeats: int = 2) -> dict[str, Any]:
+def probe_overhead(horizon: str = "28h", repeats: int = 3) -> dict[str, Any]:
     """Time of a whole run (workload, digest, simulation, metrics: sweeps.run_one) of the
-    speed scenario with authority probing over the same run without it, CPU seconds, best of
-    `repeats` each, alternating. At the default horizon a run has about a million actions."""
+    speed scenario with authority probing over the same run without it, CPU seconds. The runs
+    go in pairs, back to back, in alternating order (ABBA: a machine speeding up or slowing
+    down over the measurement cancels out); the overhead is the median of the pairs' ratios,
+    which one pair disturbed by a neighbour on the machine does not move. At the default
+    horizon a run has about a million actions."""
     from simharness import sweeps
 
     spec = speed_scenario(horizon=horizon)
     task = next(t for t in sweeps.plan([({}, spec)]) if not t.hidden)
     best = {True: math.inf, False: math.inf}
+    ratios = []
     actions = 0
-    for _ in range(repeats):
-        for probe in (False, True):
+    for k in range(repeats):
+        took = {}
+        for probe in ((False, True) if k % 2 == 0 else (True, False)):
             t0 = time.process_time()
             row = sweeps.run_one(task, probe=probe)["row"]
-            best[probe] = min(best[probe], time.process_time() - t0)
+            took[probe] = time.process_time() - t0
+            best[probe] = min(best[probe], took[probe])
             actions = row["actions"]
+        ratios.append(took[True] / took[False] - 1.0)
     return {"actions": actions, "with_probe_s": best[True], "without_s": best[False],
-            "overhead": best[True] / best[False] - 1.0}
+            "pairs": ratios, "overhead": float(np.median(ratios))}
 
 
 _SCALE_RUN = """

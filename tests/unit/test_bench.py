@@ -165,3 +165,28 @@ def test_policy_engines_are_benchmarked_side_by_side_and_agree():
     assert cases[0].name == "policy/rules"  # the reference every other engine must agree with
     for c in cases:
         c.run(0, 10)
+
+
+def test_probe_overhead_pairs_runs_in_abba_order_and_takes_the_median_pairs_ratio(monkeypatch):
+    """Runs go in back-to-back pairs, the order alternating (without, with; with, without;
+    ...), and the overhead is the median of the pairs' ratios: here pairs of 1 s without and
+    1.05, 1.5 (a disturbed pair), 1.08 s with give +8 %, not the +5 % of the best times nor
+    the mean."""
+    from simharness import sweeps
+
+    order: list[bool] = []
+    took = iter([1.05, 1.5, 1.08])
+    clock = [0.0]
+
+    def run_one(task, probe):
+        order.append(probe)
+        clock[0] += next(took) if probe else 1.0
+        return {"row": {"actions": 7}}
+
+    monkeypatch.setattr(sweeps, "run_one", run_one)
+    monkeypatch.setattr(bench.time, "process_time", lambda: clock[0])
+    r = bench.probe_overhead(horizon="10m", repeats=3)
+    assert order == [False, True, True, False, False, True]
+    assert r["pairs"] == pytest.approx([0.05, 0.5, 0.08])
+    assert r["overhead"] == pytest.approx(0.08)
+    assert (r["with_probe_s"], r["without_s"], r["actions"]) == (pytest.approx(1.05), 1.0, 7)
