@@ -110,9 +110,9 @@ class _AgentState:
         self.held: list[Context] = []  # ended tasks whose own credential is still live
 
 
-# An interval or a use, (start, end, weight), as the 24 bytes the hot paths append to a
-# bytearray: converted at once to C doubles, it keeps no float object alive until the fold
-# (holding them grew the run's memory and cost more than packing) and folds without a copy.
+# An interval (start, end, weight) or a use (start, duration, weight) as the 24 bytes the
+# hot paths append to a bytearray: C doubles at once, so the buffers keep no float object
+# alive until the fold, and numpy reads them without a copy.
 pack_span = struct.Struct("3d").pack
 
 TIMELINE_POINTS = 97
@@ -538,8 +538,9 @@ class AuthorityProbe:
     def _settle(self, i: int) -> _AgentState:
         """Agent i's state with every field written out, its fast paths closed. The fast
         paths of begin and leave switch only `allowed` (which the engine reads once per action)
-        and record the instant (marks); the rest follows from `fast` and what _remember kept (`current`), and
-        is written out here, before any other path reads or changes it."""
+        and record the instant (marks); the rest follows from `fast` and what _remember kept
+        (`current`), and is written out here, marks integrated, before any other path reads or
+        changes it."""
         st = self.state[i]
         if st.fast is not None:
             if st.marks:
