@@ -686,6 +686,27 @@ def test_a_span_clips_a_thiefs_window_to_the_warm_up_and_ends_it_at_the_credenti
     assert probe._blast_terms == [700.0, 10.0]
 
 
+def test_a_span_with_no_thief_authority_adds_no_blast_time_and_one_past_the_horizon_is_cut():
+    """Authority 1 with nothing for a thief over [20, 30): an interval, no blast terms (the
+    blast radius averages over the time a thief gets something). A thief authority 2 over
+    [90, 120) with horizon 100, what it steals working until 200 (cut at 100): terms
+    2 x ((100 - 90)^2 - 0) / 2 = 100 over 10."""
+    probe, *_ = _probe_alone()
+    probe._sum(20.0, 30.0, 1.0, 0.0, math.inf, False)
+    assert probe._blast_terms == [] and len(probe.exposure.pending) == 24
+    probe._sum(90.0, 120.0, 0.0, 2.0, 200.0, False)
+    assert probe._blast_terms == [100.0, 10.0]
+
+
+def test_a_cumulative_shows_no_interval_left_empty_by_its_clip():
+    """[0, 10) under a span starting at 10 is empty once clipped: not shown, not summed."""
+    acc = Cumulative(10.0, 110.0, points=2)
+    acc.add(0.0, 10.0, 5.0)
+    acc.add(20.0, 30.0, 1.0)
+    assert [x.tolist() for x in acc.intervals()] == [[20.0], [30.0], [1.0]]
+    assert acc.total == 10.0
+
+
 def test_the_engine_folds_the_probe_with_every_chunk_it_logs(monkeypatch):
     """The probe's buffers are folded whenever the engine hands a chunk of actions on (every
     CHUNK_ROWS, here 50): they never hold more than a chunk's worth, and the sums agree with
