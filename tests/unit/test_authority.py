@@ -787,3 +787,38 @@ def test_a_fold_leaves_nothing_behind_and_changes_the_sums_only_by_rounding():
         found.append((a.exposure.curve()[1], a.standing))
     np.testing.assert_allclose(found[0][0], found[1][0], rtol=1e-12)
     assert found[0][1] == pytest.approx(found[1][1], rel=1e-12)
+
+
+class _TaskCredentialReads(StaticIAM):
+    """Allows a request presenting a task credential: everything while its task runs, reads
+    only once the task has ended (a replayed token); nothing without one."""
+
+    def decide(self, req):
+        cred = req.credential
+        ok = cred is not None and cred.kind == "task" and (req.task_active or req.action == "read")
+        return Decision(ok, ("task credential",))
+
+
+def test_a_task_credential_outliving_its_task_is_held_inactive_until_it_expires():
+    """A task presenting its own credential (live until 100) over [10, 20), then a task with
+    none over [30, 40): the first's credential stays with the agent once its task ends,
+    probed as an ended task's (reads only), through the second task and after it, until it
+    expires at 100."""
+    world = World(plain_spec())
+    probe, _, ledger, agent, _ = _probe_alone(control=_TaskCredentialReads("t", {}, world))
+    ident = agent.standing_identity
+    everything = sum(world.weight.values())
+    reads = sum(w for p, w in world.weight.items() if p[1] == "read")
+    assert 0 < reads < everything
+    cred = ledger.issue(ident, frozenset(world.weight), 10.0, ttl=90.0, kind="task", task_id=1)
+    first = _task_context(agent, ident, 1, "answer_ticket", cred=cred)
+    probe.enter(0, first, 10.0)
+    assert probe.current(0).weight == pytest.approx(everything)
+    probe.leave(0, first, 20.0)
+    assert probe.current(0).weight == pytest.approx(reads)  # held, probed as ended
+    second = _task_context(agent, ident, 2, "answer_ticket")
+    probe.enter(0, second, 30.0)
+    probe.leave(0, second, 40.0)  # not the short cut: a credential is held
+    assert probe.current(0).weight == pytest.approx(reads)
+    probe._advance(0, 100.0)
+    assert probe.current(0).weight == 0.0
