@@ -112,8 +112,18 @@ class _AgentState:
 
 # An interval (start, end, weight) or a use (start, duration, weight) as the 24 bytes the
 # hot paths append to a bytearray: C doubles at once, so the buffers keep no float object
-# alive until the fold, and numpy reads them without a copy.
+# alive until the fold.
 pack_span = struct.Struct("3d").pack
+
+
+def _take(buffer: bytearray) -> np.ndarray:
+    """The packed spans as an (n, 3) array, the buffer emptied in place (the hot paths hold
+    its bound `extend`). numpy reads a copy: a view would forbid emptying the buffer for as
+    long as anything holds it, and a sampling profiler (dask's workers run one) can hold a
+    frame's locals past the frame's return."""
+    x = np.frombuffer(bytes(buffer)).reshape(-1, 3)
+    del buffer[:]
+    return x
 
 TIMELINE_POINTS = 97
 
@@ -159,10 +169,8 @@ class Cumulative:
         """Sum the pending intervals into the bins, then the intervals (a, b, w) given as
         arrays."""
         if self.pending:
-            x = np.frombuffer(self.pending).reshape(-1, 3)
+            x = _take(self.pending)
             self._fold(x[:, 0], x[:, 1], x[:, 2])
-            del x  # a view of `pending`, which cannot be emptied in place while it lives
-            del self.pending[:]
         if a is not None and len(a):
             self._fold(np.asarray(a, float), np.asarray(b, float), np.asarray(w, float))
 
@@ -181,7 +189,7 @@ class Cumulative:
     def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(a, b, w) of the intervals not folded yet, in order, clipped to [lo, hi], empty
         ones dropped: what the probe integrated since its last fold (for inspection)."""
-        x = np.frombuffer(self.pending).reshape(-1, 3)
+        x = np.frombuffer(bytes(self.pending)).reshape(-1, 3)  # a copy: see _take
         a, b = np.maximum(x[:, 0], self.lo), np.minimum(x[:, 1], self.hi)
         inside = b > a
         return a[inside], b[inside], x[inside, 2]
@@ -433,10 +441,8 @@ class AuthorityProbe:
             self._blast_sums += (math.fsum(terms[0::2]), math.fsum(terms[1::2]))
             terms.clear()
         if self._uses:
-            x = np.frombuffer(self._uses).reshape(-1, 3)
+            x = _take(self._uses)
             self.exposure.fold(x[:, 0], x[:, 0] + x[:, 1], -x[:, 2])  # clipped there
-            del x  # (see Cumulative.fold)
-            del self._uses[:]
 
     def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The authority intervals integrated since the last fold, agent by agent (for

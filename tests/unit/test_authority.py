@@ -822,3 +822,25 @@ def test_a_task_credential_outliving_its_task_is_held_inactive_until_it_expires(
     assert probe.current(0).weight == pytest.approx(reads)
     probe._advance(0, 100.0)
     assert probe.current(0).weight == 0.0
+
+
+def test_a_fold_does_not_depend_on_who_still_holds_its_frames():
+    """dask's workers sample every thread's stack and may hold a frame past its return, and
+    the frame keeps its locals, arrays read from the packed spans included: the fold must
+    still empty its buffer (a view of the bytearray would forbid resizing it)."""
+    import sys
+
+    frames = []
+
+    def keep(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "_fold":
+            frames.append(frame)
+
+    acc = Cumulative(0.0, 10.0)
+    acc.add(1.0, 2.0, 1.0)
+    sys.setprofile(keep)
+    try:
+        acc.fold()
+    finally:
+        sys.setprofile(None)
+    assert frames and not acc.pending and acc.total == 1.0
