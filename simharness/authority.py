@@ -116,14 +116,19 @@ class _AgentState:
 pack_span = struct.Struct("3d").pack
 
 
+def _read(buffer: bytearray) -> np.ndarray:
+    """The packed spans as an (n, 3) array of a copy: a view would forbid emptying the buffer
+    in place for as long as anything holds it, and a sampling profiler (dask's workers run
+    one) can hold a frame's locals past the frame's return."""
+    return np.frombuffer(bytes(buffer)).reshape(-1, 3)
+
+
 def _take(buffer: bytearray) -> np.ndarray:
-    """The packed spans as an (n, 3) array, the buffer emptied in place (the hot paths hold
-    its bound `extend`). numpy reads a copy: a view would forbid emptying the buffer for as
-    long as anything holds it, and a sampling profiler (dask's workers run one) can hold a
-    frame's locals past the frame's return."""
-    x = np.frombuffer(bytes(buffer)).reshape(-1, 3)
+    """_read, the buffer then emptied in place (the hot paths hold its bound `extend`)."""
+    x = _read(buffer)
     del buffer[:]
     return x
+
 
 TIMELINE_POINTS = 97
 
@@ -167,12 +172,12 @@ class Cumulative:
     def fold(self, a: np.ndarray | None = None, b: np.ndarray | None = None,
              w: np.ndarray | None = None) -> None:
         """Sum the pending intervals into the bins, then the intervals (a, b, w) given as
-        arrays."""
+        float arrays."""
         if self.pending:
             x = _take(self.pending)
             self._fold(x[:, 0], x[:, 1], x[:, 2])
         if a is not None and len(a):
-            self._fold(np.asarray(a, float), np.asarray(b, float), np.asarray(w, float))
+            self._fold(a, b, w)  # type: ignore[arg-type]
 
     def _fold(self, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> None:
         a, b = np.maximum(a, self.lo), np.minimum(b, self.hi)
@@ -189,7 +194,7 @@ class Cumulative:
     def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(a, b, w) of the intervals not folded yet, in order, clipped to [lo, hi], empty
         ones dropped: what the probe integrated since its last fold (for inspection)."""
-        x = np.frombuffer(bytes(self.pending)).reshape(-1, 3)  # a copy: see _take
+        x = _read(self.pending)
         a, b = np.maximum(x[:, 0], self.lo), np.minimum(x[:, 1], self.hi)
         inside = b > a
         return a[inside], b[inside], x[inside, 2]
